@@ -1,0 +1,45 @@
+# MicroAI: two entry points for a fresh machine.
+#   make run   set up (Debian packages + .venv) then run the pipeline on params.yaml
+#   make test  set up then run the whole test suite
+# Set-up is idempotent: stamps make re-runs install nothing.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+CORES ?= all
+
+.PHONY: setup run test lint clean-results
+
+setup: $(VENV)/.deps-stamp .apt-stamp
+
+# Debian toolchain: cross compiler, newlib and the Cortex-M4F emulator.
+.apt-stamp:
+	@if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null \
+	    || ! test -f /usr/lib/arm-none-eabi/newlib/libc.a; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+	@touch $@
+
+$(VENV)/.deps-stamp: requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	@touch $@
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES) results/tables.csv
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/snakemake --lint
+
+clean-results:
+	rm -rf results/* data build .snakemake

@@ -1,0 +1,355 @@
+"""The framework-neutral model graph: the spine between training and deployment.
+
+Tensors are channels-first without the batch dimension, as in PyTorch:
+``(C, L)`` for 1D signals, ``(C, H, W)`` for images, ``(N,)`` for vectors.
+Weights keep PyTorch layouts: Conv1D kernel ``(out, in, k)``, Conv2D kernel
+``(out, in, kh, kw)``, Dense kernel ``(out, in)``.
+
+A graph is saved as two files with one stem: ``<stem>.json`` (structure,
+attributes, number formats; human readable) and ``<stem>.npz`` (weights).
+The integer arithmetic every backend must reproduce is specified in
+``docs/arithmetic.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+#: Operators and the weight names each one carries.
+OPERATORS: dict[str, tuple[str, ...]] = {
+    "Input": (),
+    "Conv1D": ("kernel", "bias"),
+    "Conv2D": ("kernel", "bias"),
+    "Dense": ("kernel", "bias"),
+    "MaxPool1D": (),
+    "MaxPool2D": (),
+    "AvgPool1D": (),
+    "AvgPool2D": (),
+    "Add": (),
+    "ReLU": (),
+    "BatchNorm": ("mean", "var", "gamma", "beta"),  # folded to ("scale", "bias") by codegen passes
+    "Scale": ("scale", "bias"),  # per-channel multiply-add (a BatchNorm without a conv to fold into)
+    "Flatten": (),
+    "ZeroPadding1D": (),
+    "ZeroPadding2D": (),
+    "Softmax": (),
+    "Identity": (),
+}
+
+
+class GraphError(ValueError):
+    """A graph that cannot be built, saved, loaded or run; the message names the node."""
+
+
+@dataclass(frozen=True)
+class QFormat:
+    """Signed fixed-point format: ``width`` bits, ``frac`` fractional bits (value = int * 2**-frac).
+
+    ``frac`` may exceed ``width - 1`` (values below 0.5) or be negative (large values).
+    """
+
+    width: int
+    frac: int
+
+    @property
+    def integer_bits(self) -> int:
+        """Integer bits m of the paper's Qm.n notation (sign bit excluded)."""
+        return self.width - self.frac - 1
+
+    @property
+    def min_int(self) -> int:
+        return -(1 << (self.width - 1))
+
+    @property
+    def max_int(self) -> int:
+        return (1 << (self.width - 1)) - 1
+
+    def to_json(self) -> dict[str, int]:
+        return {"width": self.width, "frac": self.frac}
+
+    @classmethod
+    def from_json(cls, d: dict[str, int]) -> QFormat:
+        return cls(int(d["width"]), int(d["frac"]))
+
+    def __str__(self) -> str:
+        return f"Q{self.integer_bits}.{self.frac}"
+
+
+@dataclass
+class Node:
+    """One operator. ``formats`` maps ``"output"`` and weight names to their QFormat once quantized."""
+
+    name: str
+    op: str
+    inputs: list[str] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    shape: tuple[int, ...] = ()
+    formats: dict[str, QFormat] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return f"node '{self.name}' ({self.op})"
+
+
+@dataclass
+class Graph:
+    """A DAG of nodes in topological order; ``precision`` is ``float32`` or ``int<w>``.
+
+    ``rounding`` (``"floor"`` or ``"nearest"``) applies to every right shift of the
+    integer arithmetic; ``quant_rounding`` (``"trunc"`` or ``"nearest"``) to the
+    conversion of float weights and inputs to fixed point.
+    """
+
+    nodes: list[Node]
+    output: str
+    precision: str = "float32"
+    rounding: str = "floor"
+    quant_rounding: str = "trunc"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ access
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise GraphError(f"no node named '{name}'")
+
+    @property
+    def input(self) -> Node:
+        inputs = [n for n in self.nodes if n.op == "Input"]
+        if len(inputs) != 1:
+            raise GraphError(f"graph must have exactly one Input node, has {len(inputs)}")
+        return inputs[0]
+
+    @property
+    def is_quantized(self) -> bool:
+        return self.precision != "float32"
+
+    @property
+    def width(self) -> int:
+        """Integer width of a quantized graph (``int16`` -> 16)."""
+        if not self.is_quantized:
+            raise GraphError("float32 graph has no integer width")
+        return int(self.precision[3:])
+
+    def consumers(self, name: str) -> list[Node]:
+        return [n for n in self.nodes if name in n.inputs]
+
+    def copy(self) -> Graph:
+        return Graph(
+            nodes=[
+                Node(n.name, n.op, list(n.inputs), json.loads(json.dumps(n.attrs)),
+                     {k: v.copy() for k, v in n.weights.items()}, tuple(n.shape), dict(n.formats))
+                for n in self.nodes
+            ],
+            output=self.output,
+            precision=self.precision,
+            rounding=self.rounding,
+            quant_rounding=self.quant_rounding,
+            metadata=json.loads(json.dumps(self.metadata)),
+        )
+
+    # -------------------------------------------------------------- checking
+    def validate(self) -> None:
+        """Check names, operators, topological order and weights; then infer shapes."""
+        seen: set[str] = set()
+        for n in self.nodes:
+            if n.op not in OPERATORS:
+                raise GraphError(f"{n.describe()}: unsupported operator; supported: {sorted(OPERATORS)}")
+            if n.name in seen:
+                raise GraphError(f"{n.describe()}: duplicate node name")
+            for i in n.inputs:
+                if i not in seen:
+                    raise GraphError(f"{n.describe()}: input '{i}' is not defined before it")
+            missing = [w for w in OPERATORS[n.op] if w not in n.weights]
+            if missing:
+                raise GraphError(f"{n.describe()}: missing weights {missing}")
+            seen.add(n.name)
+        if self.output not in seen:
+            raise GraphError(f"output '{self.output}' is not a node")
+        if self.rounding not in ("floor", "nearest"):
+            raise GraphError(f"rounding must be 'floor' or 'nearest', got '{self.rounding}'")
+        if self.quant_rounding not in ("trunc", "nearest"):
+            raise GraphError(f"quant_rounding must be 'trunc' or 'nearest', got '{self.quant_rounding}'")
+        infer_shapes(self)
+
+    # ------------------------------------------------------------ statistics
+    def param_count(self) -> int:
+        return int(sum(w.size for n in self.nodes for w in n.weights.values()))
+
+    def macs(self) -> int:
+        """Multiply-accumulates per inference of Conv and Dense layers (the paper's count)."""
+        total = 0
+        for n in self.nodes:
+            if n.op in ("Conv1D", "Conv2D", "Dense"):
+                total += int(np.prod(n.shape)) * int(np.prod(n.weights["kernel"].shape[1:]))
+        return total
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> None:
+        """Write ``<stem>.json`` and ``<stem>.npz`` atomically (temp files then rename)."""
+        json_path, npz_path = artifact_paths(path)
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"{n.name}/{k}": v for n in self.nodes for k, v in n.weights.items()}
+        doc = {
+            "format_version": FORMAT_VERSION,
+            "precision": self.precision,
+            "rounding": self.rounding,
+            "quant_rounding": self.quant_rounding,
+            "output": self.output,
+            "metadata": self.metadata,
+            "nodes": [
+                {
+                    "name": n.name,
+                    "op": n.op,
+                    "inputs": n.inputs,
+                    "attrs": n.attrs,
+                    "shape": list(n.shape),
+                    "weights": {k: list(v.shape) for k, v in n.weights.items()},
+                    "formats": {k: f.to_json() for k, f in n.formats.items()},
+                }
+                for n in self.nodes
+            ],
+        }
+        tmp_json = json_path.with_suffix(".json.tmp")
+        tmp_npz = npz_path.with_suffix(".tmp.npz")
+        try:
+            tmp_json.write_text(json.dumps(doc, indent=1) + "\n")
+            np.savez(tmp_npz, **arrays)
+            tmp_npz.replace(npz_path)
+            tmp_json.replace(json_path)
+        finally:
+            tmp_json.unlink(missing_ok=True)
+            tmp_npz.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Graph:
+        json_path, npz_path = artifact_paths(path)
+        try:
+            doc = json.loads(json_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise GraphError(f"{json_path}: cannot read graph artifact: {e}") from e
+        if doc.get("format_version") != FORMAT_VERSION:
+            raise GraphError(
+                f"{json_path}: format_version {doc.get('format_version')}, expected {FORMAT_VERSION}"
+            )
+        try:
+            with np.load(npz_path) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError) as e:
+            raise GraphError(f"{npz_path}: cannot read weights: {e}") from e
+        nodes = []
+        for d in doc["nodes"]:
+            weights = {}
+            for k, shape in d["weights"].items():
+                key = f"{d['name']}/{k}"
+                if key not in arrays or list(arrays[key].shape) != shape:
+                    raise GraphError(f"{npz_path}: weight '{key}' missing or not of shape {shape}")
+                weights[k] = arrays[key]
+            nodes.append(Node(d["name"], d["op"], list(d["inputs"]), d["attrs"], weights, tuple(d["shape"]),
+                              {k: QFormat.from_json(f) for k, f in d["formats"].items()}))
+        g = cls(nodes, doc["output"], doc["precision"], doc["rounding"], doc["quant_rounding"],
+                doc["metadata"])
+        g.validate()
+        return g
+
+
+def artifact_paths(path: str | Path) -> tuple[Path, Path]:
+    """``foo``, ``foo.json`` or ``foo.npz`` -> (``foo.json``, ``foo.npz``)."""
+    p = Path(path)
+    stem = p.with_suffix("") if p.suffix in (".json", ".npz") else p
+    return stem.with_suffix(".json"), stem.with_suffix(".npz")
+
+
+# ---------------------------------------------------------------- shape inference
+def _pool_out(length: int, pool: int, stride: int, where: str) -> int:
+    if pool > length:
+        raise GraphError(f"{where}: pool size {pool} larger than input length {length}")
+    return (length - pool) // stride + 1
+
+
+def _conv_out(length: int, k: int, stride: int, pad: int, where: str) -> int:
+    out = (length + pad - k) // stride + 1
+    if out < 1:
+        raise GraphError(f"{where}: kernel {k} larger than padded input {length + pad}")
+    return out
+
+
+def infer_shapes(g: Graph) -> None:
+    """Compute every node's output shape in place; raise GraphError naming the node on mismatch.
+
+    Attributes: Conv ``stride``, ``padding`` (1D: [left, right]; 2D: [top, bottom, left, right]);
+    pools ``pool_size`` and ``stride`` (lists for 2D); ZeroPadding ``padding`` (same layout as Conv).
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    for n in g.nodes:
+        where = n.describe()
+        ins = [shapes[i] for i in n.inputs]
+        a = n.attrs
+        if n.op == "Input":
+            shape = tuple(int(s) for s in a["shape"])
+        elif n.op in ("Conv1D", "Conv2D"):
+            dims = 1 if n.op == "Conv1D" else 2
+            (x,) = ins
+            k = n.weights["kernel"]
+            if len(x) != dims + 1 or k.ndim != dims + 2:
+                raise GraphError(f"{where}: input shape {x} / kernel {k.shape} do not make a {n.op}")
+            if k.shape[1] != x[0]:
+                raise GraphError(f"{where}: kernel expects {k.shape[1]} input channels, input has {x[0]}")
+            stride = _as_list(a.get("stride", 1), dims)
+            pad = a.get("padding", [0] * 2 * dims)
+            spatial = [
+                _conv_out(x[1 + d], k.shape[2 + d], stride[d], pad[2 * d] + pad[2 * d + 1], where)
+                for d in range(dims)
+            ]
+            shape = (k.shape[0], *spatial)
+        elif n.op == "Dense":
+            (x,) = ins
+            k = n.weights["kernel"]
+            if len(x) != 1 or k.shape[1] != x[0]:
+                raise GraphError(f"{where}: kernel {k.shape} does not accept input {x} (Flatten first?)")
+            shape = (k.shape[0],)
+        elif n.op in ("MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D"):
+            dims = int(n.op[-2])
+            (x,) = ins
+            if len(x) != dims + 1:
+                raise GraphError(f"{where}: input shape {x} is not {dims}D")
+            pool = _as_list(a["pool_size"], dims)
+            stride = _as_list(a.get("stride", pool), dims)
+            shape = (x[0], *[_pool_out(x[1 + d], pool[d], stride[d], where) for d in range(dims)])
+        elif n.op in ("ZeroPadding1D", "ZeroPadding2D"):
+            dims = int(n.op[-2])
+            (x,) = ins
+            pad = a["padding"]
+            shape = (x[0], *[x[1 + d] + pad[2 * d] + pad[2 * d + 1] for d in range(dims)])
+        elif n.op == "Add":
+            if len(ins) < 2 or any(s != ins[0] for s in ins):
+                raise GraphError(f"{where}: operands must have equal shapes, got {ins}")
+            shape = ins[0]
+        elif n.op == "Flatten":
+            (x,) = ins
+            shape = (math.prod(x),)
+        elif n.op in ("BatchNorm", "Scale"):
+            (x,) = ins
+            w = n.weights["gamma" if n.op == "BatchNorm" else "scale"]
+            if w.shape != (x[0],):
+                raise GraphError(f"{where}: {w.shape[0]} channels of parameters for input {x}")
+            shape = x
+        elif n.op in ("ReLU", "Softmax", "Identity"):
+            (shape,) = ins
+        else:  # pragma: no cover - validate() rejects unknown operators first
+            raise GraphError(f"{where}: no shape rule")
+        n.shape = tuple(int(s) for s in shape)
+        shapes[n.name] = n.shape
+
+
+def _as_list(v: int | list[int], dims: int) -> list[int]:
+    return [int(v)] * dims if isinstance(v, int) else [int(x) for x in v]

@@ -1,0 +1,1 @@
+"""microai.models."""
