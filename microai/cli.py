@@ -1,0 +1,33 @@
+"""Shared plumbing of the stage scripts in workflow/scripts: argument parsing and error reporting."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from microai.config import load_params
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(description=description)
+
+
+def params_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", type=Path, default=Path("params.yaml"),
+                   help="parameters file (Snakemake passes the effective, merged configuration)")
+
+
+def load(args: argparse.Namespace) -> dict[str, Any]:
+    return load_params(args.params)
+
+
+def run(main: Callable[[], object]) -> None:
+    """Run a stage; expected failures print one clear line on stderr and exit 1 (no traceback)."""
+    try:
+        main()
+    except (ValueError, OSError, RuntimeError, TimeoutError) as err:
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        sys.exit(1)

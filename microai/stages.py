@@ -1,0 +1,237 @@
+"""One function per pipeline stage: what each Snakemake/DVC rule runs, callable from a notebook.
+
+Each stage reads files, calls the library and writes its outputs atomically; the scripts in
+``workflow/scripts`` are argparse wrappers around these functions.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from microai.config import section, write_json
+
+# ----------------------------------------------------------------------------- data
+
+
+def download(dataset: str, params: dict[str, Any], raw_dir: Path) -> Path:
+    """Fetch a dataset's official archives (or check a local mirror) into ``raw_dir``."""
+    from microai.data import download_dataset
+
+    return download_dataset(dataset, section(params, "datasets", dataset), Path(raw_dir))
+
+
+def prepare(dataset: str, params: dict[str, Any], raw_dir: Path, out_npz: Path) -> Path:
+    """Official format -> the paper's preprocessing -> z-scored ``.npz``."""
+    from microai.data import prepare_dataset
+
+    return prepare_dataset(dataset, section(params, "datasets", dataset), Path(raw_dir), Path(out_npz))
+
+
+# ---------------------------------------------------------------------------- train
+
+
+def train_float(prepared_npz: Path, model: str, filters: int, run: int, params: dict[str, Any],
+                out_ckpt: Path, out_metrics: Path, threads: int = 1) -> dict[str, Any]:
+    """Train one float model (the run index is the seed); save checkpoint and metrics."""
+    import torch
+
+    from microai.data import load_prepared
+    from microai.models import build_model
+    from microai.train import TrainConfig, evaluate, save_checkpoint, train
+
+    torch.set_num_threads(threads)
+    data = load_prepared(Path(prepared_npz))
+    dataset = Path(prepared_npz).stem
+    cfg = TrainConfig.from_dict(section(params, "train", dataset))
+    options = params.get("models", {}).get(model, {})
+    net = build_model(model, data.input_shape, data.num_classes, filters, **options)
+    history = train(net, data.x_train, data.y_train, cfg, seed=run, x_val=data.x_test, y_val=data.y_test)
+    metrics = {
+        "dataset": dataset, "model": model, "filters": filters, "run": run,
+        "test_accuracy": evaluate(net, data.x_test, data.y_test),
+        "params": int(sum(p.numel() for p in net.parameters())),
+        "history": history,
+    }
+    save_checkpoint(Path(out_ckpt), net, model, options, data.input_shape, data.num_classes, filters)
+    write_json(out_metrics, metrics)
+    return metrics
+
+
+# ------------------------------------------------------------------------- quantize
+
+
+def import_graph(ckpt: Path, prepared_npz: Path, out_graph: Path) -> None:
+    """Trained PyTorch checkpoint -> float32 graph IR artifact (torch.fx)."""
+    from microai.data import load_prepared
+    from microai.graph.torch_import import from_torch
+    from microai.train import load_checkpoint
+
+    data = load_prepared(Path(prepared_npz))
+    graph = from_torch(load_checkpoint(Path(ckpt)), data.input_shape, name=Path(ckpt).parent.parent.name)
+    graph.save(out_graph)
+
+
+def quantize_ptq(graph_path: Path, prepared_npz: Path, precision: dict[str, Any], out_graph: Path) -> None:
+    """Post-training quantization calibrated on training data."""
+    from microai.data import load_prepared
+    from microai.graph import Graph
+    from microai.quant.ptq import quantize_ptq as ptq
+
+    data = load_prepared(Path(prepared_npz))
+    n = precision.get("calibration_samples", len(data.x_train))
+    quantized = ptq(
+        Graph.load(graph_path), data.x_train[:n], width=precision["width"],
+        granularity=precision.get("granularity", "layer"), fixed_frac=precision.get("fixed_frac"),
+        rounding=precision.get("rounding", "floor"), quant_rounding=precision.get("quant_rounding", "trunc"),
+    )
+    quantized.save(out_graph)
+
+
+def quantize_qat(ckpt: Path, prepared_npz: Path, run: int, qat_schedule: dict[str, Any],
+                 precision: dict[str, Any], out_graph: Path, out_metrics: Path, threads: int = 1) -> None:
+    """Quantization-aware training from the trained float model, exported with its learned formats."""
+    import torch
+
+    from microai.data import load_prepared
+    from microai.quant.qat import export_qat, train_qat
+    from microai.train import TrainConfig, load_checkpoint
+
+    torch.set_num_threads(threads)
+    data = load_prepared(Path(prepared_npz))
+    net = load_checkpoint(Path(ckpt))
+    qat_model, history = train_qat(
+        net, data.x_train, data.y_train, TrainConfig.from_dict(qat_schedule), width=precision["width"],
+        seed=run, granularity=precision.get("granularity", "layer"),
+        rounding=precision.get("rounding", "floor"),
+    )
+    graph = export_qat(qat_model, data.input_shape, precision["width"])
+    graph.save(out_graph)
+    write_json(out_metrics, {"run": run, "width": precision["width"], "history": history})
+
+
+# ------------------------------------------------------------------------- evaluate
+
+
+def evaluate(graph_path: Path, prepared_npz: Path, precision: str, out_json: Path) -> dict[str, Any]:
+    """Test accuracy with the reference executor (float32 or exact integer arithmetic)."""
+    from microai.data import load_prepared
+    from microai.graph import Graph
+    from microai.quant import reference
+
+    graph = Graph.load(graph_path)
+    data = load_prepared(Path(prepared_npz))
+    bits = 32 if not graph.is_quantized else graph.width
+    result = {
+        "precision": precision,
+        "graph_precision": graph.precision,
+        "accuracy": reference.accuracy(graph, data.x_test, data.y_test),
+        "test_vectors": int(len(data.y_test)),
+        "params": graph.param_count(),
+        "macs": graph.macs(),
+        "param_bytes": graph.param_count() * _storage_bytes(bits),
+        "synthetic": bool(data.provenance.get("synthetic", False)),
+        "how_measured": "reference executor (numpy" + (", exact integer arithmetic)" if graph.is_quantized
+                                                        else ", float32)"),
+    }
+    write_json(out_json, result)
+    return result
+
+
+def _storage_bytes(bits: int) -> int:
+    return 4 if bits > 16 else (2 if bits > 8 else 1)
+
+
+# -------------------------------------------------------------------------- codegen
+
+
+def generate_c(graph_path: Path, out_dir: Path) -> dict[str, Any]:
+    """Graph IR artifact -> C library (model.h, model.c, number.h) + codegen_report.json."""
+    from codegen import convert
+    from microai.graph import Graph
+
+    result = convert(Graph.load(graph_path), Path(out_dir))
+    return dict(vars(result)) if not isinstance(result, dict) else result
+
+
+def check_host(graph_path: Path, c_dir: Path, prepared_npz: Path, out_json: Path) -> dict[str, Any]:
+    """Compile the generated C natively and compare it with the reference on the WHOLE test set."""
+    import json
+
+    from codegen.host import check_against_reference
+
+    from microai.data import load_prepared
+    from microai.graph import Graph
+
+    graph = Graph.load(graph_path)
+    data = load_prepared(Path(prepared_npz))
+    check = check_against_reference(graph, Path(c_dir), data.x_test, data.y_test)
+    report = json.loads((Path(c_dir) / "codegen_report.json").read_text())
+    result = {**_jsonable(check), **{k: v for k, v in report.items() if k.startswith("activation_bytes")},
+              "test_vectors": int(len(data.y_test)), "how_measured": "host build (cc), whole test set"}
+    write_json(out_json, result)
+    return result
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in d.items()}
+
+
+# ---------------------------------------------------------------------- deploy, run
+
+
+def _test_vectors(graph_path: Path, prepared_npz: Path, count: int):
+    from codegen import pack_input
+    from microai.data import load_prepared
+    from microai.graph import Graph
+
+    graph = Graph.load(graph_path)
+    data = load_prepared(Path(prepared_npz))
+    x = data.x_test[:count]
+    return graph, x, pack_input(graph, x)
+
+
+def compile_firmware(board_name: str, c_dir: Path, graph_path: Path, prepared_npz: Path, vectors: int,
+                     opt: str, out_dir: Path) -> dict[str, Any]:
+    """Cross-compile the harness + generated C for a board; fails with DoesNotFit naming the limits."""
+    from microai.deploy.boards import get_board
+
+    board = get_board(board_name)
+    _, _, packed = _test_vectors(graph_path, prepared_npz, vectors)
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent if out_dir.parent.exists() else None) as tmp:
+        build = board.build(Path(c_dir), packed, Path(tmp) / "build", opt=opt)
+        result = {"board": board_name, "opt": opt, "vectors": vectors, **_jsonable(_build_fields(build))}
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        shutil.move(str(Path(tmp) / "build"), out_dir)
+    result["elf"] = str(out_dir / Path(result["elf"]).name)
+    write_json(out_dir / "build.json", result)
+    return result
+
+
+def _build_fields(build: Any) -> dict[str, Any]:
+    fields = dict(vars(build)) if not isinstance(build, dict) else dict(build)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in fields.items()}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def aggregate(results: list[Path], params: dict[str, Any], out_table: Path, out_paper_table: Path) -> None:
+    """All per-run results -> results/tables.csv (long format) and the paper's A3-A5 layout."""
+    from microai.deploy.frameworks import unavailable_rows
+    from microai.report.tables import paper_layout, read_results, results_table, write_csv
+
+    sweep = params["sweep"]
+    boards = list(sweep["boards"])
+    unavailable = unavailable_rows(list(sweep.get("frameworks", ["microai"])), boards)
+    table = results_table(read_results(results), boards, unavailable)
+    if table.empty:
+        raise ValueError("no evaluation results to aggregate")
+    write_csv(table, out_table)
+    write_csv(paper_layout(table), out_paper_table)

@@ -1,0 +1,27 @@
+# Stage 1 - data: official archive -> paper preprocessing -> z-scored arrays.
+
+
+rule download:
+    output:
+        "data/raw/{dataset}/manifest.json",
+    params:
+        dataset_cfg=lambda w: config["datasets"][w.dataset],
+    log:
+        "logs/download/{dataset}.log",
+    shell:
+        "{PYTHON} workflow/scripts/download.py --params {PARAMS_FILE} --dataset {wildcards.dataset}"
+        " --raw-dir data/raw/{wildcards.dataset} 2> {log}"
+
+
+rule prepare:
+    input:
+        rules.download.output,
+    output:
+        PREPARED,
+    params:
+        dataset_cfg=lambda w: config["datasets"][w.dataset],
+    log:
+        "logs/prepare/{dataset}.log",
+    shell:
+        "{PYTHON} workflow/scripts/prepare.py --params {PARAMS_FILE} --dataset {wildcards.dataset}"
+        " --raw-dir data/raw/{wildcards.dataset} --out {output} 2> {log}"

@@ -1,0 +1,23 @@
+# Stage 8 - aggregation: every measured number into results/tables.csv and the paper's A3-A5 layout.
+
+
+def report_inputs(wildcards):
+    files = sweep_targets(RUN_DIR + "/{precision}.eval.json")
+    files += sweep_targets(RUN_DIR + "/{precision}.host.json", runs=DEPLOY_RUNS)
+    files += sweep_targets(RUN_DIR + "/{precision}.{board}.json", runs=DEPLOY_RUNS, board=SWEEP["boards"])
+    return files
+
+
+rule aggregate:
+    input:
+        report_inputs,
+    output:
+        table="results/tables.csv",
+        paper="results/paper_tables.csv",
+    params:
+        sweep=SWEEP,
+    log:
+        "logs/aggregate.log",
+    shell:
+        "{PYTHON} workflow/scripts/aggregate.py --params {PARAMS_FILE} --out {output.table}"
+        " --out-paper {output.paper} {input} 2> {log}"

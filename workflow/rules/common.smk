@@ -1,0 +1,64 @@
+# Shared by every rule: parameter validation (before any rule runs), wildcard constraints, paths.
+import json
+from pathlib import Path
+
+from microai.config import ConfigError, validate_params
+
+try:
+    validate_params(config, "configuration (params.yaml / --configfile / --config)")
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+SWEEP = config["sweep"]
+PRECISIONS = config["precisions"]
+PTQ_PRECISIONS = [p for p in SWEEP["precisions"] if PRECISIONS[p]["method"] == "ptq"]
+QAT_PRECISIONS = [p for p in SWEEP["precisions"] if PRECISIONS[p]["method"] == "qat"]
+DEPLOY_RUNS = [r for r in config["deploy"]["runs"] if r in SWEEP["runs"]]
+PYTHON = "python"
+
+# Scripts read the effective parameters (params.yaml merged with --configfile/--config) from this
+# file; rules declare the sections they use as `params:` so that changing one reruns only them.
+PARAMS_FILE = Path(".snakemake/microai/params.json")
+_effective = json.dumps(config, indent=1, sort_keys=True)
+if not PARAMS_FILE.exists() or PARAMS_FILE.read_text() != _effective:
+    PARAMS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    PARAMS_FILE.write_text(_effective)
+
+
+def _alternatives(names):
+    return "|".join(sorted((n.replace(".", r"\.") for n in names), key=len, reverse=True)) or "$^"
+
+
+wildcard_constraints:
+    dataset=_alternatives(SWEEP["datasets"]),
+    model=_alternatives(SWEEP["models"]),
+    filters=r"\d+",
+    run=r"\d+",
+    precision=_alternatives(config["precisions"]),
+    ptq_precision=_alternatives(PTQ_PRECISIONS),
+    qat_precision=_alternatives(QAT_PRECISIONS),
+    board=_alternatives(SWEEP["boards"]),
+
+
+# Path patterns (one model = dataset x model x filters x run).
+MODEL_DIR = "results/models/{dataset}/{model}-f{filters}/run{run}"
+RUN_DIR = "results/runs/{dataset}/{model}-f{filters}/run{run}"
+BUILD_DIR = "build/{dataset}/{model}-f{filters}/run{run}/{precision}"
+PREPARED = "data/prepared/{dataset}.npz"
+
+
+def graph_files(pattern):
+    """A graph IR artifact is two files: <stem>.json (structure, formats) and <stem>.npz (weights)."""
+    return [pattern + ".json", pattern + ".npz"]
+
+
+def sweep_targets(pattern, runs=None, **extra):
+    return expand(
+        pattern,
+        dataset=SWEEP["datasets"],
+        model=SWEEP["models"],
+        filters=SWEEP["filters"],
+        run=SWEEP["runs"] if runs is None else runs,
+        precision=SWEEP["precisions"],
+        **extra,
+    )

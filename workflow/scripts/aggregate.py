@@ -1,0 +1,19 @@
+"""Stage aggregate: per-run JSON results -> results/tables.csv and the paper's Tables A3-A5 layout."""
+
+from pathlib import Path
+
+from microai import cli, stages
+
+
+def main() -> None:
+    p = cli.parser(__doc__)
+    cli.params_arg(p)
+    p.add_argument("results", type=Path, nargs="+", help="per-run JSON results (results/runs/...)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out-paper", type=Path, required=True)
+    args = p.parse_args()
+    stages.aggregate(args.results, cli.load(args), args.out, args.out_paper)
+
+
+if __name__ == "__main__":
+    cli.run(main)
