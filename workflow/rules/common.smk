@@ -62,3 +62,11 @@ def sweep_targets(pattern, runs=None, **extra):
         precision=SWEEP["precisions"],
         **extra,
     )
+
+
+# Rules that need this machine (network, attached boards, the emulator's TCP port) or are trivial.
+localrules:
+    download,
+    flash,
+    measure,
+    aggregate,

@@ -1,0 +1,64 @@
+"""Aggregation of per-run results into the long-format table and the paper's A3-A5 layout."""
+
+import json
+import math
+
+import pytest
+
+from microai.report.tables import COLUMNS, paper_layout, read_results, results_table
+
+
+def _write(root, rel, obj):
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+    return path
+
+
+@pytest.fixture
+def results(tmp_path):
+    files = []
+    for run, (acc_f, acc_q) in enumerate([(0.90, 0.89), (0.80, 0.81)]):
+        d = f"results/runs/synthetic-har/resnetv1-6-f16/run{run}"
+        for prec, acc in (("float32", acc_f), ("int16", acc_q)):
+            files.append(_write(tmp_path, f"{d}/{prec}.eval.json", {
+                "accuracy": acc, "params": 3958, "macs": 333920,
+                "param_bytes": 3958 * (4 if prec == "float32" else 2), "synthetic": True}))
+    d = "results/runs/synthetic-har/resnetv1-6-f16/run0"
+    files.append(_write(tmp_path, f"{d}/int16.host.json", {
+        "matches": 1.0, "c_accuracy": 0.89,
+        "activation_bytes_pools": 9000, "activation_bytes_planned": 8192}))
+    files.append(_write(tmp_path, f"{d}/int16.qemu-m4.json", {
+        "rom_bytes": 20000, "ram_bytes": 12000, "instructions": 1500000, "est_cycles": 2000000,
+        "est_ms": 41.7, "est_energy_uwh": None, "outputs_match_reference": 1.0,
+        "how_measured": "emulated (QEMU icount) + estimated cycles"}))
+    return files
+
+
+def test_long_table_statistics_and_provenance(results):
+    table = results_table(read_results(results), ["qemu-m4"],
+                          {("stm32cubeai", "nucleo-l452re-p"): "CLI not installed"})
+    assert list(table.columns) == COLUMNS
+    int16 = table[(table.precision == "int16") & (table.framework == "microai")].iloc[0]
+    assert int16.runs == 2
+    assert int16.accuracy_mean == pytest.approx(85.0)
+    assert int16.accuracy_std == pytest.approx(math.sqrt(((89 - 85) ** 2 + (81 - 85) ** 2) / 1))
+    assert int16.c_matches_reference == 1.0 and int16.activation_bytes_planned == 8192
+    assert int16.rom_bytes == 20000 and "synthetic data" in int16.note
+    float32 = table[(table.precision == "float32") & (table.framework == "microai")].iloc[0]
+    assert math.isnan(float32.rom_bytes) and "not measured" in float32.note
+    cube = table[table.framework == "stm32cubeai"]
+    assert len(cube) == 2 and cube.note.str.contains("unavailable: CLI not installed").all()
+    assert cube.accuracy_mean.isna().all()
+
+
+def test_paper_layout_pivots_filters(results):
+    wide = paper_layout(results_table(read_results(results), ["qemu-m4"]))
+    rom = wide[(wide.metric == "rom_kib") & (wide.precision == "int16")].iloc[0]
+    assert rom["F16"] == pytest.approx(20000 / 1024)
+
+
+def test_foreign_path_is_an_error(tmp_path):
+    bad = _write(tmp_path, "results/other.json", {})
+    with pytest.raises(ValueError, match="other.json"):
+        read_results([bad])

@@ -1,0 +1,25 @@
+"""Stage measure: run the firmware, check its outputs against the reference, report time and energy."""
+
+from pathlib import Path
+
+from microai import cli, stages
+
+
+def main() -> None:
+    p = cli.parser(__doc__)
+    cli.params_arg(p)
+    p.add_argument("--board", required=True)
+    p.add_argument("--build", type=Path, required=True, help="build.json of the compile stage")
+    p.add_argument("--flash", type=Path, required=True, help="flash.json of the flash stage")
+    p.add_argument("--graph", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    board_cfg = cli.load(args).get("boards", {}).get(args.board, {})
+    stages.measure(args.board, board_cfg, args.build, args.flash, args.graph, args.data, args.timeout,
+                   args.out)
+
+
+if __name__ == "__main__":
+    cli.run(main)
