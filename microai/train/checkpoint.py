@@ -1,0 +1,102 @@
+"""Model checkpoints: the state dict plus what ``build_model`` needs to rebuild the network."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from microai.models import build_model
+
+CHECKPOINT_FORMAT = "microai-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be written, read or rebuilt; the message names the file."""
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """The ``build_model`` arguments stored with the weights."""
+
+    model_name: str
+    model_options: dict[str, Any]
+    input_shape: tuple[int, ...]
+    num_classes: int
+    filters: int
+
+
+def save_checkpoint(path: Path, model: nn.Module, model_name: str, model_options: dict[str, Any],
+                    input_shape: tuple[int, ...], num_classes: int, filters: int) -> None:
+    """Write atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    info = CheckpointInfo(model_name, dict(model_options), tuple(int(s) for s in input_shape),
+                          int(num_classes), int(filters))
+    try:
+        json.dumps(info.model_options)
+    except TypeError as e:
+        raise CheckpointError(f"{path}: model_options must be JSON-like (YAML values): {e}") from e
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "info": {**asdict(info), "input_shape": list(info.input_shape)},
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _read(path: Path) -> tuple[CheckpointInfo, dict[str, torch.Tensor]]:
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{path}: checkpoint not found") from e
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path}: corrupt or unreadable checkpoint: {e}") from e
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a MicroAI checkpoint (no '{CHECKPOINT_FORMAT}' header)")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint version {payload.get('version')}, expected {CHECKPOINT_VERSION}")
+    try:
+        d = payload["info"]
+        info = CheckpointInfo(str(d["model_name"]), dict(d["model_options"]),
+                              tuple(int(s) for s in d["input_shape"]), int(d["num_classes"]),
+                              int(d["filters"]))
+        state = payload["state_dict"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: malformed checkpoint metadata: {e!r}") from e
+    return info, state
+
+
+def read_checkpoint_info(path: Path) -> CheckpointInfo:
+    """The model name, options, input shape, classes and filters stored in a checkpoint."""
+    return _read(path)[0]
+
+
+def load_checkpoint(path: Path) -> nn.Module:
+    """Rebuild the model with ``build_model`` and load its weights (eval mode)."""
+    info, state = _read(path)
+    try:
+        model = build_model(info.model_name, info.input_shape, info.num_classes, info.filters,
+                            **info.model_options)
+        model.load_state_dict(state, strict=True)
+    except (ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild model '{info.model_name}': {e}") from e
+    return model.eval()
