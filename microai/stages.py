@@ -235,3 +235,28 @@ def aggregate(results: list[Path], params: dict[str, Any], out_table: Path, out_
         raise ValueError("no evaluation results to aggregate")
     write_csv(table, out_table)
     write_csv(paper_layout(table), out_paper_table)
+
+
+def quantize(precision_name: str, params: dict[str, Any], ckpt: Path, prepared_npz: Path, run: int,
+             out_graph: Path, out_metrics: Path, threads: int = 1) -> None:
+    """Any precision from the trained checkpoint, dispatched on its method (float / ptq / qat).
+
+    DVC's matrix stages cannot select precisions by method, so its single ``quantize`` stage
+    calls this; Snakemake has one rule per method.
+    """
+    precision = section(params, "precisions", precision_name)
+    method = precision["method"]
+    with tempfile.TemporaryDirectory() as tmp:
+        float_graph = Path(tmp) / "float32.json"
+        import_graph(ckpt, prepared_npz, float_graph)
+        if method == "float":
+            from microai.graph import Graph
+
+            Graph.load(float_graph).save(out_graph)
+        elif method == "ptq":
+            quantize_ptq(float_graph, prepared_npz, precision, out_graph)
+        else:
+            schedule = section(params, "qat", Path(prepared_npz).stem)
+            quantize_qat(ckpt, prepared_npz, run, schedule, precision, out_graph, out_metrics, threads)
+            return
+    write_json(out_metrics, {"run": run, "method": method, "precision": precision})
