@@ -1,0 +1,117 @@
+"""Post-training quantization with the paper's power-of-two formats (no retraining).
+
+Activation ranges are calibrated by running the float graph on (training) data with the
+reference executor; weight ranges come from the weights. ``granularity="network"`` gives every
+tensor one number of fractional bits (the paper's int16 is Q7.9: ``width=16, fixed_frac=9``);
+``granularity="layer"`` gives every tensor its own. The result stores integer weights (int32
+arrays) and every node's formats, as specified in docs/arithmetic.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from microai.graph.ir import Graph, GraphError, Node, QFormat
+from microai.graph.passes import simplify
+from microai.quant import reference
+from microai.quant.formats import check_width, frac_bits_for, quantize_array
+
+GRANULARITIES = ("network", "layer")
+SHIFT_ROUNDINGS = ("floor", "nearest")
+QUANT_ROUNDINGS = ("trunc", "nearest")
+#: Operators whose output keeps the input format (their integer values pass unchanged or are averaged).
+KEEPS_INPUT_FORMAT = reference.PASS_THROUGH + ("AvgPool1D", "AvgPool2D")
+
+
+def calibrate(graph: Graph, x: np.ndarray, batch_size: int = reference.DEFAULT_BATCH) -> dict[str, float]:
+    """max|value| of every node's output over the inputs ``x`` (float graph, batch first)."""
+    if graph.is_quantized:
+        raise GraphError(f"calibration needs a float32 graph, got {graph.precision}")
+    if len(x) == 0:
+        raise GraphError("calibration set is empty")
+    ranges = {n.name: 0.0 for n in graph.nodes}
+    for i in range(0, len(x), batch_size):
+        for name, v in reference.run_all(graph, x[i:i + batch_size]).items():
+            if not np.all(np.isfinite(v)):
+                raise GraphError(f"{graph.node(name).describe()}: non-finite activations during calibration")
+            ranges[name] = max(ranges[name], float(np.max(np.abs(v))) if v.size else 0.0)
+    return ranges
+
+
+def quantize_ptq(graph: Graph, calibration_x: np.ndarray, width: int, granularity: str = "network",
+                 fixed_frac: int | None = None, rounding: str = "floor",
+                 quant_rounding: str = "trunc") -> Graph:
+    """Quantized copy of the float ``graph`` (simplified first: BatchNorm folded, ReLUs fused).
+
+    ``fixed_frac`` (network granularity only) imposes the fractional bits of every tensor;
+    otherwise they follow from the largest magnitude (of the network, or of each tensor).
+    ``rounding`` is the shift rounding and ``quant_rounding`` the float->fixed conversion.
+    """
+    width = check_width(width)
+    _check_choice("granularity", granularity, GRANULARITIES)
+    _check_choice("rounding", rounding, SHIFT_ROUNDINGS)
+    _check_choice("quant_rounding", quant_rounding, QUANT_ROUNDINGS)
+    if fixed_frac is not None and granularity != "network":
+        raise ValueError(f"fixed_frac={fixed_frac} needs granularity 'network', got '{granularity}'")
+    if graph.is_quantized:
+        raise GraphError(f"graph is already quantized ({graph.precision}); PTQ needs a float32 graph")
+    g = simplify(graph)
+    activations = calibrate(g, np.asarray(calibration_x, dtype=np.float32))
+    frac_of = _frac_chooser(g, activations, width, granularity, fixed_frac)
+
+    for n in g.nodes:
+        n.formats = _formats(g, n, frac_of, width)
+        for key, w in n.weights.items():
+            n.weights[key] = quantize_array(w, n.formats[key], quant_rounding).astype(np.int32)
+    g.precision = f"int{width}"
+    g.rounding = rounding
+    g.quant_rounding = quant_rounding
+    g.metadata["quantization"] = {
+        "method": "ptq",
+        "granularity": granularity,
+        "width": width,
+        "fixed_frac": fixed_frac,
+        "calibration_samples": len(calibration_x),
+    }
+    g.validate()
+    return g
+
+
+def _check_choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {allowed}, got '{value}'")
+
+
+def _frac_chooser(g: Graph, activations: dict[str, float], width: int, granularity: str,
+                  fixed_frac: int | None) -> Callable[[Node, str], int]:
+    """Function (node, tensor key) -> fractional bits; ``"output"`` is the node's activation."""
+    def max_abs(node: Node, key: str) -> float:
+        if key == "output":
+            return activations[node.name]
+        w = node.weights[key]
+        return float(np.max(np.abs(w))) if w.size else 0.0
+
+    if granularity == "layer":
+        return lambda node, key: frac_bits_for(max_abs(node, key), width)
+    if fixed_frac is None:
+        largest = max(max_abs(n, k) for n in g.nodes for k in ("output", *n.weights))
+        fixed_frac = frac_bits_for(largest, width)
+    return lambda node, key: fixed_frac
+
+
+def _formats(g: Graph, n: Node, frac_of: Callable[[Node, str], int], width: int) -> dict[str, QFormat]:
+    if n.op in KEEPS_INPUT_FORMAT:
+        return {"output": g.node(n.inputs[0]).formats["output"]}
+    if n.op == "Softmax":
+        return {"output": QFormat(width, width - 1)}
+    if n.op == "BatchNorm":  # pragma: no cover - simplify() turned every BatchNorm into a Scale
+        raise GraphError(f"{n.describe()}: BatchNorm left after simplify")
+    formats = {key: QFormat(width, frac_of(n, key)) for key in ("output", *n.weights)}
+    if "bias" in formats:
+        # Bits below the accumulator's resolution would be shifted away: cap the bias precision.
+        w_key = "scale" if n.op == "Scale" else "kernel"
+        n_acc = g.node(n.inputs[0]).formats["output"].frac + formats[w_key].frac
+        formats["bias"] = QFormat(width, min(formats["bias"].frac, n_acc))
+    return formats
