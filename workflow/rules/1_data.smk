@@ -9,7 +9,7 @@ rule download:
     log:
         "logs/download/{dataset}.log",
     shell:
-        "{PYTHON} workflow/scripts/download.py --params {PARAMS_FILE} --dataset {wildcards.dataset}"
+        "{PYTHON} {SCRIPTS}/download.py --params {PARAMS_FILE} --dataset {wildcards.dataset}"
         " --raw-dir data/raw/{wildcards.dataset} 2> {log}"
 
 
@@ -23,5 +23,5 @@ rule prepare:
     log:
         "logs/prepare/{dataset}.log",
     shell:
-        "{PYTHON} workflow/scripts/prepare.py --params {PARAMS_FILE} --dataset {wildcards.dataset}"
+        "{PYTHON} {SCRIPTS}/prepare.py --params {PARAMS_FILE} --dataset {wildcards.dataset}"
         " --raw-dir data/raw/{wildcards.dataset} --out {output} 2> {log}"

@@ -17,6 +17,6 @@ rule train_float:
     log:
         "logs/train_float/{dataset}/{model}-f{filters}/run{run}.log",
     shell:
-        "{PYTHON} workflow/scripts/train_float.py --params {PARAMS_FILE} --data {input} --model {wildcards.model}"
+        "{PYTHON} {SCRIPTS}/train_float.py --params {PARAMS_FILE} --data {input} --model {wildcards.model}"
         " --filters {wildcards.filters} --run {wildcards.run} --threads {threads}"
         " --out {output.checkpoint} --metrics {output.metrics} 2> {log}"

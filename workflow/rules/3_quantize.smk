@@ -10,7 +10,7 @@ rule import_graph:
     log:
         "logs/import_graph/{dataset}/{model}-f{filters}/run{run}.log",
     shell:
-        "{PYTHON} workflow/scripts/import_graph.py --checkpoint {input.checkpoint} --data {input.data}"
+        "{PYTHON} {SCRIPTS}/import_graph.py --checkpoint {input.checkpoint} --data {input.data}"
         " --out {output[0]} 2> {log}"
 
 
@@ -25,7 +25,7 @@ rule quantize_ptq:
     log:
         "logs/quantize_ptq/{dataset}/{model}-f{filters}/run{run}/{ptq_precision}.log",
     shell:
-        "{PYTHON} workflow/scripts/quantize_ptq.py --params {PARAMS_FILE} --graph {input.graph[0]}"
+        "{PYTHON} {SCRIPTS}/quantize_ptq.py --params {PARAMS_FILE} --graph {input.graph[0]}"
         " --data {input.data} --precision {wildcards.ptq_precision} --out {output[0]} 2> {log}"
 
 
@@ -46,6 +46,6 @@ rule quantize_qat:
     log:
         "logs/quantize_qat/{dataset}/{model}-f{filters}/run{run}/{qat_precision}.log",
     shell:
-        "{PYTHON} workflow/scripts/quantize_qat.py --params {PARAMS_FILE} --checkpoint {input.checkpoint}"
+        "{PYTHON} {SCRIPTS}/quantize_qat.py --params {PARAMS_FILE} --checkpoint {input.checkpoint}"
         " --data {input.data} --run {wildcards.run} --precision {wildcards.qat_precision}"
         " --threads {threads} --out {output.graph[0]} --metrics {output.metrics} 2> {log}"

@@ -10,5 +10,5 @@ rule evaluate:
     log:
         "logs/evaluate/{dataset}/{model}-f{filters}/run{run}/{precision}.log",
     shell:
-        "{PYTHON} workflow/scripts/evaluate.py --graph {input.graph[0]} --data {input.data}"
+        "{PYTHON} {SCRIPTS}/evaluate.py --graph {input.graph[0]} --data {input.data}"
         " --precision {wildcards.precision} --out {output} 2> {log}"

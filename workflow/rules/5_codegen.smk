@@ -22,5 +22,5 @@ rule check_host:
     log:
         "logs/check_host/{dataset}/{model}-f{filters}/run{run}/{precision}.log",
     shell:
-        "{PYTHON} workflow/scripts/check_host.py --graph {input.graph[0]} --c-dir {input.c}"
+        "{PYTHON} {SCRIPTS}/check_host.py --graph {input.graph[0]} --c-dir {input.c}"
         " --data {input.data} --out {output} 2> {log}"

@@ -15,7 +15,7 @@ rule compile:
     log:
         "logs/compile/{dataset}/{model}-f{filters}/run{run}/{precision}/{board}.log",
     shell:
-        "{PYTHON} workflow/scripts/compile.py --board {wildcards.board} --c-dir {input.c}"
+        "{PYTHON} {SCRIPTS}/compile.py --board {wildcards.board} --c-dir {input.c}"
         " --graph {input.graph[0]} --data {input.data} --vectors {params.vectors} --opt={params.opt}"
         " --out-dir $(dirname {output.elf}) 2> {log}"
 
@@ -30,5 +30,5 @@ rule flash:
     log:
         "logs/flash/{dataset}/{model}-f{filters}/run{run}/{precision}/{board}.log",
     shell:
-        "{PYTHON} workflow/scripts/flash.py --params {PARAMS_FILE} --board {wildcards.board}"
+        "{PYTHON} {SCRIPTS}/flash.py --params {PARAMS_FILE} --board {wildcards.board}"
         " --elf {input.elf} --out {output} 2> {log}"

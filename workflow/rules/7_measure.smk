@@ -16,6 +16,6 @@ rule measure:
     log:
         "logs/measure/{dataset}/{model}-f{filters}/run{run}/{precision}/{board}.log",
     shell:
-        "{PYTHON} workflow/scripts/measure.py --params {PARAMS_FILE} --board {wildcards.board}"
+        "{PYTHON} {SCRIPTS}/measure.py --params {PARAMS_FILE} --board {wildcards.board}"
         " --build {input.build} --flash {input.flash} --graph {input.graph[0]} --data {input.data}"
         " --timeout {params.timeout} --out {output} 2> {log}"

@@ -19,5 +19,5 @@ rule aggregate:
     log:
         "logs/aggregate.log",
     shell:
-        "{PYTHON} workflow/scripts/aggregate.py --params {PARAMS_FILE} --out {output.table}"
+        "{PYTHON} {SCRIPTS}/aggregate.py --params {PARAMS_FILE} --out {output.table}"
         " --out-paper {output.paper} {input} 2> {log}"

@@ -1,5 +1,6 @@
 # Shared by every rule: parameter validation (before any rule runs), wildcard constraints, paths.
 import json
+import sys
 from pathlib import Path
 
 from microai.config import ConfigError, validate_params
@@ -14,7 +15,10 @@ PRECISIONS = config["precisions"]
 PTQ_PRECISIONS = [p for p in SWEEP["precisions"] if PRECISIONS[p]["method"] == "ptq"]
 QAT_PRECISIONS = [p for p in SWEEP["precisions"] if PRECISIONS[p]["method"] == "qat"]
 DEPLOY_RUNS = [r for r in config["deploy"]["runs"] if r in SWEEP["runs"]]
-PYTHON = "python"
+# The interpreter running Snakemake (the project's .venv) runs every stage; paths to the scripts
+# are absolute so that `snakemake -d OTHER_DIR` works.
+PYTHON = sys.executable
+SCRIPTS = str(Path(workflow.basedir) / "workflow" / "scripts")
 
 # Scripts read the effective parameters (params.yaml merged with --configfile/--config) from this
 # file; rules declare the sections they use as `params:` so that changing one reruns only them.

@@ -1,0 +1,77 @@
+"""The whole pipeline on a tiny configuration, in a scratch working directory (slow: minutes)."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from microai.config import load_params
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def tiny_params() -> dict:
+    p = copy.deepcopy(load_params(ROOT / "params.yaml"))
+    p["sweep"].update(filters=[4], runs=[0], boards=["qemu-m4", "nucleo-l452re-p"])
+    p["datasets"]["synthetic-har"].update(n_train=240, n_test=60)
+    p["train"]["synthetic-har"].update(epochs=2, milestones=[1])
+    p["qat"]["synthetic-har"].update(epochs=1, milestones=[1])
+    p["deploy"].update(vectors=3, timeout_s=60)
+    return p
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", "2",
+           *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("pipeline")
+    (workdir / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
+    proc = snakemake(workdir, "results/tables.csv")
+    if proc.returncode != 0:
+        logs = "\n".join(f"--- {f}\n{f.read_text()[-3000:]}" for f in sorted((workdir / "logs").rglob("*.log"))
+                         if f.stat().st_size)
+        pytest.fail(f"pipeline failed:\n{proc.stderr[-5000:]}\n{logs}")
+    return workdir
+
+
+def test_table_has_every_precision_board_and_framework(pipeline_run):
+    table = pd.read_csv(pipeline_run / "results" / "tables.csv")
+    ours = table[table.framework == "microai"]
+    assert sorted(ours.precision.unique()) == ["float32", "int16", "int8"]
+    assert set(ours.board) == {"qemu-m4", "nucleo-l452re-p"}
+    assert (ours.params == 13 * 16 + 39 * 4 + 6).all()
+    assert ours.note.str.contains("synthetic data").all()
+    assert (ours.c_matches_reference == 1.0).all()
+    assert (ours.activation_bytes_planned <= ours.activation_bytes_pools).all()
+    qemu = ours[ours.board == "qemu-m4"]
+    assert (qemu.outputs_match_reference == 1.0).all()
+    assert (qemu.instructions > 0).all() and (qemu.est_cycles > 0).all()
+    assert (ours.rom_bytes > 0).all()
+    others = table[table.framework != "microai"]
+    assert others.note.str.contains("unavailable: ").all() and others.rom_bytes.isna().all()
+
+
+def test_second_call_has_nothing_to_do(pipeline_run):
+    proc = snakemake(pipeline_run, "-n", "results/tables.csv")
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_changed_training_parameter_reruns_only_what_depends_on_it(pipeline_run):
+    params = tiny_params()
+    params["train"]["synthetic-har"]["lr"] = 0.01
+    (pipeline_run / "changed.yaml").write_text(yaml.safe_dump(params))
+    proc = snakemake(pipeline_run, "-n", "--configfile", "changed.yaml", "results/tables.csv")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0
+    assert "train_float" in out and "aggregate" in out
+    assert "download" not in out and "prepare " not in out
