@@ -26,8 +26,8 @@ def tiny_params() -> dict:
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", "2",
-           *args]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+           "--cores", "2", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
 
 
@@ -37,8 +37,8 @@ def pipeline_run(tmp_path_factory):
     (workdir / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
     proc = snakemake(workdir, "results/tables.csv")
     if proc.returncode != 0:
-        logs = "\n".join(f"--- {f}\n{f.read_text()[-3000:]}" for f in sorted((workdir / "logs").rglob("*.log"))
-                         if f.stat().st_size)
+        logs = "\n".join(f"--- {f}\n{f.read_text()[-3000:]}"
+                         for f in sorted((workdir / "logs").rglob("*.log")) if f.stat().st_size)
         pytest.fail(f"pipeline failed:\n{proc.stderr[-5000:]}\n{logs}")
     return workdir
 
