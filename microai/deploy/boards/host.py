@@ -1,0 +1,61 @@
+"""``host``: the same harness built natively with gcc, for bit-exactness on whole test sets."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from microai.deploy.boards.base import Board, BuildResult, RunResult, elf_of
+from microai.deploy.errors import DeployError, RunTimeout
+from microai.deploy.protocol import parse_lines
+from microai.deploy.toolchain import (
+    C_FLAGS,
+    FIRMWARE,
+    HARNESS_SOURCES,
+    library_sources,
+    require_tool,
+    run_checked,
+    section_sizes,
+)
+from microai.deploy.vectors import write_vectors_c
+
+
+class Host(Board):
+    name = "host"
+
+    def __init__(self, cc: str = "gcc") -> None:
+        self.cc = cc
+
+    def build(self, sources: Path, vectors: np.ndarray, out_dir: Path, opt: str = "-O2") -> BuildResult:
+        cc = require_tool(self.cc)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        library = library_sources(sources)
+        vectors_c = write_vectors_c(vectors, out_dir / "vectors.c")
+        exe = out_dir / "firmware"
+        run_checked([cc, *C_FLAGS, opt, "-ffp-contract=off", f"-I{FIRMWARE}", f"-I{sources}",
+                     *HARNESS_SOURCES, self.folder / "board.c", *library, vectors_c, "-o", exe, "-lm"],
+                    f"building host harness in {out_dir}")
+        sizes = section_sizes(exe)
+        return BuildResult(self.name, exe, sizes["text"], sizes["data"], sizes["bss"], 0,
+                           int(vectors.shape[0]))
+
+    def flash(self, elf: Path) -> None:
+        """Nothing to do: the executable runs in place."""
+        elf_of(elf)
+
+    def run(self, target: Path | BuildResult, timeout: float = 600.0) -> RunResult:
+        exe = elf_of(target)
+        try:
+            proc = subprocess.run([str(exe)], capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            last = (e.stdout or b"").splitlines()[-1:] or [b""]
+            raise RunTimeout(f"{exe}: no END line within {timeout:g} s; "
+                             f"last line read: {last[0]!r}") from None
+        source = f"host run of {exe}"
+        report = parse_lines(proc.stdout.splitlines(), source)
+        if proc.returncode != 0:
+            stderr = proc.stderr.decode(errors="replace")
+            raise DeployError(f"{source}: exit code {proc.returncode}: {stderr}")
+        return RunResult(self.name, report.outputs, report.ticks, None, "host wall-clock ns (clock_gettime)")

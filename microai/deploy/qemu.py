@@ -1,0 +1,95 @@
+"""Running a Cortex-M4F image on QEMU's mps2-an386 with the UART on a TCP socket read by pyserial.
+
+QEMU waits for the client before starting the guest (``server=on,wait=on``), so no output is
+lost; ``-icount shift=N`` makes virtual time advance 2^N ns per instruction, which turns the
+board's 25 MHz counter into an instruction counter (see firmware/boards/qemu-m4/board.c).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import serial
+
+from microai.deploy.errors import DeployError, ProtocolError, RunTimeout
+from microai.deploy.protocol import Report, read_report
+from microai.deploy.toolchain import require_tool
+
+MACHINE = "mps2-an386"
+COUNTER_HZ = 25_000_000  # FPGAIO / CMSDK timer clock of the MPS2 boards, in virtual time
+QEMU_LOCKUP_EXIT = 134
+
+
+def ticks_to_instructions(ticks: int, shift: int) -> int:
+    """Counter ticks (25 MHz) -> instructions at 2^shift ns per instruction."""
+    ns_per_tick = 1e9 / COUNTER_HZ
+    return round(ticks * ns_per_tick / (1 << shift))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _connect(url: str, proc: subprocess.Popen, deadline: float) -> serial.SerialBase:
+    while True:
+        try:
+            return serial.serial_for_url(url, timeout=0.2)
+        except serial.SerialException as e:
+            if proc.poll() is not None:
+                raise DeployError(f"QEMU exited with {proc.returncode} before {url} accepted a connection: "
+                                  f"{proc.stderr.read().strip() if proc.stderr else ''}") from e
+            if time.monotonic() > deadline:
+                raise RunTimeout(f"QEMU serial {url} did not accept a connection") from e
+            time.sleep(0.05)
+
+
+def run_qemu(elf: Path, timeout: float, shift: int = 7, qemu: str = "qemu-system-arm") -> Report:
+    """Run ``elf`` to its END line; raise on timeout, fault, garbage or a non-zero QEMU exit."""
+    binary = require_tool(qemu)
+    port = _free_port()
+    url = f"socket://127.0.0.1:{port}"
+    cmd = [binary, "-M", MACHINE, "-nographic", "-monitor", "none", "-icount", f"shift={shift}",
+           "-no-reboot", "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", "-kernel", str(elf)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    source = f"QEMU serial {url} ({elf.name})"
+    try:
+        port_handle = _connect(url, proc, time.monotonic() + 10)
+        with port_handle:
+            try:
+                report = read_report(port_handle, source, timeout)
+            except serial.SerialException as e:  # QEMU closed the socket: it exited or locked up
+                raise _exit_error(proc, source, f"serial connection lost ({e})") from e
+            except ProtocolError as e:
+                if proc.poll() not in (None, 0):
+                    raise _exit_error(proc, source, str(e)) from e
+                raise
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            raise RunTimeout(f"{source}: QEMU did not exit after the END line "
+                             "(board_exit missing?)") from None
+        if proc.returncode != 0:
+            raise _exit_error(proc, source, "after END")
+        return report
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def _exit_error(proc: subprocess.Popen, source: str, what: str) -> DeployError:
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        return DeployError(f"{source}: {what}; QEMU still running")
+    stderr = proc.stderr.read().strip() if proc.stderr else ""
+    kind = "CPU lockup (fault inside the fault handler)" if proc.returncode == QEMU_LOCKUP_EXIT else "exit"
+    return DeployError(f"{source}: {what}; QEMU {kind} with code {proc.returncode}: {stderr[-2000:]}")
