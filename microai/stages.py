@@ -163,7 +163,6 @@ def check_host(graph_path: Path, c_dir: Path, prepared_npz: Path, out_json: Path
     import json
 
     from codegen.host import check_against_reference
-
     from microai.data import load_prepared
     from microai.graph import Graph
 
@@ -217,6 +216,95 @@ def compile_firmware(board_name: str, c_dir: Path, graph_path: Path, prepared_np
 def _build_fields(build: Any) -> dict[str, Any]:
     fields = dict(vars(build)) if not isinstance(build, dict) else dict(build)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in fields.items()}
+
+
+def _board(board_name: str, board_cfg: dict[str, Any]):
+    from microai.deploy.boards import get_board
+
+    return get_board(board_name, **{k: v for k, v in board_cfg.items() if v is not None})
+
+
+def flash(board_name: str, board_cfg: dict[str, Any], elf: Path, out_json: Path) -> dict[str, Any]:
+    """Program a real board (pyocd); an absent probe is recorded as "unavailable: <reason>", not an error."""
+    from microai.deploy.errors import BoardUnavailable
+
+    board = _board(board_name, board_cfg)
+    try:
+        board.flash(Path(elf))
+        status = "flashed" if board.physical else "loaded at run time (emulator or host)"
+    except BoardUnavailable as e:
+        status = f"unavailable: {e}"
+    result = {"board": board_name, "elf": str(elf), "status": status}
+    write_json(out_json, result)
+    return result
+
+
+def measure(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_json: Path, graph_path: Path,
+            prepared_npz: Path, timeout: float, out_json: Path,
+            estimate_json: Path | None = None) -> dict[str, Any]:
+    """Run the firmware, check its outputs against the reference executor, estimate time and energy.
+
+    Time is reported at the board's clock (48 MHz, as in the paper) from the Cortex-M4 cycle
+    estimate of the ELF (Unicorn). A real board that is not attached is not run: its row keeps
+    its measured ROM/RAM, and ``estimate_json`` (the qemu-m4 measurement of the same generated
+    code) supplies the estimated cycles, labelled as such.
+    """
+    import json
+
+    from microai.deploy.estimate import estimate_elf
+    from microai.quant import reference
+
+    build = json.loads(Path(build_json).read_text())
+    flashed = json.loads(Path(flash_json).read_text())
+    board = _board(board_name, board_cfg)
+    elf = Path(build["elf"])
+    result: dict[str, Any] = {"board": board_name, "rom_bytes": build["rom_bytes"],
+                              "ram_bytes": build["ram_bytes"], "vectors": build["vectors"]}
+    how = [f"ROM/RAM: arm-none-eabi-size of the {board_name} ELF ({build['opt']})"]
+    if flashed["status"].startswith("unavailable"):
+        result["note"] = f"not run on {board_name}: {flashed['status']}"
+        if estimate_json is None:
+            raise ValueError(f"{board_name} is not attached and no qemu-m4 estimate was given")
+        estimate = json.loads(Path(estimate_json).read_text())
+        result["est_cycles"] = estimate["est_cycles"]
+        result["layer_cycles"] = estimate.get("layer_cycles", {})
+        how.append("cycles: estimated with the Cortex-M4 timing model on the qemu-m4 build of the same code")
+    else:
+        graph, x, _ = _test_vectors(graph_path, prepared_npz, build["vectors"])
+        run = board.run(elf, timeout=timeout)
+        expected = reference.run(graph, x)
+        result["outputs_match_reference"] = _fraction_matching(graph, run.outputs, expected)
+        result["instructions" if run.how_measured.startswith("instructions") else "cycles"] = \
+            int(run.cycles.mean())
+        if run.stack_bytes_used is not None:
+            result["stack_bytes_used"] = int(run.stack_bytes_used)
+            result["ram_bytes"] = build["data"] + build["bss"] + int(run.stack_bytes_used)
+        how.append(f"outputs + {run.how_measured}, {len(x)} test vectors")
+        if board.estimable:
+            est = estimate_elf(elf, timeout=timeout)
+            result["est_cycles"] = int(est.cycles_per_inference)
+            result["layer_cycles"] = {k: int(v) for k, v in est.layer_cycles.items()}
+            result["estimator"] = est.assumptions
+            how.append("cycles: estimated with the Cortex-M4 timing model (Unicorn) on this ELF")
+    cycles = result.get("cycles", result.get("est_cycles"))
+    if cycles is not None:
+        result["est_ms"] = cycles / board.clock_hz * 1e3
+        if board.run_current_a is not None:
+            # energy = time x 3.3 V x run current (the paper's method), in micro-watt-hours
+            result["est_energy_uwh"] = result["est_ms"] / 3.6e6 * board.supply_v * board.run_current_a * 1e6
+    result["how_measured"] = "; ".join(how)
+    write_json(out_json, result)
+    return result
+
+
+def _fraction_matching(graph: Any, got: np.ndarray, expected: np.ndarray) -> float:
+    """Integer graphs: identical vectors; float32: within 1e-5 relative (docs/arithmetic.md)."""
+    got = np.asarray(got).reshape(expected.shape)
+    if graph.is_quantized:
+        same = np.all(got.astype(np.int64) == expected.astype(np.int64), axis=1)
+    else:
+        same = np.all(np.isclose(got, expected, rtol=1e-5, atol=1e-6), axis=1)
+    return float(same.mean())
 
 
 # --------------------------------------------------------------------------- report

@@ -2,12 +2,20 @@
 # reference executor, cycles/instructions, estimated cycles (Cortex-M4 model), time and energy at 48 MHz.
 
 
+def qemu_estimate(wildcards):
+    """A real board that is not attached borrows the cycle estimate of the qemu-m4 build of the same code."""
+    if wildcards.board in ("qemu-m4", "host") or "qemu-m4" not in SWEEP["boards"]:
+        return []
+    return RUN_DIR.format(**wildcards) + f"/{wildcards.precision}.qemu-m4.json"
+
+
 rule measure:
     input:
         build=BUILD_DIR + "/{board}/build.json",
         flash=BUILD_DIR + "/{board}/flash.json",
         graph=graph_files(MODEL_DIR + "/{precision}"),
         data=PREPARED,
+        estimate=qemu_estimate,
     output:
         RUN_DIR + "/{precision}.{board}.json",
     params:
@@ -18,4 +26,5 @@ rule measure:
     shell:
         "{PYTHON} {SCRIPTS}/measure.py --params {PARAMS_FILE} --board {wildcards.board}"
         " --build {input.build} --flash {input.flash} --graph {input.graph[0]} --data {input.data}"
-        " --timeout {params.timeout} --out {output} 2> {log}"
+        " --timeout {params.timeout} --out {output}"
+        " $([ -n '{input.estimate}' ] && echo --estimate {input.estimate}) 2> {log}"
