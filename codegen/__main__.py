@@ -1,0 +1,31 @@
+"""CLI: ``python -m codegen MODEL_ARTIFACT -o OUTDIR`` (artifact = a Graph.save stem, .json or .npz)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from codegen.convert import convert
+from codegen.errors import CodegenError
+from microai.graph import Graph, GraphError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m codegen", description=__doc__)
+    parser.add_argument("artifact", type=Path, help="graph artifact (<stem>, <stem>.json or <stem>.npz)")
+    parser.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the generated C library")
+    args = parser.parse_args(argv)
+    try:
+        result = convert(Graph.load(args.artifact), args.outdir)
+    except (CodegenError, GraphError) as e:
+        print(f"codegen: {args.artifact}: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.outdir}: {len(result.layers)} layers, {result.macs} MACs, activations "
+          f"{result.activation_bytes_planned} B planned ({result.activation_bytes_pools} B with the "
+          f"paper's pools, lower bound {result.activation_bytes_lower_bound} B)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""``convert()``: graph IR -> self-contained C99 library (number.h, model.h, model.c) + report."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from codegen.ctext import number_bytes, number_ctype
+from codegen.errors import CodegenError
+from codegen.lowering import Layer, Lowered, lower
+from codegen.memory import Buffer, Placement, lower_bound, plan, pool_allocation
+from codegen.render import render
+from microai.graph import Graph, GraphError
+from microai.graph.passes import simplify
+
+LAYOUTS = ("channels_last",)
+REPORT_NAME = "codegen_report.json"
+#: Buffers start on 4-byte boundaries so that word-wide (SIMD) loads are aligned.
+ALIGNMENT = 4
+
+
+@dataclass
+class CodegenResult:
+    """What was generated; also written to ``codegen_report.json`` in the output folder."""
+
+    outdir: str
+    files: list[str]
+    precision: str
+    layout: str
+    input_shape: list[int]
+    output_shape: list[int]
+    output_layout_shape: list[int]  # logical shape whose channels-last order the output follows
+    input_size: int
+    output_size: int
+    params: int
+    macs: int
+    layers: list[dict[str, Any]]
+    activation_bytes_pools: int
+    activation_bytes_planned: int
+    activation_bytes_lower_bound: int
+    arena_method: str
+
+
+def convert(graph: Graph, outdir: Path, *, layout: str = "channels_last") -> CodegenResult:
+    """Simplify ``graph``, lower it and write the C library to ``outdir`` (replaced atomically).
+
+    Raises CodegenError naming the layer for anything the C cannot compute exactly; on error
+    ``outdir`` is left as it was.
+    """
+    if layout not in LAYOUTS:
+        raise CodegenError(f"layout '{layout}' not supported; choose one of {LAYOUTS}")
+    outdir = Path(outdir)
+    g = prepare(graph)
+    lowered = lower(g)
+    buffers = _buffers(g, lowered)
+    pools, planned = pool_allocation(buffers), plan(buffers)
+    sizeof = number_bytes(g.precision)
+    out_node = g.node(g.output)
+    result = CodegenResult(
+        outdir=str(outdir),
+        files=["number.h", "model.h", "model.c", REPORT_NAME],
+        precision=g.precision,
+        layout=layout,
+        input_shape=list(g.input.shape),
+        output_shape=list(out_node.shape),
+        output_layout_shape=list(lowered.layout[g.output]),
+        input_size=math.prod(g.input.shape),
+        output_size=math.prod(out_node.shape),
+        params=g.param_count(),
+        macs=g.macs(),
+        layers=[_layer_summary(g, layer, planned) for layer in lowered.layers],
+        activation_bytes_pools=pools.size,
+        activation_bytes_planned=planned.size,
+        activation_bytes_lower_bound=lower_bound(buffers),
+        arena_method=planned.method,
+    )
+    texts = _render_all(g, lowered, planned, sizeof, result)
+    texts[REPORT_NAME] = json.dumps(asdict(result), indent=1) + "\n"
+    _write_atomically(outdir, texts)
+    return result
+
+
+def prepare(graph: Graph) -> Graph:
+    """The graph the C implements: validated, then simplified by microai.graph.passes."""
+    try:
+        g = graph.copy()
+        g.validate()
+        return simplify(g)
+    except GraphError as e:
+        raise CodegenError(f"graph cannot be prepared for code generation: {e}") from e
+
+
+def load_report(outdir: Path) -> dict[str, Any]:
+    """The ``codegen_report.json`` of a generated folder."""
+    path = Path(outdir) / REPORT_NAME
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CodegenError(f"{path}: not a generated C folder ({e})") from e
+
+
+def _buffers(g: Graph, lowered: Lowered) -> list[Buffer]:
+    """Arena buffers: every layer output except the graph output (the caller owns input and output)."""
+    sizeof = number_bytes(g.precision)
+    last_read: dict[str, int] = {}
+    for step, layer in enumerate(lowered.layers):
+        for owner in layer.inputs:
+            last_read[owner] = step
+    out_owner = lowered.owner[g.output]
+    buffers = []
+    for step, layer in enumerate(lowered.layers):
+        name = layer.node.name
+        if name == out_owner:
+            continue
+        size = -(-math.prod(layer.node.shape) * sizeof // ALIGNMENT) * ALIGNMENT
+        buffers.append(Buffer(name, size, step, last_read.get(name, step)))
+    return buffers
+
+
+def _layer_summary(g: Graph, layer: Layer, placement: Placement) -> dict[str, Any]:
+    node = layer.node
+    kernel = node.weights.get("kernel")
+    macs = math.prod(node.shape) * math.prod(kernel.shape[1:]) if kernel is not None else 0
+    summary = {"function": layer.function, "node": node.name, "op": node.op, "output_shape": list(node.shape),
+               "macs": macs, "arena_offset": placement.offsets.get(node.name)}
+    if g.is_quantized:
+        summary["formats"] = {k: str(f) for k, f in node.formats.items()}
+    return summary
+
+
+def _describe(g: Graph, layer: Layer) -> str:
+    node = layer.node
+    ins = ", ".join(f"{i} {tuple(g.node(i).shape)}" for i in node.inputs)
+    act = " + ReLU" if node.attrs.get("activation") == "relu" else ""
+    fmt = f" [{', '.join(f'{k} {f}' for k, f in node.formats.items())}]" if g.is_quantized else ""
+    return f"{node.op}{act} '{node.name}': {ins} -> {tuple(node.shape)}{fmt}"
+
+
+def _render_all(g: Graph, lowered: Lowered, placement: Placement, sizeof: int,
+                result: CodegenResult) -> dict[str, str]:
+    integer = g.is_quantized
+    out_owner = lowered.owner[g.output]
+
+    def buffer(owner: str) -> str:
+        if owner == g.input.name:
+            return "input"
+        if owner == out_owner:
+            return "output"
+        return f"arena.values + {placement.offsets[owner] // sizeof}"
+
+    layers, calls = [], []
+    for layer in lowered.layers:
+        code = render(layer.template, function=layer.function, **layer.params)
+        layers.append({"summary": _describe(g, layer), "arrays": layer.arrays, "code": code.rstrip("\n")})
+        args = [buffer(owner) for owner in layer.inputs] + [buffer(layer.node.name)]
+        calls.append(f"{layer.function}({', '.join(args)})")
+    common: dict[str, Any] = {"name": g.metadata.get("name", g.output), "precision": g.precision,
+                              "integer": integer}
+    fixed: dict[str, Any] = {}
+    if integer:
+        fmt = g.input.formats["output"]
+        fixed = {"width": g.width, "ctype": number_ctype(g.precision), "min_int": fmt.min_int,
+                 "max_int": fmt.max_int, "rounding": g.rounding, "quant_rounding": g.quant_rounding,
+                 "input_frac": fmt.frac, "output_frac": g.node(g.output).formats["output"].frac}
+    return {
+        "number.h": render("number.h.j2", **common, **fixed),
+        "model.h": render(
+            "model.h.j2", **common, **fixed, input_shape=result.input_shape, output_shape=result.output_shape,
+            input_layout=_layout_text(result.input_shape, result.input_shape),
+            output_layout=_layout_text(result.output_shape, result.output_layout_shape),
+            input_size=result.input_size, output_size=result.output_size, arena_bytes=placement.size),
+        "model.c": render("model.c.j2", **common, layers=layers, calls=calls, macs=result.macs,
+                          arena_elements=placement.size // sizeof, arena_method=placement.method),
+    }
+
+
+def _layout_text(shape: list[int], layout_shape: list[int]) -> str:
+    """Human description of a buffer's memory order, e.g. ``[128][9] (samples, channels)``."""
+    if len(layout_shape) == 1:
+        return f"[{layout_shape[0]}]"
+    dims = "".join(f"[{d}]" for d in (*layout_shape[1:], layout_shape[0]))
+    flat = " flattened" if list(shape) != list(layout_shape) else ""
+    names = "(samples, channels)" if len(layout_shape) == 2 else "(rows, columns, channels)"
+    return f"{dims} {names}{flat}"
+
+
+def _write_atomically(outdir: Path, texts: dict[str, str]) -> None:
+    """Write all files into a sibling temp folder, then swap it in: no half-written OUTDIR."""
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    old = None
+    try:
+        for name, text in texts.items():
+            (tmp / name).write_text(text)
+        if outdir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.old.", dir=outdir.parent))
+            outdir.replace(old / outdir.name)
+        tmp.replace(outdir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not outdir.exists():
+            (old / outdir.name).replace(outdir)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
