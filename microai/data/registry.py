@@ -1,0 +1,110 @@
+"""The two pipeline stages of every dataset: download (raw files + manifest) and prepare (.npz)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from microai.data import fsdd, gtsrb, smnist, synthetic_har, uci_har
+from microai.data.archive import fetch, sha256_of
+from microai.data.atomic import atomic_output
+from microai.data.errors import DatasetError
+from microai.data.prepared import PreparedDataset, save_prepared
+from microai.data.sources import resolve_sources
+from microai.data.spec import DatasetSpec
+
+MANIFEST_NAME = "manifest.json"
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec for spec in (synthetic_har.SPEC, uci_har.SPEC, smnist.SPEC, fsdd.SPEC, gtsrb.SPEC)
+}
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DatasetError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}") from None
+
+
+def download_dataset(name: str, cfg: dict[str, Any], raw_dir: Path) -> Path:
+    """Fetch the dataset's official files into ``raw_dir`` (sha256-verified) and write its manifest.
+
+    The manifest (``raw_dir/manifest.json``) lists every file with its key, source, sha256 and
+    size; for a generated dataset it records the generator options instead. It is written last,
+    so its presence means the download completed. Returns the manifest path.
+    """
+    spec = dataset_spec(name)
+    options = spec.options_from(cfg)
+    raw_dir = Path(raw_dir)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {"dataset": name, "synthetic": spec.synthetic}
+    if spec.synthetic:
+        manifest["generator"] = options
+    else:
+        manifest["files"] = [fetch(source, raw_dir) for source in resolve_sources(name, spec.files, cfg)]
+    path = raw_dir / MANIFEST_NAME
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_manifest(name: str, raw_dir: Path) -> dict[str, Any]:
+    path = Path(raw_dir) / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"{path} is missing: run the download stage for {name!r} first") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: unreadable manifest ({exc})") from exc
+    if manifest.get("dataset") != name:
+        raise DatasetError(f"{path} describes dataset {manifest.get('dataset')!r}, not {name!r}")
+    return manifest
+
+
+def verified_files(manifest: dict[str, Any], raw_dir: Path) -> dict[str, Path]:
+    """Every file of the manifest by key, after checking it is still on disk with the recorded digest."""
+    files: dict[str, Path] = {}
+    for entry in manifest.get("files", []):
+        path = Path(raw_dir) / entry["filename"]
+        if not path.is_file():
+            raise DatasetError(f"{path} listed in {MANIFEST_NAME} is missing: re-run the download stage")
+        actual = sha256_of(path)
+        if actual != entry["sha256"]:
+            raise DatasetError(
+                f"{path} changed since download: sha256 expected {entry['sha256']}, got {actual}"
+            )
+        files[entry["key"]] = path
+    return files
+
+
+def prepare_dataset(name: str, cfg: dict[str, Any], raw_dir: Path, out_npz: Path) -> Path:
+    """Build the normalized train/test arrays from ``raw_dir`` and write ``out_npz`` atomically.
+
+    The official split is kept; inputs are z-scored per channel with training-set statistics.
+    """
+    spec = dataset_spec(name)
+    options = spec.options_from(cfg)
+    manifest = read_manifest(name, raw_dir)
+    if spec.synthetic:
+        if manifest.get("generator") != options:
+            raise DatasetError(
+                f"{Path(raw_dir) / MANIFEST_NAME} was written for generator options "
+                f"{manifest.get('generator')}, but datasets.{name} now says {options}: "
+                "re-run the download stage"
+            )
+        provenance: dict[str, Any] = {"dataset": name, "synthetic": True, "source": "generated",
+                                      "generator": options, "checksums": {}}
+        files: dict[str, Path] = {}
+    else:
+        files = verified_files(manifest, raw_dir)
+        provenance = {
+            "dataset": name,
+            "synthetic": False,
+            "source": {e["filename"]: e["source"] for e in manifest["files"]},
+            "checksums": {e["filename"]: e["sha256"] for e in manifest["files"]},
+            "options": {k: v for k, v in options.items()},
+        }
+    splits = spec.build(options, files)
+    return save_prepared(PreparedDataset.from_splits(splits, provenance), Path(out_npz))
