@@ -1,0 +1,194 @@
+"""Cycle estimate of a qemu-m4 firmware image in Unicorn with the Cortex-M4 timing model.
+
+The image runs exactly as on QEMU: the harness's UART, its counter and the AIRCR exit are
+modelled with MMIO callbacks. A block hook counts executions per translation block (the block's
+cost is computed once, see :mod:`microai.deploy.timing`); each read of the counter snapshots the
+totals, so per-vector numbers cover the same instructions as QEMU's icount measurement.
+Blocks are attributed to the ``layer_*`` function containing them (everything else: "other").
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_MODE_MCLASS, UC_MODE_THUMB, Uc, UcError
+from unicorn.arm_const import UC_ARM_REG_PC, UC_ARM_REG_SP, UC_CPU_ARM_CORTEX_M4
+
+from microai.deploy.errors import DeployError, RunTimeout
+from microai.deploy.protocol import parse_lines
+from microai.deploy.timing import BlockCost, BlockCoster, TimingModel
+from microai.deploy.toolchain import FIRMWARE, memory_regions
+
+LAYER_PREFIX = "layer_"
+OTHER = "other"
+PERIPHERALS = (0x40000000, 0x30000)  # CMSDK timers, UART0 and FPGAIO of mps2-an386
+UART0_DATA, UART0_STATE = 0x4000, 0x4004
+FPGAIO_COUNTER = 0x28018
+SCS = (0xE000E000, 0x1000)
+AIRCR = 0xD0C
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Per-vector estimated ``cycles`` and ``instructions``; ``layer_cycles[i]`` maps layer -> cycles."""
+
+    outputs: np.ndarray
+    cycles: np.ndarray
+    instructions: np.ndarray
+    layer_cycles: list[dict[str, int]]
+    layer_instructions: list[dict[str, int]]
+    assumptions: str
+    instructions_per_second: float  # speed of the estimator itself
+
+
+class _FunctionMap:
+    """Address -> name of the ``layer_*`` function containing it, from the ELF symbol table."""
+
+    def __init__(self, elf: ELFFile) -> None:
+        spans = []
+        for sec in elf.iter_sections():
+            if isinstance(sec, SymbolTableSection):
+                for sym in sec.iter_symbols():
+                    if sym["st_info"]["type"] == "STT_FUNC" and sym.name.startswith(LAYER_PREFIX):
+                        start = sym["st_value"] & ~1
+                        spans.append((start, start + sym["st_size"], sym.name))
+        spans.sort()
+        self.starts = [s[0] for s in spans]
+        self.spans = spans
+
+    def __call__(self, address: int) -> str:
+        i = bisect.bisect_right(self.starts, address) - 1
+        if i >= 0 and address < self.spans[i][1]:
+            return self.spans[i][2]
+        return OTHER
+
+
+def _page_round(n: int) -> int:
+    return (n + 0xFFF) & ~0xFFF
+
+
+class _Run:
+    """State of one emulation: block table, counters, UART capture and counter snapshots."""
+
+    def __init__(self, uc: Uc, coster: BlockCoster, max_instructions: int) -> None:
+        self.uc = uc
+        self.coster = coster
+        self.max_instructions = max_instructions
+        self.blocks: dict[int, BlockCost] = {}
+        self.uart = bytearray()
+        self.snapshots: list[tuple[dict[str, int], dict[str, int]]] = []
+        self.exited = False
+        self.over_budget = False
+        self.instructions = 0
+        self.previous: BlockCost | None = None
+        self.previous_end = -1
+
+    def on_block(self, uc: Uc, address: int, size: int, _: object) -> None:
+        key = (address << 12) | size
+        block = self.blocks.get(key)
+        if block is None:
+            block = self.blocks[key] = self.coster.cost(bytes(uc.mem_read(address, size)), address)
+        block.hits += 1
+        previous = self.previous
+        if address == self.previous_end:
+            if previous.tail_load_store and block.head_load_store:
+                block.pipelined += 1
+        elif previous is not None and previous.ends_in_branch:
+            previous.taken += 1
+        self.previous = block
+        self.previous_end = address + size
+        self.instructions += block.instructions
+        if self.instructions > self.max_instructions:
+            self.over_budget = True
+            uc.emu_stop()
+
+    def totals(self) -> tuple[dict[str, int], dict[str, int]]:
+        cycles: dict[str, int] = {}
+        instructions: dict[str, int] = {}
+        model = self.coster.model
+        for b in self.blocks.values():
+            cycles[b.layer] = cycles.get(b.layer, 0) + b.total(model)
+            instructions[b.layer] = instructions.get(b.layer, 0) + b.hits * b.instructions
+        return cycles, instructions
+
+    def on_peripheral_read(self, uc: Uc, offset: int, size: int, _: object) -> int:
+        if offset == FPGAIO_COUNTER:
+            cycles, instructions = self.totals()
+            self.snapshots.append((cycles, instructions))
+            return sum(cycles.values()) & 0xFFFFFFFF
+        return 0  # UART STATE: never full; other registers read as zero
+
+    def on_peripheral_write(self, uc: Uc, offset: int, size: int, value: int, _: object) -> None:
+        if offset == UART0_DATA:
+            self.uart.append(value & 0xFF)
+
+    def on_scs_read(self, uc: Uc, offset: int, size: int, _: object) -> int:
+        return 0
+
+    def on_scs_write(self, uc: Uc, offset: int, size: int, value: int, _: object) -> None:
+        if offset == AIRCR and (value >> 16) == 0x05FA and value & 0x4:
+            self.exited = True
+            uc.emu_stop()
+
+
+def estimate(elf_path: Path, model: TimingModel | None = None,
+             max_instructions: int = 2_000_000_000) -> Estimate:
+    """Run a ``qemu-m4`` image to its exit and estimate Cortex-M4 cycles per vector and per layer."""
+    model = model or TimingModel()
+    with elf_path.open("rb") as f:
+        elf = ELFFile(f)
+        segments = [(seg["p_paddr"], seg.data()) for seg in elf.iter_segments() if seg["p_type"] == "PT_LOAD"]
+        layer_of = _FunctionMap(elf)
+    uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
+    uc.ctl_set_cpu_model(UC_CPU_ARM_CORTEX_M4)
+    for origin, length in memory_regions(FIRMWARE / "boards" / "qemu-m4" / "linker.ld").values():
+        uc.mem_map(origin, _page_round(length))
+    for address, data in segments:
+        try:
+            uc.mem_write(address, data)
+        except UcError as e:
+            raise DeployError(f"{elf_path}: segment at 0x{address:08x} is outside the qemu-m4 memory map") from e
+    run = _Run(uc, BlockCoster(model, layer_of), max_instructions)
+    uc.mmio_map(*PERIPHERALS, run.on_peripheral_read, None, run.on_peripheral_write, None)
+    uc.mmio_map(*SCS, run.on_scs_read, None, run.on_scs_write, None)
+    uc.hook_add(UC_HOOK_BLOCK, run.on_block)
+    stack, entry = struct.unpack("<II", bytes(uc.mem_read(0, 8)))
+    uc.reg_write(UC_ARM_REG_SP, stack)  # from the vector table, as a reset does
+    started = time.perf_counter()
+    try:
+        uc.emu_start(entry | 1, 0xFFFFFFFF)
+    except UcError as e:
+        pc = uc.reg_read(UC_ARM_REG_PC)
+        raise DeployError(f"{elf_path}: emulation stopped at PC=0x{pc:08x} ({layer_of(pc)}): {e}; "
+                          f"UART so far: {bytes(run.uart[-200:])!r}") from e
+    elapsed = time.perf_counter() - started
+    source = f"Unicorn estimate of {elf_path}"
+    if run.over_budget:
+        raise RunTimeout(f"{source}: more than {max_instructions} instructions without exit")
+    if not run.exited:
+        raise DeployError(f"{source}: emulation ended without the AIRCR exit")
+    report = parse_lines(bytes(run.uart).splitlines(), source)
+    n = len(report.ticks)
+    if len(run.snapshots) != 2 * n:
+        raise DeployError(f"{source}: {len(run.snapshots)} counter reads for {n} vectors, expected {2 * n}")
+    layer_cycles, layer_instructions = [], []
+    for i in range(n):
+        (c0, i0), (c1, i1) = run.snapshots[2 * i], run.snapshots[2 * i + 1]
+        layer_cycles.append({k: v - c0.get(k, 0) for k, v in c1.items() if v != c0.get(k, 0)})
+        layer_instructions.append({k: v - i0.get(k, 0) for k, v in i1.items() if v != i0.get(k, 0)})
+    return Estimate(
+        outputs=report.outputs,
+        cycles=np.array([sum(d.values()) for d in layer_cycles], dtype=np.int64),
+        instructions=np.array([sum(d.values()) for d in layer_instructions], dtype=np.int64),
+        layer_cycles=layer_cycles,
+        layer_instructions=layer_instructions,
+        assumptions=model.describe(),
+        instructions_per_second=run.instructions / elapsed if elapsed > 0 else float("inf"),
+    )
