@@ -154,7 +154,8 @@ def estimate(elf_path: Path, model: TimingModel | None = None,
         try:
             uc.mem_write(address, data)
         except UcError as e:
-            raise DeployError(f"{elf_path}: segment at 0x{address:08x} is outside the qemu-m4 memory map") from e
+            raise DeployError(f"{elf_path}: segment at 0x{address:08x} is outside the qemu-m4 "
+                              "memory map") from e
     run = _Run(uc, BlockCoster(model, layer_of), max_instructions)
     uc.mmio_map(*PERIPHERALS, run.on_peripheral_read, None, run.on_peripheral_write, None)
     uc.mmio_map(*SCS, run.on_scs_read, None, run.on_scs_write, None)
