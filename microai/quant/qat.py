@@ -1,0 +1,270 @@
+"""Quantization-aware training (the paper's int8 method) by rewriting the model's torch.fx graph.
+
+``prepare_qat`` folds BatchNorm into the preceding convolution, traces the model and inserts
+fake quantization where ``docs/arithmetic.md`` quantizes: after the network input, around every
+Conv/Linear (kernel, bias, output) and after every Add. MaxPool, ReLU, Flatten, Identity and
+Dropout keep their input's format. It works for any model built from these operators.
+
+Formats follow the paper: ``m = 1 + floor(log2(max|x|))``, ``n = w - m - 1``; activation ranges are
+moving averages of the batch ``max|x|`` re-estimated at every training step, weight ranges are the
+exact ``max|w|``; switching to eval mode freezes them. ``export_qat`` writes the quantized graph IR
+with these frozen formats; the integer reference executor reproduces the eval-mode QAT model.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.fx.experimental.optimization import fuse
+
+from microai.graph.ir import Graph, GraphError, QFormat
+from microai.graph.torch_import import from_torch
+from microai.quant.formats import check_width, quantize_array
+from microai.quant.qat_modules import QUANT_ROUNDING, SHIFT_ROUNDING, FakeQuantizer, QuantLayer
+from microai.train import TrainConfig, train
+from microai.train.loop import as_tensors, eval_mode
+
+GRANULARITIES = ("layer", "network")
+CALIBRATION_SAMPLES = 2048
+CALIBRATION_BATCH = 256
+
+_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear)
+_PASS_MODULES = (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.Flatten,
+                 nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
+_PASS_FUNCTIONS = (F.relu, torch.relu, torch.flatten, F.dropout)
+_PASS_METHODS = ("relu", "flatten", "view", "reshape")
+_ADD_FUNCTIONS = (operator.add, torch.add)
+
+
+class QATError(ValueError):
+    """A model that cannot be prepared for or exported from QAT; the message names the layer."""
+
+
+class QATModel(nn.Module):
+    """The fake-quantized network plus the float model it shares its parameters with.
+
+    ``quantizers`` maps fx node names of the float model (which are the graph IR node names) to the
+    name of the module that fixes that node's output format in ``network``.
+    """
+
+    def __init__(self, float_model: fx.GraphModule, network: fx.GraphModule, quantizers: dict[str, str],
+                 width: int, granularity: str, rounding: str, model_name: str) -> None:
+        super().__init__()
+        self.float_model = float_model
+        self.network = network
+        self.quantizers = quantizers
+        self.width = width
+        self.granularity = granularity
+        self.rounding = rounding
+        self.model_name = model_name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)
+
+    def train(self, mode: bool = True) -> QATModel:
+        """Eval mode freezes the formats (per-network: every member takes the group's final format)."""
+        super().train(mode)
+        if not mode:
+            for q in self.fake_quantizers():
+                q.refresh()
+        return self
+
+    def fake_quantizers(self) -> list[FakeQuantizer]:
+        return [m for m in self.network.modules() if isinstance(m, FakeQuantizer)]
+
+    def output_quantizer(self, fx_name: str) -> FakeQuantizer:
+        module = self.network.get_submodule(self.quantizers[fx_name])
+        return module.output_q if isinstance(module, QuantLayer) else module
+
+
+# ------------------------------------------------------------------------------------ prepare
+def prepare_qat(model: nn.Module, width: int, granularity: str = "layer",
+                rounding: str = "floor") -> QATModel:
+    """A fake-quantized copy of ``model`` (which is left untouched); BatchNorm after a conv is folded."""
+    width = check_width(width)
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got '{granularity}'")
+    if rounding not in SHIFT_ROUNDING:
+        raise ValueError(f"rounding must be one of {tuple(SHIFT_ROUNDING)}, got '{rounding}'")
+    name = type(model).__name__
+    try:
+        float_model = fuse(copy.deepcopy(model).eval(), inplace=True)
+        network = fx.symbolic_trace(float_model)
+    except Exception as e:  # fx raises many exception types for untraceable models
+        raise QATError(f"{name}: torch.fx cannot trace the model: {e}") from e
+    return _Rewriter(network, width, granularity, rounding, name).build(float_model)
+
+
+class _Rewriter:
+    """Inserts the quantizers in one pass over the traced graph (in topological order)."""
+
+    def __init__(self, network: fx.GraphModule, width: int, granularity: str, rounding: str,
+                 name: str) -> None:
+        self.gm = network
+        self.width = width
+        self.granularity = granularity
+        self.rounding = rounding
+        self.name = name
+        self.modules = dict(network.named_modules())
+        #: fx node name -> qualified name of the ``frac`` buffer giving that tensor's format
+        self.frac_of: dict[str, str] = {}
+        self.quantizers: dict[str, str] = {}
+        self.group = torch.zeros(self._count_quantizers(), dtype=torch.float64) \
+            if granularity == "network" else None
+        self.slots = 0
+
+    def _count_quantizers(self) -> int:
+        return sum(3 if self._is_layer(n) else 1 for n in self.gm.graph.nodes
+                   if n.op == "placeholder" or self._is_layer(n) or self._is_add(n))
+
+    def _is_layer(self, n: fx.Node) -> bool:
+        return n.op == "call_module" and isinstance(self.modules[n.target], _LAYERS)
+
+    @staticmethod
+    def _is_add(n: fx.Node) -> bool:
+        return (n.op == "call_function" and n.target in _ADD_FUNCTIONS) or (n.op == "call_method"
+                                                                           and n.target == "add")
+
+    def _is_pass_through(self, n: fx.Node) -> bool:
+        if n.op == "call_module":
+            return isinstance(self.modules[n.target], _PASS_MODULES)
+        if n.op == "call_function":
+            return n.target in _PASS_FUNCTIONS
+        return n.op == "call_method" and n.target in _PASS_METHODS
+
+    def _quantizer(self, rounding: str, observe: str) -> FakeQuantizer:
+        slot = self.slots
+        self.slots += 1
+        return FakeQuantizer(self.width, rounding, observe, group_ranges=self.group, slot=slot)
+
+    def _fail(self, n: fx.Node, what: str) -> QATError:
+        target = ""
+        if n.op == "call_module":
+            target = f" (module '{n.target}', {type(self.modules[n.target]).__name__})"
+        return QATError(f"{self.name}: QAT does not support {what} at fx node '{n.name}'{target}: "
+                        f"{n.format_node()}")
+
+    def _source(self, user: fx.Node, arg: Any) -> str:
+        if not isinstance(arg, fx.Node) or arg.name not in self.frac_of:
+            raise self._fail(user, f"operand {arg!r} that is not a quantized tensor")
+        return self.frac_of[arg.name]
+
+    def _quantize_after(self, n: fx.Node, module_name: str, quantizer: FakeQuantizer) -> None:
+        self.gm.add_submodule(module_name, quantizer)
+        with self.gm.graph.inserting_after(n):
+            q = self.gm.graph.call_module(module_name, (n,))
+        n.replace_all_uses_with(q, delete_user_cb=lambda user: user is not q)
+        self.frac_of[q.name] = f"{module_name}.frac"
+        self.frac_of[n.name] = f"{module_name}.frac"
+        self.quantizers[n.name] = module_name
+
+    def build(self, float_model: fx.GraphModule) -> QATModel:
+        quant_rounding = QUANT_ROUNDING[self.rounding]
+        shift_rounding = SHIFT_ROUNDING[self.rounding]
+        for n in list(self.gm.graph.nodes):
+            if n.op == "placeholder":
+                if self.quantizers:
+                    raise self._fail(n, "a second model input")
+                self._quantize_after(n, "qat_input", self._quantizer(quant_rounding, "ema"))
+            elif n.op == "output":
+                continue
+            elif self._is_layer(n):
+                source = self._source(n, n.args[0])
+                layer = QuantLayer(self.modules[n.target], kernel=self._quantizer(quant_rounding, "exact"),
+                                   bias=self._quantizer(quant_rounding, "exact"),
+                                   output=self._quantizer(shift_rounding, "ema"),
+                                   shift_rounding=shift_rounding)
+                module_name = f"qat_{n.name}"
+                self.gm.add_submodule(module_name, layer)
+                with self.gm.graph.inserting_before(n):
+                    frac = self.gm.graph.get_attr(source)
+                n.target, n.args, n.kwargs = module_name, (n.args[0], frac), {}
+                self.frac_of[n.name] = f"{module_name}.output_q.frac"
+                self.quantizers[n.name] = module_name
+            elif self._is_add(n):
+                for arg in n.args:
+                    self._source(n, arg)
+                self._quantize_after(n, f"qat_{n.name}", self._quantizer(shift_rounding, "ema"))
+            elif self._is_pass_through(n):
+                self.frac_of[n.name] = self._source(n, n.args[0])
+            else:
+                what = type(self.modules[n.target]).__name__ if n.op == "call_module" else str(n.target)
+                raise self._fail(n, f"{n.op} {what}")
+        self.gm.delete_all_unused_submodules()
+        self.gm.graph.lint()
+        self.gm.recompile()
+        return QATModel(float_model, self.gm, self.quantizers, self.width, self.granularity, self.rounding,
+                        self.name)
+
+
+# ------------------------------------------------------------------------------------ training
+def calibrate(qat_model: QATModel, x: np.ndarray, seed: int) -> None:
+    """Initialise the ranges on up to ``CALIBRATION_SAMPLES`` random training inputs (no weight update)."""
+    xt, _ = as_tensors(x, None, "calibration set")
+    rng = np.random.default_rng(seed)
+    idx = torch.from_numpy(np.sort(rng.permutation(len(xt))[:CALIBRATION_SAMPLES]))
+    qat_model.train()
+    with torch.no_grad():
+        for start in range(0, len(idx), CALIBRATION_BATCH):
+            qat_model(xt[idx[start:start + CALIBRATION_BATCH]])
+    qat_model.eval()
+
+
+def train_qat(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, cfg: TrainConfig, width: int,
+              seed: int, granularity: str = "layer", rounding: str = "floor",
+              progress: bool = True) -> tuple[QATModel, dict]:
+    """Fine-tune a fake-quantized copy of the trained float ``model``; return it (eval mode) and the history.
+
+    ``rounding`` is the graph's shift rounding (``floor``: the paper, with truncating conversion of
+    weights and inputs; ``nearest``: round half up shifts with round-to-nearest conversion).
+    """
+    qat_model = prepare_qat(model, width, granularity, rounding)
+    calibrate(qat_model, x_train, seed)
+    history = train(qat_model, x_train, y_train, cfg, seed, progress=progress)
+    return qat_model.eval(), history
+
+
+# ------------------------------------------------------------------------------------ export
+def export_qat(qat_model: QATModel, input_shape: tuple[int, ...], width: int) -> Graph:
+    """The quantized graph IR of ``qat_model`` with its frozen formats and fixed-point weights."""
+    if not isinstance(qat_model, QATModel):
+        raise QATError(f"export_qat needs the model returned by train_qat/prepare_qat, "
+                       f"got {type(qat_model).__name__}")
+    if width != qat_model.width:
+        raise QATError(f"{qat_model.model_name}: exporting at width {width} a model trained for "
+                       f"width {qat_model.width}")
+    with eval_mode(qat_model):  # freezes the formats
+        graph = from_torch(qat_model.float_model, input_shape, name=qat_model.model_name)
+    quant_rounding = QUANT_ROUNDING[qat_model.rounding]
+    formats: dict[str, QFormat] = {}
+    for node in graph.nodes:
+        if node.name in qat_model.quantizers:
+            formats[node.name] = qat_model.output_quantizer(node.name).format
+        elif node.op in ("MaxPool1D", "MaxPool2D", "ReLU", "Flatten", "Identity"):
+            formats[node.name] = formats[node.inputs[0]]
+        else:
+            raise QATError(f"{qat_model.model_name}: {node.describe()} has no QAT format "
+                           f"(operator not supported by QAT)")
+        node.formats = {"output": formats[node.name]}
+        if node.op in ("Conv1D", "Conv2D", "Dense"):
+            layer = qat_model.network.get_submodule(qat_model.quantizers[node.name])
+            for key, q in (("kernel", layer.kernel_q), ("bias", layer.bias_q)):
+                node.formats[key] = q.format
+                values = quantize_array(node.weights[key], q.format, quant_rounding)
+                node.weights[key] = values.astype(np.int32)
+    graph.precision = f"int{width}"
+    graph.rounding = qat_model.rounding
+    graph.quant_rounding = quant_rounding
+    graph.metadata["quantization"] = {"method": "qat", "width": width, "granularity": qat_model.granularity,
+                                      "rounding": qat_model.rounding, "quant_rounding": quant_rounding}
+    try:
+        graph.validate()
+    except GraphError as e:  # pragma: no cover - from_torch validated the structure already
+        raise QATError(f"{qat_model.model_name}: exported graph is invalid: {e}") from e
+    return graph

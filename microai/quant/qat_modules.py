@@ -1,0 +1,158 @@
+"""Fake-quantization modules of quantization-aware training, mirroring ``docs/arithmetic.md``.
+
+A fake-quantized tensor holds real values that are exactly representable in its format
+(``int * 2**-frac``), so a float convolution over fake-quantized operands computes the integer
+accumulator up to the factor ``2**-(n_x + n_w)``. Rounding modes map to the integer contract:
+
+* ``trunc`` / ``nearest`` (half away from zero): float -> fixed conversion (``quant_rounding``) of
+  the network input, weights and biases;
+* ``floor`` / ``half_up``: the graph's right shifts (``rounding`` ``floor`` / ``nearest``) of a
+  bias alignment or an accumulator requantization. ``floor(y * 2**n_o)`` equals the integer
+  ``acc >> (n_acc - n_o)``, and is exact (a no-op) when the shift is a left shift.
+
+Training uses the straight-through estimator (gradient 1 through rounding and saturation). In eval
+mode the layers compute in float64, where every int32 accumulator is exact, and return the
+quantized values themselves, so the forward pass equals the integer reference executor.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from microai.graph.ir import QFormat
+from microai.quant.formats import check_width, frac_bits_for
+
+ROUNDINGS = ("trunc", "nearest", "floor", "half_up")
+#: graph ``rounding`` (right shifts) -> fake-quant rounding of the same operation
+SHIFT_ROUNDING = {"floor": "floor", "nearest": "half_up"}
+#: graph ``rounding`` -> the ``quant_rounding`` used with it (the paper: floor shifts, truncation)
+QUANT_ROUNDING = {"floor": "trunc", "nearest": "nearest"}
+
+
+def round_scaled(s: torch.Tensor, rounding: str) -> torch.Tensor:
+    if rounding == "trunc":
+        return torch.trunc(s)
+    if rounding == "nearest":
+        return torch.trunc(s + torch.copysign(torch.full_like(s, 0.5), s))
+    if rounding == "floor":
+        return torch.floor(s)
+    if rounding == "half_up":
+        return torch.floor(s + 0.5)
+    raise ValueError(f"rounding must be one of {ROUNDINGS}, got '{rounding}'")
+
+
+def fake_quantize(x: torch.Tensor, frac: int, width: int, rounding: str,
+                  saturate: bool = True) -> torch.Tensor:
+    """``sat_w(round(x * 2**frac)) * 2**-frac``; straight-through gradient when ``x`` requires grad."""
+    scale = 2.0 ** frac
+    q = round_scaled(x * scale, rounding)
+    if saturate:
+        q = q.clamp(-(1 << (width - 1)), (1 << (width - 1)) - 1)
+    q = q / scale
+    if not torch.is_grad_enabled() or not x.requires_grad:
+        return q  # exact values (x + (q - x) may round in float32)
+    return x + (q - x).detach()
+
+
+class FakeQuantizer(nn.Module):
+    """Fake-quantizes one tensor to the paper's power-of-two format ``frac_bits_for(range)``.
+
+    In training mode every forward re-estimates the range: ``observe="exact"`` takes ``max|x|`` of
+    the tensor (weights, biases), ``observe="ema"`` an exponential moving average of the batch
+    ``max|x|`` (activations; the first batch initialises it). In eval mode the format is frozen.
+    With ``group_ranges`` (per-network granularity) all members share the format of the largest
+    range in the group; ``slot`` is this quantizer's entry.
+    """
+
+    def __init__(self, width: int, rounding: str, observe: str, momentum: float = 0.9,
+                 group_ranges: torch.Tensor | None = None, slot: int = 0) -> None:
+        super().__init__()
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {ROUNDINGS}, got '{rounding}'")
+        if observe not in ("exact", "ema"):
+            raise ValueError(f"observe must be 'exact' or 'ema', got '{observe}'")
+        self.width = check_width(width)
+        self.rounding = rounding
+        self.observe = observe
+        self.momentum = momentum
+        self.slot = slot
+        self.register_buffer("range", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("observed", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("frac", torch.tensor(self.width - 1, dtype=torch.int64))
+        self.group_ranges: torch.Tensor | None
+        if group_ranges is not None:
+            self.register_buffer("group_ranges", group_ranges)
+        else:
+            self.group_ranges = None
+
+    @property
+    def format(self) -> QFormat:
+        return QFormat(self.width, int(self.frac))
+
+    def update(self, x: torch.Tensor) -> None:
+        """Fold ``max|x|`` into the range and recompute the format."""
+        current = float(x.detach().abs().max()) if x.numel() else 0.0
+        if self.observe == "exact" or not bool(self.observed):
+            value = current
+        else:
+            value = self.momentum * float(self.range) + (1.0 - self.momentum) * current
+        self.range.fill_(value)
+        self.observed.fill_(True)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute ``frac`` from the range (or the group's largest range)."""
+        value = float(self.range)
+        if self.group_ranges is not None:
+            self.group_ranges[self.slot] = value
+            value = float(self.group_ranges.max())
+        self.frac.fill_(frac_bits_for(value, self.width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.update(x)
+        return fake_quantize(x, int(self.frac), self.width, self.rounding)
+
+    def extra_repr(self) -> str:
+        return f"width={self.width}, rounding={self.rounding}, observe={self.observe}, frac={int(self.frac)}"
+
+
+class QuantLayer(nn.Module):
+    """A Conv1d/Conv2d/Linear with fake-quantized kernel, bias and output.
+
+    ``forward(x, input_frac)``: ``x`` is already fake-quantized in the format with ``input_frac``
+    fractional bits (the producer's quantizer); it fixes the accumulator format
+    ``n_acc = input_frac + kernel frac`` the bias is aligned to.
+    """
+
+    def __init__(self, layer: nn.Module, kernel: FakeQuantizer, bias: FakeQuantizer, output: FakeQuantizer,
+                 shift_rounding: str) -> None:
+        super().__init__()
+        if not isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            raise TypeError(f"QuantLayer wraps Conv1d, Conv2d or Linear, not {type(layer).__name__}")
+        self.layer = layer
+        self.kernel_q = kernel
+        self.bias_q = bias
+        self.output_q = output
+        self.shift_rounding = shift_rounding
+
+    def _bias(self) -> torch.Tensor:
+        b = self.layer.bias
+        return b if b is not None else self.layer.weight.new_zeros(self.layer.weight.shape[0])
+
+    def forward(self, x: torch.Tensor, input_frac: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.layer.weight, self._bias()
+        if not self.training:  # float64: every int32 accumulator of docs/arithmetic.md is exact
+            x, weight, bias = x.double(), weight.double(), bias.double()
+        w = self.kernel_q(weight)  # in training mode the quantizers re-estimate their formats
+        b = self.bias_q(bias)
+        n_acc = int(input_frac) + int(self.kernel_q.frac)
+        if int(self.bias_q.frac) > n_acc:  # align(b, n_b -> n_acc) is a right shift of the bias
+            b = fake_quantize(b, n_acc, 32, self.shift_rounding, saturate=False)
+        if isinstance(self.layer, nn.Linear):
+            y = F.linear(x, w, b)
+        else:
+            y = self.layer._conv_forward(x, w, b)
+        return self.output_q(y).float()
