@@ -5,6 +5,12 @@ reference executor; weight ranges come from the weights. ``granularity="network"
 tensor one number of fractional bits (the paper's int16 is Q7.9: ``width=16, fixed_frac=9``);
 ``granularity="layer"`` gives every tensor its own. The result stores integer weights (int32
 arrays) and every node's formats, as specified in docs/arithmetic.md.
+
+With per-layer formats a fine input and weight resolution can push the bias (aligned to the
+accumulator's resolution) or the worst-case sum out of the int32 accumulator; PTQ then drops
+fractional bits of that layer's weights until ``reference.accumulator_bound`` fits, and records
+how many in the metadata. With one network-wide format nothing is changed (the reference
+executor still reports a real overflow).
 """
 
 from __future__ import annotations
@@ -61,19 +67,27 @@ def quantize_ptq(graph: Graph, calibration_x: np.ndarray, width: int, granularit
     activations = calibrate(g, np.asarray(calibration_x, dtype=np.float32))
     frac_of = _frac_chooser(g, activations, width, granularity, fixed_frac)
 
-    for n in g.nodes:
-        n.formats = _formats(g, n, frac_of, width)
-        for key, w in n.weights.items():
-            n.weights[key] = quantize_array(w, n.formats[key], quant_rounding).astype(np.int32)
     g.precision = f"int{width}"
     g.rounding = rounding
     g.quant_rounding = quant_rounding
+    float_weights = {n.name: dict(n.weights) for n in g.nodes}
+    coarsened: dict[str, int] = {}
+    for n in g.nodes:
+        for coarsen in range(2 * width):
+            n.formats = _formats(g, n, frac_of, width, coarsen)
+            n.weights = {key: quantize_array(w, n.formats[key], quant_rounding).astype(np.int32)
+                         for key, w in float_weights[n.name].items()}
+            if granularity == "network" or reference.accumulator_bound(g, n) <= reference.LONG_MAX:
+                break
+        if coarsen:
+            coarsened[n.name] = coarsen
     g.metadata["quantization"] = {
         "method": "ptq",
         "granularity": granularity,
         "width": width,
         "fixed_frac": fixed_frac,
         "calibration_samples": len(calibration_x),
+        "weight_bits_dropped_for_int32_accumulator": coarsened,
     }
     g.validate()
     return g
@@ -101,7 +115,10 @@ def _frac_chooser(g: Graph, activations: dict[str, float], width: int, granulari
     return lambda node, key: fixed_frac
 
 
-def _formats(g: Graph, n: Node, frac_of: Callable[[Node, str], int], width: int) -> dict[str, QFormat]:
+def _formats(g: Graph, n: Node, frac_of: Callable[[Node, str], int], width: int,
+             coarsen: int = 0) -> dict[str, QFormat]:
+    """Formats of node ``n``; ``coarsen`` drops that many fractional bits of its kernel/scale so the
+    worst-case int32 accumulator fits (per-layer formats only)."""
     if n.op in KEEPS_INPUT_FORMAT:
         return {"output": g.node(n.inputs[0]).formats["output"]}
     if n.op == "Softmax":
@@ -110,8 +127,9 @@ def _formats(g: Graph, n: Node, frac_of: Callable[[Node, str], int], width: int)
         raise GraphError(f"{n.describe()}: BatchNorm left after simplify")
     formats = {key: QFormat(width, frac_of(n, key)) for key in ("output", *n.weights)}
     if "bias" in formats:
-        # Bits below the accumulator's resolution would be shifted away: cap the bias precision.
         w_key = "scale" if n.op == "Scale" else "kernel"
+        formats[w_key] = QFormat(width, formats[w_key].frac - coarsen)
+        # Bits below the accumulator's resolution would be shifted away: cap the bias precision.
         n_acc = g.node(n.inputs[0]).formats["output"].frac + formats[w_key].frac
         formats["bias"] = QFormat(width, min(formats["bias"].frac, n_acc))
     return formats
