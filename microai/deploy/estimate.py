@@ -9,7 +9,6 @@ Blocks are attributed to the ``layer_*`` function containing them (everything el
 
 from __future__ import annotations
 
-import bisect
 import struct
 import time
 from dataclasses import dataclass
@@ -17,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
 from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_MODE_MCLASS, UC_MODE_THUMB, Uc, UcError
 from unicorn.arm_const import UC_ARM_REG_PC, UC_ARM_REG_SP, UC_CPU_ARM_CORTEX_M4
 
 from microai.deploy.errors import DeployError, RunTimeout
 from microai.deploy.protocol import parse_lines
+from microai.deploy.symbols import FunctionMap
 from microai.deploy.timing import BlockCost, BlockCoster, TimingModel
 from microai.deploy.toolchain import FIRMWARE, memory_regions
 
@@ -46,28 +45,6 @@ class Estimate:
     layer_instructions: list[dict[str, int]]
     assumptions: str
     instructions_per_second: float  # speed of the estimator itself
-
-
-class _FunctionMap:
-    """Address -> name of the ``layer_*`` function containing it, from the ELF symbol table."""
-
-    def __init__(self, elf: ELFFile) -> None:
-        spans = []
-        for sec in elf.iter_sections():
-            if isinstance(sec, SymbolTableSection):
-                for sym in sec.iter_symbols():
-                    if sym["st_info"]["type"] == "STT_FUNC" and sym.name.startswith(LAYER_PREFIX):
-                        start = sym["st_value"] & ~1
-                        spans.append((start, start + sym["st_size"], sym.name))
-        spans.sort()
-        self.starts = [s[0] for s in spans]
-        self.spans = spans
-
-    def __call__(self, address: int) -> str:
-        i = bisect.bisect_right(self.starts, address) - 1
-        if i >= 0 and address < self.spans[i][1]:
-            return self.spans[i][2]
-        return OTHER
 
 
 def _page_round(n: int) -> int:
@@ -143,9 +120,12 @@ def estimate(elf_path: Path, model: TimingModel | None = None,
     """Run a ``qemu-m4`` image to its exit and estimate Cortex-M4 cycles per vector and per layer."""
     model = model or TimingModel()
     with elf_path.open("rb") as f:
-        elf = ELFFile(f)
-        segments = [(seg["p_paddr"], seg.data()) for seg in elf.iter_segments() if seg["p_type"] == "PT_LOAD"]
-        layer_of = _FunctionMap(elf)
+        segments = [(s["p_paddr"], s.data()) for s in ELFFile(f).iter_segments() if s["p_type"] == "PT_LOAD"]
+    functions = FunctionMap(elf_path, LAYER_PREFIX)
+
+    def layer_of(address: int) -> str:
+        hit = functions.lookup(address)
+        return hit[0] if hit else OTHER
     uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
     uc.ctl_set_cpu_model(UC_CPU_ARM_CORTEX_M4)
     for origin, length in memory_regions(FIRMWARE / "boards" / "qemu-m4" / "linker.ld").values():
@@ -167,7 +147,8 @@ def estimate(elf_path: Path, model: TimingModel | None = None,
         uc.emu_start(entry | 1, 0xFFFFFFFF)
     except UcError as e:
         pc = uc.reg_read(UC_ARM_REG_PC)
-        raise DeployError(f"{elf_path}: emulation stopped at PC=0x{pc:08x} ({layer_of(pc)}): {e}; "
+        where = FunctionMap(elf_path).describe(pc)
+        raise DeployError(f"{elf_path}: emulation stopped at PC=0x{pc:08x} ({where}): {e}; "
                           f"UART so far: {bytes(run.uart[-200:])!r}") from e
     elapsed = time.perf_counter() - started
     source = f"Unicorn estimate of {elf_path}"

@@ -153,8 +153,7 @@ def parse_lines(lines: Iterable[bytes | str], source: str) -> Report:
     """Parse a complete capture (host stdout, a log file)."""
     parser = ProtocolParser(source)
     for line in lines:
-        if parser.feed(line):
-            break
+        parser.feed(line)
     return parser.report()
 
 
@@ -165,8 +164,8 @@ def read_report(port: LineSource, source: str, timeout: float) -> Report:
     pending = b""
     while time.monotonic() < deadline:
         pending += port.readline()  # a read timeout can return part of a line
-        if pending.endswith(b"\n"):
-            line, pending = pending, b""
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
             if parser.feed(line):
                 return parser.report()
     if pending:

@@ -29,7 +29,7 @@ def ticks_to_instructions(ticks: int, shift: int) -> int:
     return round(ticks * ns_per_tick / (1 << shift))
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -51,7 +51,7 @@ def _connect(url: str, proc: subprocess.Popen, deadline: float) -> serial.Serial
 def run_qemu(elf: Path, timeout: float, shift: int = 7, qemu: str = "qemu-system-arm") -> Report:
     """Run ``elf`` to its END line; raise on timeout, fault, garbage or a non-zero QEMU exit."""
     binary = require_tool(qemu)
-    port = _free_port()
+    port = free_port()
     url = f"socket://127.0.0.1:{port}"
     cmd = [binary, "-M", MACHINE, "-nographic", "-monitor", "none", "-icount", f"shift={shift}",
            "-no-reboot", "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", "-kernel", str(elf)]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from microai.deploy.errors import BuildError, DoesNotFit
+from microai.deploy.errors import BuildError, DoesNotFit, FirmwareFault
+from microai.deploy.symbols import FunctionMap
 from microai.deploy.toolchain import (
     C_FLAGS,
     CORTEX_M,
@@ -84,6 +85,14 @@ class Board(ABC):
     @abstractmethod
     def run(self, target: Path | BuildResult, timeout: float = 60.0) -> RunResult:
         """Run an image and read its report."""
+
+
+def locate_fault(fault: FirmwareFault, elf: Path) -> FirmwareFault:
+    """The same fault with the functions holding the stacked PC and LR named from the ELF's symbols."""
+    functions = FunctionMap(elf)
+    where = ", ".join(f"{reg} in {functions.describe(fault.registers[reg])}"
+                      for reg in ("PC", "LR") if reg in fault.registers)
+    return FirmwareFault(f"{fault} ({where})", fault.kind, fault.registers)
 
 
 def elf_of(target: Path | BuildResult) -> Path:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from microai.deploy.boards.base import BuildResult, CortexMBoard, RunResult, elf_of
+from microai.deploy.boards.base import BuildResult, CortexMBoard, RunResult, elf_of, locate_fault
+from microai.deploy.errors import FirmwareFault
 from microai.deploy.qemu import run_qemu, ticks_to_instructions
 from microai.deploy.toolchain import memory_regions, resize_regions
 
@@ -36,7 +37,11 @@ class QemuM4(CortexMBoard):
         elf_of(elf)
 
     def run(self, target: Path | BuildResult, timeout: float = 60.0) -> RunResult:
-        report = run_qemu(elf_of(target), timeout, self.shift)
+        elf = elf_of(target)
+        try:
+            report = run_qemu(elf, timeout, self.shift)
+        except FirmwareFault as fault:
+            raise locate_fault(fault, elf) from None
         instructions = np.array([ticks_to_instructions(int(t), self.shift) for t in report.ticks],
                                 dtype=np.int64)
         return RunResult(self.name, report.outputs, instructions, report.stack_bytes,

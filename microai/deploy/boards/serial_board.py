@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from microai.deploy.boards.base import BuildResult, CortexMBoard, RunResult, elf_of
-from microai.deploy.errors import BoardUnavailable, DeployError
+from microai.deploy.boards.base import BuildResult, CortexMBoard, RunResult, elf_of, locate_fault
+from microai.deploy.errors import BoardUnavailable, DeployError, FirmwareFault
 from microai.deploy.protocol import read_report
 
 
@@ -60,7 +60,10 @@ class SerialBoard(CortexMBoard):
         with handle:
             handle.reset_input_buffer()
             self._program(elf, reset=True)
-            return self.read(handle, timeout)
+            try:
+                return self.read(handle, timeout)
+            except FirmwareFault as fault:
+                raise locate_fault(fault, elf) from None
 
     def read(self, port: serial.SerialBase, timeout: float) -> RunResult:  # noqa: F821 - lazy import
         """Read one run's report from an open port (also used against QEMU's emulated UART in tests)."""
