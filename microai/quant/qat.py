@@ -24,6 +24,7 @@ from torch import fx, nn
 from torch.fx.experimental.optimization import fuse
 
 from microai.graph.ir import Graph, GraphError, QFormat
+from microai.graph.passes import simplify
 from microai.graph.torch_import import from_torch
 from microai.quant.formats import check_width, quantize_array
 from microai.quant.qat_modules import QUANT_ROUNDING, SHIFT_ROUNDING, FakeQuantizer, QuantLayer
@@ -232,7 +233,10 @@ def train_qat(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, cfg: T
 
 # ------------------------------------------------------------------------------------ export
 def export_qat(qat_model: QATModel, input_shape: tuple[int, ...], width: int) -> Graph:
-    """The quantized graph IR of ``qat_model`` with its frozen formats and fixed-point weights."""
+    """The quantized graph IR of ``qat_model`` with its frozen formats and fixed-point weights.
+
+    The graph is simplified like PTQ graphs (identity removal, ReLU fusion), which is bit-exact.
+    """
     if not isinstance(qat_model, QATModel):
         raise QATError(f"export_qat needs the model returned by train_qat/prepare_qat, "
                        f"got {type(qat_model).__name__}")
@@ -264,7 +268,6 @@ def export_qat(qat_model: QATModel, input_shape: tuple[int, ...], width: int) ->
     graph.metadata["quantization"] = {"method": "qat", "width": width, "granularity": qat_model.granularity,
                                       "rounding": qat_model.rounding, "quant_rounding": quant_rounding}
     try:
-        graph.validate()
+        return simplify(graph)  # bit-exact rewiring (ReLU fusion...), as PTQ graphs get
     except GraphError as e:  # pragma: no cover - from_torch validated the structure already
         raise QATError(f"{qat_model.model_name}: exported graph is invalid: {e}") from e
-    return graph
