@@ -1,0 +1,101 @@
+"""The Unicorn cycle estimator: instruction counts agree with QEMU, per-layer split, timing rules."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_deploy_support import standin_reference, standin_vectors, write_standin
+
+from microai.deploy.boards import get_board
+from microai.deploy.estimate import OTHER, _Run, estimate
+from microai.deploy.timing import BlockCoster, TimingModel
+
+needs_toolchain = pytest.mark.skipif(
+    not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")),
+    reason="needs qemu-system-arm and arm-none-eabi-gcc")
+
+
+@needs_toolchain
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+def test_instruction_counts_agree_with_qemu(tmp_path: Path, dtype: type) -> None:
+    x = standin_vectors(np.dtype(dtype), n=3)
+    board = get_board("qemu-m4")
+    build = board.build(write_standin(tmp_path / "lib", dtype), x, tmp_path / "out")
+    measured = board.run(build, timeout=20)
+    est = estimate(build.elf)
+    np.testing.assert_array_equal(est.outputs.view(np.uint8), standin_reference(x).view(np.uint8))
+    assert np.abs(est.instructions - measured.cycles).max() <= 1, (est.instructions, measured.cycles)
+    assert (est.cycles >= est.instructions).all()
+    for cycles, instructions in zip(est.layer_cycles, est.layer_instructions, strict=True):
+        assert {"layer_0_dense", "layer_1_relu"} <= cycles.keys() <= {"layer_0_dense", "layer_1_relu", OTHER}
+        assert cycles["layer_0_dense"] > cycles["layer_1_relu"] > 0
+        assert instructions.keys() == cycles.keys()
+    assert est.cycles.tolist() == [sum(d.values()) for d in est.layer_cycles]
+    assert "zero flash wait states" in est.assumptions and est.instructions_per_second > 1e5
+
+
+def assemble(tmp_path: Path, source: str) -> bytes:
+    """Thumb-2 machine code of ``source`` (arm-none-eabi-as + objcopy)."""
+    asm, obj, binary = tmp_path / "b.s", tmp_path / "b.o", tmp_path / "b.bin"
+    asm.write_text(".syntax unified\n.thumb\n" + source + "\n")
+    subprocess.run(["arm-none-eabi-as", "-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", str(asm), "-o", str(obj)],
+                   check=True)
+    subprocess.run(["arm-none-eabi-objcopy", "-O", "binary", "-j", ".text", str(obj), str(binary)],
+                   check=True)
+    return binary.read_bytes()
+
+
+@pytest.mark.skipif(not shutil.which("arm-none-eabi-as"), reason="needs arm-none-eabi-as")
+@pytest.mark.parametrize(("source", "cycles", "head_ls", "tail_ls", "branch"), [
+    ("adds r0, r0, r1", 1, False, False, False),
+    ("ldr r0, [r1]\nldr r2, [r3, #4]\nstr r2, [r1]", 2 + 1 + 1, True, True, False),  # pipelined
+    ("ldr r0, [r1]\nadds r0, #1\nldr r2, [r3]", 2 + 1 + 2, True, True, False),
+    ("push {r4-r7, lr}", 1 + 5, False, False, False),
+    ("pop {r4, pc}", 1 + 2, False, False, True),
+    ("mla r0, r1, r2, r3\nsmlad r0, r1, r2, r0\nmul r0, r1", 2 + 1 + 1, False, False, False),
+    ("vmla.f32 s0, s1, s2\nvadd.f32 s0, s0, s1\nvdiv.f32 s0, s0, s1", 3 + 1 + 14, False, False, False),
+    ("vldr s0, [r0]\nvpush {d8-d9}", 2 + 1 + 4, False, False, False),
+    ("ldrd r0, r1, [r2]\nsdiv r0, r1, r2", 3 + TimingModel().divide, False, False, False),
+    ("cmp r0, #0\nbne .", 2, False, False, True),
+    ("mov pc, lr", 1, False, False, True),
+])
+def test_block_costs_follow_the_trm(tmp_path: Path, source: str, cycles: int, head_ls: bool, tail_ls: bool,
+                                    branch: bool) -> None:
+    block = BlockCoster(TimingModel(), lambda a: "f").cost(assemble(tmp_path, source), 0x100)
+    assert (block.cycles, block.head_load_store, block.tail_load_store, block.ends_in_branch) == (
+        cycles, head_ls, tail_ls, branch)
+    assert block.instructions == source.count("\n") + 1
+
+
+class FakeUnicorn:
+    """Just enough of Uc for _Run.on_block: code bytes by address."""
+
+    def __init__(self, code: dict[int, bytes]) -> None:
+        self.code = code
+
+    def mem_read(self, address: int, size: int) -> bytes:
+        return self.code[address][:size]
+
+    def emu_stop(self) -> None:
+        raise AssertionError("budget exceeded")
+
+
+@pytest.mark.skipif(not shutil.which("arm-none-eabi-as"), reason="needs arm-none-eabi-as")
+def test_pipelining_across_fall_through_blocks_and_taken_branches(tmp_path: Path) -> None:
+    a = assemble(tmp_path, "adds r0, #1\nldr r1, [r2]")  # ends in a load, falls through into b
+    b = assemble(tmp_path, "ldr r3, [r2, #4]\ncmp r3, #0\nbne .+16")
+    c = assemble(tmp_path, "adds r0, #2")
+    model = TimingModel(branch_refill=2)
+    layers = {0x100: "layer_0_x", 0x100 + len(a): "layer_0_x", 0x200: OTHER}
+    uc = FakeUnicorn({0x100: a, 0x100 + len(a): b, 0x200: c})
+    run = _Run(uc, BlockCoster(model, layers.get), 10**6)
+    run.on_block(uc, 0x100, len(a), None)
+    run.on_block(uc, 0x100 + len(a), len(b), None)  # sequential: its first LDR pipelines (1 cycle)
+    run.on_block(uc, 0x200, len(c), None)  # not sequential after a branch: the branch was taken
+    cycles, instructions = run.totals()
+    assert cycles == {"layer_0_x": (1 + 2) + (1 + 1 + 1 + model.branch_refill), OTHER: 1}
+    assert instructions == {"layer_0_x": 5, OTHER: 1}
