@@ -80,7 +80,8 @@ def measure(filters: int, precision: str, workdir: Path, with_estimate: bool, se
     graph = build_graph(filters, precision, calibration, seed)
     macs = graph.macs()
     if macs != paper_macs(filters):
-        raise AssertionError(f"F={filters}: graph has {macs} MACs, the paper's formula gives {paper_macs(filters)}")
+        raise RuntimeError(f"F={filters}: graph has {macs} MACs, the paper's formula gives "
+                           f"{paper_macs(filters)}")
     lib = workdir / f"f{filters}_{precision}" / "lib"
     codegen.convert(graph, lib)
     board = get_board("qemu-m4")
@@ -88,8 +89,8 @@ def measure(filters: int, precision: str, workdir: Path, with_estimate: bool, se
     run = board.run(build, timeout=300)
     est = estimate(build.elf) if with_estimate else None
     if est is not None and abs(int(est.instructions[0]) - int(run.cycles[0])) > 2:
-        raise AssertionError(f"F={filters} {precision}: estimator counted {est.instructions[0]} instructions, "
-                             f"QEMU {run.cycles[0]}")
+        raise RuntimeError(f"F={filters} {precision}: estimator counted {est.instructions[0]} "
+                           f"instructions, QEMU {run.cycles[0]}")
     cycles = int(est.cycles[0]) if est else None
     return Row(
         filters=filters, precision=precision, macs=macs,
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(r)
                 print(f"{r.filters:>3} {r.precision:>9} {r.macs:>10} {r.rom_kib:>8} {r.ram_kib:>8} "
                       f"{r.qemu_instructions:>11} {r.est_cycles if r.est_cycles else '-':>12} "
-                      f"{r.instructions_per_mac:>9} {r.cycles_per_mac or '-':>8} {r.est_ms_at_48mhz or '-':>9} "
+                      f"{r.instructions_per_mac:>9} {r.cycles_per_mac or '-':>8} "
+                      f"{r.est_ms_at_48mhz or '-':>9} "
                       f"{'yes' if r.matches_reference else 'NO':>5}", flush=True)
                 print(f"    ({time.perf_counter() - started:.1f} s; estimator "
                       f"{r.estimator_minstr_per_s} M instr/s)", file=sys.stderr, flush=True)
