@@ -13,7 +13,7 @@ from test_deploy_support import standin_reference, standin_vectors, write_standi
 
 from microai.deploy.boards import get_board
 from microai.deploy.boards.serial_board import SerialBoard
-from microai.deploy.errors import BoardUnavailable, FirmwareFault, RunTimeout
+from microai.deploy.errors import BoardUnavailable, DeployError, FirmwareFault, RunTimeout
 from microai.deploy.qemu import free_port, ticks_to_instructions
 
 pytestmark = pytest.mark.skipif(not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")),
@@ -60,6 +60,16 @@ def test_hang_times_out_with_the_last_line(tmp_path: Path) -> None:
     build = board.build(lib, standin_vectors(np.dtype(np.int16)), tmp_path / "out")
     with pytest.raises(RunTimeout, match=r"QEMU serial socket://127\.0\.0\.1:\d+ .*last line read: 'MICROAI"):
         board.run(build, timeout=1.5)
+
+
+def test_lockup_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    """A fault while stacking (SP pointing to no memory) cannot escalate: QEMU aborts with Lockup."""
+    bad_stack = '__asm volatile("mov sp, %0\\n\\tpush {r0}" :: "r"(0x30000000u));'
+    lib = write_standin(tmp_path / "lib", body=bad_stack)
+    board = get_board("qemu-m4")
+    build = board.build(lib, standin_vectors(np.dtype(np.int16)), tmp_path / "out")
+    with pytest.raises(DeployError, match=r"QEMU aborted with code (-6|134): qemu: fatal: Lockup"):
+        board.run(build, timeout=20)
 
 
 def test_real_board_reader_against_the_emulated_uart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

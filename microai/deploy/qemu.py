@@ -20,7 +20,7 @@ from microai.deploy.toolchain import require_tool
 
 MACHINE = "mps2-an386"
 COUNTER_HZ = 25_000_000  # FPGAIO / CMSDK timer clock of the MPS2 boards, in virtual time
-QEMU_LOCKUP_EXIT = 134
+QEMU_ABORT_EXITS = (-6, 134)  # SIGABRT (qemu: fatal: Lockup ...), seen directly or through a shell
 
 
 def ticks_to_instructions(ticks: int, shift: int) -> int:
@@ -90,6 +90,8 @@ def _exit_error(proc: subprocess.Popen, source: str, what: str) -> DeployError:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         return DeployError(f"{source}: {what}; QEMU still running")
-    stderr = proc.stderr.read().strip() if proc.stderr else ""
-    kind = "CPU lockup (fault inside the fault handler)" if proc.returncode == QEMU_LOCKUP_EXIT else "exit"
-    return DeployError(f"{source}: {what}; QEMU {kind} with code {proc.returncode}: {stderr[-2000:]}")
+    stderr = proc.stderr.read() if proc.stderr else ""
+    fatal = [line for line in stderr.splitlines() if "fatal" in line]
+    detail = "; ".join(fatal) if fatal else stderr.strip()[-500:]
+    kind = "aborted" if proc.returncode in QEMU_ABORT_EXITS else "exited"
+    return DeployError(f"{source}: {what}; QEMU {kind} with code {proc.returncode}: {detail}")
