@@ -100,18 +100,17 @@ def _check_choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
 
 def _frac_chooser(g: Graph, activations: dict[str, float], width: int, granularity: str,
                   fixed_frac: int | None) -> Callable[[Node, str], int]:
-    """Function (node, tensor key) -> fractional bits; ``"output"`` is the node's activation."""
-    def max_abs(node: Node, key: str) -> float:
-        if key == "output":
-            return activations[node.name]
-        w = node.weights[key]
-        return float(np.max(np.abs(w))) if w.size else 0.0
+    """Function (node, tensor key) -> fractional bits; ``"output"`` is the node's activation.
 
+    Ranges are taken now, from the float weights, before any node is converted.
+    """
+    ranges = {(n.name, "output"): activations[n.name] for n in g.nodes}
+    ranges.update({(n.name, k): float(np.max(np.abs(w))) if w.size else 0.0
+                   for n in g.nodes for k, w in n.weights.items()})
     if granularity == "layer":
-        return lambda node, key: frac_bits_for(max_abs(node, key), width)
+        return lambda node, key: frac_bits_for(ranges[(node.name, key)], width)
     if fixed_frac is None:
-        largest = max(max_abs(n, k) for n in g.nodes for k in ("output", *n.weights))
-        fixed_frac = frac_bits_for(largest, width)
+        fixed_frac = frac_bits_for(max(ranges.values()), width)
     return lambda node, key: fixed_frac
 
 
