@@ -74,17 +74,20 @@ def test_output_fake_quantize_equals_requantization(acc, n_acc, shift, rounding)
     ("cnn", (4, 20), {"batch_norm": True, "global_pool": True}),
     ("mlp", (4, 10), {}),
 ])
-@pytest.mark.parametrize("width,rounding,granularity", [  # 12 bits: int16 per-layer can overflow int32
-    (8, "floor", "layer"), (12, "floor", "layer"), (8, "nearest", "layer"), (8, "floor", "network"),
+@pytest.mark.parametrize("width,rounding,quant_rounding,granularity", [  # int16 per-layer can overflow int32
+    (8, "floor", None, "layer"), (12, "floor", None, "layer"), (8, "nearest", None, "layer"),
+    (8, "floor", "nearest", "layer"), (8, "floor", None, "network"),
 ])
-def test_export_reproduces_the_qat_model_exactly(name, shape, options, width, rounding, granularity) -> None:
+def test_export_reproduces_the_qat_model_exactly(name, shape, options, width, rounding, quant_rounding,
+                                                 granularity) -> None:
     model = trained_like(name, shape, **options)
-    qat = prepare_qat(model, width, granularity, rounding)
+    qat = prepare_qat(model, width, granularity, rounding, quant_rounding)
     calibrate(qat, data(shape), seed=0)
     x = data(shape, 64, seed=1, scale=3.0)  # larger than calibration: saturation must match too
     graph, expected, got = qat_outputs_and_reference(qat, shape, width, x)
     assert graph.precision == f"int{width}" and graph.rounding == rounding
-    assert graph.quant_rounding == ("trunc" if rounding == "floor" else "nearest")
+    assert graph.quant_rounding == quant_rounding or (quant_rounding is None and graph.quant_rounding == (
+        "trunc" if rounding == "floor" else "nearest"))
     assert np.array_equal(got, expected)
     if granularity == "network":
         fracs = {f.frac for n in graph.nodes for f in n.formats.values()}
@@ -152,6 +155,8 @@ def test_bad_arguments() -> None:
     model = nn.Sequential(nn.Linear(4, 2))
     with pytest.raises(ValueError, match="granularity"):
         prepare_qat(model, 8, granularity="channel")
+    with pytest.raises(ValueError, match="quant_rounding"):
+        prepare_qat(model, 8, quant_rounding="floor")
     with pytest.raises(ValueError, match="width 40"):
         prepare_qat(model, 40)
     qat = prepare_qat(model, 8)

@@ -26,8 +26,8 @@ from torch.fx.experimental.optimization import fuse
 from microai.graph.ir import Graph, GraphError, QFormat
 from microai.graph.passes import simplify
 from microai.graph.torch_import import from_torch
-from microai.quant.formats import check_width, quantize_array
-from microai.quant.qat_modules import QUANT_ROUNDING, SHIFT_ROUNDING, FakeQuantizer, QuantLayer
+from microai.quant.formats import QUANT_ROUNDINGS, check_width, quantize_array
+from microai.quant.qat_modules import DEFAULT_QUANT_ROUNDING, SHIFT_ROUNDING, FakeQuantizer, QuantLayer
 from microai.train import TrainConfig, train
 from microai.train.loop import as_tensors, eval_mode
 
@@ -55,7 +55,7 @@ class QATModel(nn.Module):
     """
 
     def __init__(self, float_model: fx.GraphModule, network: fx.GraphModule, quantizers: dict[str, str],
-                 width: int, granularity: str, rounding: str, model_name: str) -> None:
+                 width: int, granularity: str, rounding: str, quant_rounding: str, model_name: str) -> None:
         super().__init__()
         self.float_model = float_model
         self.network = network
@@ -63,6 +63,7 @@ class QATModel(nn.Module):
         self.width = width
         self.granularity = granularity
         self.rounding = rounding
+        self.quant_rounding = quant_rounding
         self.model_name = model_name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -86,31 +87,39 @@ class QATModel(nn.Module):
 
 # ------------------------------------------------------------------------------------ prepare
 def prepare_qat(model: nn.Module, width: int, granularity: str = "layer",
-                rounding: str = "floor") -> QATModel:
-    """A fake-quantized copy of ``model`` (which is left untouched); BatchNorm after a conv is folded."""
+                rounding: str = "floor", quant_rounding: str | None = None) -> QATModel:
+    """A fake-quantized copy of ``model`` (which is left untouched); BatchNorm after a conv is folded.
+
+    ``rounding`` is the graph's shift rounding, ``quant_rounding`` the float -> fixed conversion of
+    inputs and weights (default: ``trunc`` with ``floor`` shifts as in the paper, else ``nearest``).
+    """
     width = check_width(width)
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got '{granularity}'")
     if rounding not in SHIFT_ROUNDING:
         raise ValueError(f"rounding must be one of {tuple(SHIFT_ROUNDING)}, got '{rounding}'")
+    quant_rounding = DEFAULT_QUANT_ROUNDING[rounding] if quant_rounding is None else quant_rounding
+    if quant_rounding not in QUANT_ROUNDINGS:
+        raise ValueError(f"quant_rounding must be one of {QUANT_ROUNDINGS}, got '{quant_rounding}'")
     name = type(model).__name__
     try:
         float_model = fuse(copy.deepcopy(model).eval(), inplace=True)
         network = fx.symbolic_trace(float_model)
     except Exception as e:  # fx raises many exception types for untraceable models
         raise QATError(f"{name}: torch.fx cannot trace the model: {e}") from e
-    return _Rewriter(network, width, granularity, rounding, name).build(float_model)
+    return _Rewriter(network, width, granularity, rounding, quant_rounding, name).build(float_model)
 
 
 class _Rewriter:
     """Inserts the quantizers in one pass over the traced graph (in topological order)."""
 
     def __init__(self, network: fx.GraphModule, width: int, granularity: str, rounding: str,
-                 name: str) -> None:
+                 quant_rounding: str, name: str) -> None:
         self.gm = network
         self.width = width
         self.granularity = granularity
         self.rounding = rounding
+        self.quant_rounding = quant_rounding
         self.name = name
         self.modules = dict(network.named_modules())
         #: fx node name -> qualified name of the ``frac`` buffer giving that tensor's format
@@ -166,7 +175,7 @@ class _Rewriter:
         self.quantizers[n.name] = module_name
 
     def build(self, float_model: fx.GraphModule) -> QATModel:
-        quant_rounding = QUANT_ROUNDING[self.rounding]
+        quant_rounding = self.quant_rounding
         shift_rounding = SHIFT_ROUNDING[self.rounding]
         for n in list(self.gm.graph.nodes):
             if n.op == "placeholder":
@@ -201,7 +210,7 @@ class _Rewriter:
         self.gm.graph.lint()
         self.gm.recompile()
         return QATModel(float_model, self.gm, self.quantizers, self.width, self.granularity, self.rounding,
-                        self.name)
+                        self.quant_rounding, self.name)
 
 
 # ------------------------------------------------------------------------------------ training
@@ -218,14 +227,13 @@ def calibrate(qat_model: QATModel, x: np.ndarray, seed: int) -> None:
 
 
 def train_qat(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, cfg: TrainConfig, width: int,
-              seed: int, granularity: str = "layer", rounding: str = "floor",
-              progress: bool = True) -> tuple[QATModel, dict]:
+              seed: int, granularity: str = "layer", rounding: str = "floor", progress: bool = True,
+              quant_rounding: str | None = None) -> tuple[QATModel, dict]:
     """Fine-tune a fake-quantized copy of the trained float ``model``; return it (eval mode) and the history.
 
-    ``rounding`` is the graph's shift rounding (``floor``: the paper, with truncating conversion of
-    weights and inputs; ``nearest``: round half up shifts with round-to-nearest conversion).
+    ``rounding`` and ``quant_rounding`` as for :func:`prepare_qat`.
     """
-    qat_model = prepare_qat(model, width, granularity, rounding)
+    qat_model = prepare_qat(model, width, granularity, rounding, quant_rounding)
     calibrate(qat_model, x_train, seed)
     history = train(qat_model, x_train, y_train, cfg, seed, progress=progress)
     return qat_model.eval(), history
@@ -245,7 +253,7 @@ def export_qat(qat_model: QATModel, input_shape: tuple[int, ...], width: int) ->
                        f"width {qat_model.width}")
     with eval_mode(qat_model):  # freezes the formats
         graph = from_torch(qat_model.float_model, input_shape, name=qat_model.model_name)
-    quant_rounding = QUANT_ROUNDING[qat_model.rounding]
+    quant_rounding = qat_model.quant_rounding
     formats: dict[str, QFormat] = {}
     for node in graph.nodes:
         if node.name in qat_model.quantizers:

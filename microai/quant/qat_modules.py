@@ -28,7 +28,7 @@ ROUNDINGS = ("trunc", "nearest", "floor", "half_up")
 #: graph ``rounding`` (right shifts) -> fake-quant rounding of the same operation
 SHIFT_ROUNDING = {"floor": "floor", "nearest": "half_up"}
 #: graph ``rounding`` -> the ``quant_rounding`` used with it (the paper: floor shifts, truncation)
-QUANT_ROUNDING = {"floor": "trunc", "nearest": "nearest"}
+DEFAULT_QUANT_ROUNDING = {"floor": "trunc", "nearest": "nearest"}
 
 
 def round_scaled(s: torch.Tensor, rounding: str) -> torch.Tensor:
