@@ -12,6 +12,7 @@ from test_codegen_support import PRECISIONS, Builder, assert_c_matches, quantize
 from codegen import convert
 from codegen.convert import prepare
 from microai.graph import Graph
+from microai.quant.ptq import quantize_ptq
 
 
 def conv1d() -> Graph:
@@ -201,3 +202,12 @@ def test_fused_relu_and_folded_padding_leave_no_layer(tmp_path: Path) -> None:
     assert [layer["op"] for layer in result.layers] == ["Conv1D"]
     result = convert(add_nary_1d(), tmp_path / "c")
     assert "ReLU" not in [layer["op"] for layer in result.layers]
+
+
+@pytest.mark.parametrize("width", [2, 4, 12])
+@pytest.mark.parametrize("case", ["add_nary_1d", "flatten_dense_2d", "avgpool2d", "softmax"])
+def test_other_widths_match_reference(case: str, width: int, tmp_path: Path) -> None:
+    float_graph = OPERATOR_GRAPHS[case]()
+    x = (np.random.default_rng(2).standard_normal((48, *float_graph.input.shape)) * 1.5).astype(np.float32)
+    graph = quantize_ptq(float_graph, x, width, "layer", rounding="nearest")
+    assert_c_matches(graph, x, tmp_path / "c")
