@@ -11,7 +11,8 @@ import pytest
 from test_deploy_support import standin_reference, standin_vectors, write_standin
 
 from microai.deploy.boards import get_board
-from microai.deploy.estimate import OTHER, _Run, estimate
+from microai.deploy.errors import RunTimeout
+from microai.deploy.estimate import OTHER, _Run, estimate, estimate_elf
 from microai.deploy.timing import BlockCoster, TimingModel
 
 needs_toolchain = pytest.mark.skipif(
@@ -36,6 +37,19 @@ def test_instruction_counts_agree_with_qemu(tmp_path: Path, dtype: type) -> None
         assert instructions.keys() == cycles.keys()
     assert est.cycles.tolist() == [sum(d.values()) for d in est.layer_cycles]
     assert "zero flash wait states" in est.assumptions and est.instructions_per_second > 1e5
+    summary = estimate_elf(build.elf)
+    assert summary.vectors == 3 and summary.cycles_per_inference == pytest.approx(est.cycles.mean())
+    assert sum(summary.layer_cycles.values()) == pytest.approx(summary.cycles_per_inference)
+
+
+@needs_toolchain
+def test_estimator_stops_a_hang(tmp_path: Path) -> None:
+    lib = write_standin(tmp_path / "lib", body="for (;;) { __asm volatile(\"\"); }")
+    build = get_board("qemu-m4").build(lib, standin_vectors(np.dtype(np.int16)), tmp_path / "out")
+    with pytest.raises(RunTimeout, match="no exit within 0.5 s"):
+        estimate(build.elf, timeout=0.5)
+    with pytest.raises(RunTimeout, match="more than 100000 instructions"):
+        estimate(build.elf, max_instructions=100_000)
 
 
 def assemble(tmp_path: Path, source: str) -> bytes:

@@ -115,9 +115,12 @@ class _Run:
             uc.emu_stop()
 
 
-def estimate(elf_path: Path, model: TimingModel | None = None,
-             max_instructions: int = 2_000_000_000) -> Estimate:
-    """Run a ``qemu-m4`` image to its exit and estimate Cortex-M4 cycles per vector and per layer."""
+def estimate(elf_path: Path, model: TimingModel | None = None, max_instructions: int = 2_000_000_000,
+             timeout: float | None = None) -> Estimate:
+    """Run a ``qemu-m4`` image to its exit and estimate Cortex-M4 cycles per vector and per layer.
+
+    ``timeout`` bounds the wall-clock time of the emulation (seconds), ``max_instructions`` its length.
+    """
     model = model or TimingModel()
     with elf_path.open("rb") as f:
         segments = [(s["p_paddr"], s.data()) for s in ELFFile(f).iter_segments() if s["p_type"] == "PT_LOAD"]
@@ -144,7 +147,7 @@ def estimate(elf_path: Path, model: TimingModel | None = None,
     uc.reg_write(UC_ARM_REG_SP, stack)  # from the vector table, as a reset does
     started = time.perf_counter()
     try:
-        uc.emu_start(entry | 1, 0xFFFFFFFF)
+        uc.emu_start(entry | 1, 0xFFFFFFFF, timeout=int(timeout * 1e6) if timeout else 0)
     except UcError as e:
         pc = uc.reg_read(UC_ARM_REG_PC)
         where = FunctionMap(elf_path).describe(pc)
@@ -155,6 +158,8 @@ def estimate(elf_path: Path, model: TimingModel | None = None,
     if run.over_budget:
         raise RunTimeout(f"{source}: more than {max_instructions} instructions without exit")
     if not run.exited:
+        if timeout and elapsed >= timeout:
+            raise RunTimeout(f"{source}: no exit within {timeout:g} s ({run.instructions} instructions run)")
         raise DeployError(f"{source}: emulation ended without the AIRCR exit")
     report = parse_lines(bytes(run.uart).splitlines(), source)
     n = len(report.ticks)
@@ -173,4 +178,30 @@ def estimate(elf_path: Path, model: TimingModel | None = None,
         layer_instructions=layer_instructions,
         assumptions=model.describe(),
         instructions_per_second=run.instructions / elapsed if elapsed > 0 else float("inf"),
+    )
+
+
+@dataclass(frozen=True)
+class InferenceEstimate:
+    """Per-inference means over the image's vectors (what a results table needs)."""
+
+    cycles_per_inference: float
+    instructions_per_inference: float
+    layer_cycles: dict[str, float]
+    assumptions: str
+    vectors: int
+
+
+def estimate_elf(elf_path: Path, timeout: float | None = None,
+                 model: TimingModel | None = None) -> InferenceEstimate:
+    """:func:`estimate`, averaged over the vectors embedded in the image."""
+    est = estimate(Path(elf_path), model, timeout=timeout)
+    n = len(est.cycles)
+    layers = sorted({k for d in est.layer_cycles for k in d})
+    return InferenceEstimate(
+        cycles_per_inference=float(est.cycles.mean()),
+        instructions_per_inference=float(est.instructions.mean()),
+        layer_cycles={k: sum(d.get(k, 0) for d in est.layer_cycles) / n for k in layers},
+        assumptions=est.assumptions,
+        vectors=n,
     )

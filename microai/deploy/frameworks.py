@@ -1,36 +1,39 @@
-"""Third-party deployment frameworks the paper compares against, and why each cannot run here.
+"""Inference frameworks a results table compares, and why the ones MicroAI cannot run are missing.
 
-MicroAI's own generator is always available. TFLite Micro needs its source tree (and TensorFlow
-to convert the model); STM32Cube.AI needs ST's proprietary CLI. When a prerequisite is missing,
-the results table says "unavailable: <reason>" instead of a number.
+Only ``microai`` (this project's code generator) is built and measured. TFLite Micro and
+STM32Cube.AI rows carry "unavailable: <reason>" instead of numbers: no table cell is faked.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 
-#: Boards each third-party framework targets in the paper.
-FRAMEWORK_BOARDS = {"tflite-micro": ("sparkfun-edge", "nucleo-l452re-p"), "stm32cubeai": ("nucleo-l452re-p",)}
+from microai.deploy.boards import BOARDS
+
+FRAMEWORKS = ("microai", "tflite-micro", "stm32cubeai")
+STM32CUBEAI_CLI = "stm32ai"
+STM32_BOARDS = frozenset({"nucleo-l452re-p"})
 
 
-def unavailable_reason(framework: str) -> str:
-    """Why ``framework`` cannot produce measurements on this machine."""
+def unavailable_reason(framework: str, board: str) -> str | None:
+    """Why ``framework`` cannot produce numbers on ``board`` here, or None if it can."""
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown framework '{framework}'; known: {list(FRAMEWORKS)}")
+    if board not in BOARDS:
+        raise ValueError(f"unknown board '{board}'; known: {sorted(BOARDS)}")
+    if framework == "microai":
+        return None
     if framework == "tflite-micro":
-        if not os.environ.get("TFLM_ROOT"):
-            return "no TensorFlow Lite Micro source tree (TFLM_ROOT is not set)"
-        return "TFLite Micro backend not integrated yet (TFLM_ROOT found)"
-    if framework == "stm32cubeai":
-        if not (shutil.which("stedgeai") or shutil.which("stm32ai")):
-            return "STM32Cube.AI CLI (stedgeai / stm32ai, proprietary) is not installed"
-        return "STM32Cube.AI backend not integrated yet (CLI found)"
-    raise ValueError(f"unknown framework '{framework}'; known: microai, {', '.join(FRAMEWORK_BOARDS)}")
+        return ("TFLite Micro backend not integrated (needs a tflite-micro source tree and a TFLite "
+                "converter, neither shipped with MicroAI)")
+    if board not in STM32_BOARDS:
+        return f"STM32Cube.AI generates code for STM32 parts only, not {board}"
+    if shutil.which(STM32CUBEAI_CLI) is None:
+        return f"STM32Cube.AI CLI ({STM32CUBEAI_CLI}) not installed (proprietary, not redistributable)"
+    return "STM32Cube.AI backend not integrated (CLI found, no build rule for its output)"
 
 
 def unavailable_rows(frameworks: list[str], boards: list[str]) -> dict[tuple[str, str], str]:
-    """(framework, board) -> reason for every swept third-party framework on its swept boards."""
-    return {
-        (fw, board): unavailable_reason(fw)
-        for fw in frameworks if fw != "microai"
-        for board in FRAMEWORK_BOARDS[fw] if board in boards
-    }
+    """``{(framework, board): reason}`` for every pair that yields no measurement."""
+    reasons = {(f, b): unavailable_reason(f, b) for f in frameworks for b in boards}
+    return {pair: reason for pair, reason in reasons.items() if reason is not None}

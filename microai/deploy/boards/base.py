@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,11 @@ BOARDS_DIR = FIRMWARE / "boards"
 
 @dataclass(frozen=True)
 class BuildResult:
-    """A linked firmware image and its memory footprint (bytes)."""
+    """A linked firmware image and its memory footprint (bytes).
+
+    ``rom_bytes`` = text + data (flash: code, constants, initial values of .data);
+    ``ram_bytes`` = data + bss + the stack reserve.
+    """
 
     board: str
     elf: Path
@@ -41,17 +45,13 @@ class BuildResult:
     data: int
     bss: int
     stack_reserve: int
-    vector_count: int
+    vectors: int
+    rom_bytes: int = field(init=False)
+    ram_bytes: int = field(init=False)
 
-    @property
-    def rom_bytes(self) -> int:
-        """Flash: code + constants + the initial values of .data."""
-        return self.text + self.data
-
-    @property
-    def ram_bytes(self) -> int:
-        """RAM: .data + .bss + the stack reserve."""
-        return self.data + self.bss + self.stack_reserve
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rom_bytes", self.text + self.data)
+        object.__setattr__(self, "ram_bytes", self.data + self.bss + self.stack_reserve)
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,19 @@ class RunResult:
 
 
 class Board(ABC):
-    """One target: a folder under firmware/boards/ plus a subclass of this."""
+    """One target: a folder under firmware/boards/ plus a subclass of this.
+
+    ``physical``: a real device (flash programs hardware); ``estimable``: its images run in the
+    Unicorn cycle estimator; ``clock_hz`` converts the run's ``cycles`` unit to time;
+    ``run_current_a`` at ``supply_v`` (the paper's datasheet figures) gives energy, None if unknown.
+    """
 
     name: str
+    physical = False
+    estimable = False
+    clock_hz = 48_000_000
+    supply_v = 3.3
+    run_current_a: float | None = None
 
     @property
     def folder(self) -> Path:

@@ -24,6 +24,7 @@ from microai.deploy.vectors import write_vectors_c
 
 class Host(Board):
     name = "host"
+    clock_hz = 1_000_000_000  # its "cycles" are nanoseconds
 
     def __init__(self, cc: str = "gcc") -> None:
         self.cc = cc

@@ -16,6 +16,7 @@ class QemuM4(CortexMBoard):
     """``flash_bytes`` / ``ram_bytes`` shrink the emulated memories to a real part's sizes."""
 
     name = "qemu-m4"
+    estimable = True
 
     def __init__(self, flash_bytes: int | None = None, ram_bytes: int | None = None, shift: int = 7,
                  stack_bytes: int = 8192) -> None:

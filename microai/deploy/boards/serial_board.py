@@ -16,6 +16,7 @@ class SerialBoard(CortexMBoard):
     ``probe`` selects a debug probe by unique id when several are connected.
     """
 
+    physical = True
     pyocd_target: str
     baudrate = 115200
 
