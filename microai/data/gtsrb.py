@@ -121,16 +121,27 @@ def _training(path: Path, size: int, roi: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _test(images_path: Path, labels_path: Path, size: int, roi: str) -> tuple[np.ndarray, np.ndarray]:
+    """Test images in the order of ``GT-final_test.test.csv``, labelled from ``GT-final_test.csv``."""
     with open_zip(labels_path, labels_path.name) as archive:
         gt_name = find_member(archive, "GT-final_test.csv", labels_path.name)
-        rows = _rows(archive, gt_name, labels_path.name, need_class=True)
+        truth = {r["Filename"]: _class_id(r, f"{labels_path.name}:{gt_name}")
+                 for r in _rows(archive, gt_name, labels_path.name, need_class=True)}
     images, labels = [], []
     with open_zip(images_path, images_path.name) as archive:
         listing = find_member(archive, "Final_Test/Images/GT-final_test.test.csv", images_path.name)
+        rows = _rows(archive, listing, images_path.name, need_class=False)
+        unlabelled = sorted({r["Filename"] for r in rows} - truth.keys())
+        if unlabelled:
+            raise DatasetError(
+                f"{labels_path.name}:{gt_name} has no ClassId for {len(unlabelled)} test images "
+                f"of {images_path.name}, e.g. {unlabelled[0]}"
+            )
         directory = listing.rsplit("/", 1)[0] + "/"
         for row in rows:
-            labels.append(_class_id(row, f"{labels_path.name}:{gt_name}"))
+            labels.append(truth[row["Filename"]])
             images.append(_image(archive, directory + row["Filename"], row, images_path.name, size, roi))
+    if not images:
+        raise DatasetError(f"{images_path.name}:{listing} lists no test images")
     return np.stack(images), np.array(labels, dtype=np.int64)
 
 
