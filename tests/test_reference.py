@@ -36,9 +36,15 @@ def align(v: int, n_from: int, n_to: int, rounding: str) -> int:
     return shift_right(v, n_from - n_to, rounding)
 
 
+class ShiftTooLarge(Exception):
+    pass
+
+
 def requant(acc: int, n_acc: int, n_out: int, width: int, rounding: str) -> int:
     long_checked(acc)
     s = n_acc - n_out
+    if abs(s) >= 32:  # C cannot shift an int32 by 32 bits or more
+        raise ShiftTooLarge
     v = long_checked(acc << -s) if s < 0 else (shift_right(acc, s, rounding) if s > 0 else acc)
     return max(-(1 << (width - 1)), min((1 << (width - 1)) - 1, v))
 
@@ -123,6 +129,11 @@ def test_layers_match_the_scalar_arithmetic_contract(op, width, rounding, seed, 
     except Overflow:
         event("int32 overflow")
         with pytest.raises(R.AccumulatorOverflow, match="'layer'"):
+            R.run_int(g, x)
+        return
+    except ShiftTooLarge:
+        event("shift >= 32")
+        with pytest.raises(GraphError, match="'layer'.*requantization shift"):
             R.run_int(g, x)
         return
     event("exact result")
@@ -225,6 +236,12 @@ def test_left_shift_requantization_overflow_is_reported() -> None:
     assert R.run_int(g, np.array([[1]])).tolist() == [[32767]]  # 1 << 20 saturates, no overflow
     with pytest.raises(R.AccumulatorOverflow, match="'fc'"):
         R.run_int(g, np.array([[4096]]))  # 4096 << 20 = 2**32
+
+
+def test_requantization_shift_of_32_bits_or_more_is_rejected() -> None:
+    g = _dense_graph(np.array([[1]]), np.zeros(1), width=16, n_o=-32)  # accumulator frac 0 -> shift 32
+    with pytest.raises(GraphError, match=r"'fc'.*requantization shift of 32 bits"):
+        R.run_int(g, np.array([[1]]))
 
 
 # ---------------------------------------------------------------- agreement with float execution

@@ -312,11 +312,14 @@ def _requant(graph: Graph, node: Node, acc: np.ndarray, n_acc: int) -> np.ndarra
     """``sat_w(shift_right(acc, n_acc - n_out))`` with every int32 intermediate checked."""
     _check_long(node, acc, "accumulator")
     s = n_acc - _fmt(node, "output").frac
+    if abs(s) >= 32:
+        raise GraphError(f"{node.describe()}: requantization shift of {s} bits; an int32 long_number_t "
+                         f"shift must stay below 32 (input, weight and output formats too far apart)")
     if s < 0:
         acc = _shift_left(node, acc, -s, "accumulator")
     elif s > 0:
         if graph.rounding == "nearest":
-            _check_long(node, acc + (1 << min(s - 1, 40)), "accumulator + rounding constant")
+            _check_long(node, acc + (1 << (s - 1)), "accumulator + rounding constant")
         acc = shift_right(acc, s, graph.rounding)
     return saturate(acc, graph.width)
 
