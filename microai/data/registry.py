@@ -104,7 +104,7 @@ def prepare_dataset(name: str, cfg: dict[str, Any], raw_dir: Path, out_npz: Path
             "synthetic": False,
             "source": {e["filename"]: e["source"] for e in manifest["files"]},
             "checksums": {e["filename"]: e["sha256"] for e in manifest["files"]},
-            "options": {k: v for k, v in options.items()},
+            "options": dict(options),
         }
     splits = spec.build(options, files)
     return save_prepared(PreparedDataset.from_splits(splits, provenance), Path(out_npz))

@@ -55,11 +55,20 @@ def resolve_sources(dataset: str, official: tuple[OfficialFile, ...], cfg: dict[
             f"datasets.{dataset}: {sorted(top_level)} at the top level is only for single-file datasets; "
             f"use files.<key>.url/path/sha256 with keys {sorted(keys)}"
         )
-    return [_resolve_one(dataset, f, cfg.get("local_dir"), per_file.get(f.key, top_level)) for f in official]
+    single = len(official) == 1
+    return [
+        _resolve_one(
+            f"datasets.{dataset}" if single else f"datasets.{dataset}.files.{f.key}",
+            f,
+            cfg.get("local_dir"),
+            per_file.get(f.key, top_level),
+        )
+        for f in official
+    ]
 
 
-def _resolve_one(dataset: str, official: OfficialFile, local_dir: str | None, override: Any) -> Source:
-    where = f"datasets.{dataset}" + (f".files.{official.key}" if official.key != "archive" else "")
+def _resolve_one(where: str, official: OfficialFile, local_dir: str | None, override: Any) -> Source:
+    """``where`` names the configuration entry in error messages."""
     if not isinstance(override, dict):
         raise DatasetError(f"{where} must be a mapping with url/path/sha256")
     unknown = sorted(set(override) - set(_FILE_KEYS))

@@ -102,6 +102,8 @@ def _split(archive: zipfile.ZipFile, root: str, split: str, label: str, num_clas
             f"{label}: row counts disagree: {y_name} has {expected} rows but " + "; ".join(bad)
         )
     y = tables[y_name][:, 0]
+    if y.size == 0:
+        raise DatasetError(f"{label}: {y_name} has no rows")
     if y.min() < 1 or y.max() > num_classes:
         raise DatasetError(f"{label}: {y_name}: labels must be 1..{num_classes}, found {y.min()}..{y.max()}")
     x = np.stack([tables[f"{root}{split}/Inertial Signals/{c}_{split}.txt"] for c in CHANNELS], axis=1)
