@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from microai.graph.ir import Graph, GraphError
@@ -200,3 +202,31 @@ def test_float_graph_save_load_round_trip(tmp_path) -> None:
     assert back.metadata == g.metadata
     x = np.random.default_rng(0).normal(size=(5, 3, 32)).astype(np.float32)
     np.testing.assert_array_equal(R.run(back, x), R.run(g, x))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    dims=st.sampled_from([1, 2]),
+    kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    padding=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    pool=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    pool_stride=st.integers(1, 3),
+    is_max=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_conv_and_pool_geometry_matches_pytorch(dims, kernel, stride, padding, pool, pool_stride, is_max,
+                                                seed) -> None:
+    torch.manual_seed(seed)
+    if dims == 1:
+        conv = nn.Conv1d(2, 3, kernel[0], stride=stride[0], padding=padding[0])
+        pooling = (nn.MaxPool1d if is_max else nn.AvgPool1d)(pool[0], stride=pool_stride)
+        shape: tuple[int, ...] = (2, 13)
+    else:
+        conv = nn.Conv2d(2, 3, kernel, stride=stride, padding=padding)
+        pooling = (nn.MaxPool2d if is_max else nn.AvgPool2d)(pool, stride=pool_stride)
+        shape = (2, 11, 9)
+    model = nn.Sequential(conv, pooling)
+    g = from_torch(model, shape)
+    x = np.random.default_rng(seed).normal(size=(3, *shape)).astype(np.float32)
+    assert np.abs(R.run(g, x) - _torch_out(model, x)).max() < 1e-5

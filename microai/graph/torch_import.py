@@ -212,7 +212,7 @@ class _Importer:
             self._fail(fx_node, f"{what} with ceil_mode=True")
         if is_max and (any(d != 1 for d in _pair(m.dilation, dims)) or m.return_indices):
             self._fail(fx_node, f"{what} with dilation or return_indices")
-        if not is_max and m.divisor_override is not None:
+        if not is_max and getattr(m, "divisor_override", None) is not None:  # AvgPool1d has none
             self._fail(fx_node, f"{what} with divisor_override")
         pool = _pair(m.kernel_size, dims)
         stride = _pair(m.stride if m.stride is not None else m.kernel_size, dims)
