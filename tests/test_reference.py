@@ -367,3 +367,14 @@ def test_integer_graph_rejects_batchnorm_and_format_changing_pass_through() -> N
     g = quantized_graph([Node("x", "Input", attrs={"shape": [2, 4]}, formats={"output": fmt}), pool], 8)
     with pytest.raises(GraphError, match="'p'.*keep the input format"):
         R.run_int(g, np.zeros((1, 2, 4), dtype=np.int64))
+
+
+def test_run_all_exposes_every_layer_and_ends_with_the_output() -> None:
+    g = _tiny_float_graph()
+    x = np.random.default_rng(2).normal(size=(6, 3)).astype(np.float32)
+    q = quantize_ptq(g, x, 10)
+    for graph in (g, q):
+        values = R.run_all(graph, x)
+        assert list(values) == [n.name for n in graph.nodes]
+        np.testing.assert_array_equal(values[graph.output], R.run(graph, x))
+    np.testing.assert_array_equal(R.run_all(q, R.quantize_input(q, x))["fc"], R.run_all(q, x)["fc"])

@@ -48,23 +48,20 @@ def run(graph: Graph, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndar
 
 def run_int(graph: Graph, xq: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
     """Integer outputs (int64) of a quantized graph for already-quantized integer inputs."""
-    _require_quantized(graph)
-    xq = _check_input(graph, xq)
-    if not np.issubdtype(xq.dtype, np.integer):
-        raise GraphError(f"run_int expects integer inputs, got {xq.dtype} (use run() for float inputs)")
-    fmt = _fmt(graph.input, "output")
-    if xq.size and (xq.min() < fmt.min_int or xq.max() > fmt.max_int):
-        raise GraphError(f"input values outside the {fmt.width}-bit range of {graph.input.describe()}")
-    return _batched(graph, xq.astype(np.int64), batch_size)
+    return _batched(graph, _integer_input(graph, xq), batch_size)
 
 
 def run_all(graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Every node's output for one batch (float32, or int64 for quantized graphs; ``x`` as for run)."""
-    x = _check_input(graph, x)
-    if graph.is_quantized:
-        x = quantize_input(graph, x) if not np.issubdtype(x.dtype, np.integer) else x.astype(np.int64)
-        return _evaluate(graph, x, _int_op)
-    return _evaluate(graph, x.astype(np.float32), _float_op)
+    """Every node's output for one batch, e.g. to compare another backend layer by layer.
+
+    Float graphs: float32 values. Quantized graphs: int64 values; ``x`` may be float (converted
+    as in ``run``) or already-quantized integers (as in ``run_int``).
+    """
+    if not graph.is_quantized:
+        return _evaluate(graph, _check_input(graph, x).astype(np.float32), _float_op)
+    x = np.asarray(x)
+    xq = x if np.issubdtype(x.dtype, np.integer) else quantize_input(graph, x)
+    return _evaluate(graph, _integer_input(graph, xq), _int_op)
 
 
 def quantize_input(graph: Graph, x: np.ndarray) -> np.ndarray:
@@ -178,6 +175,18 @@ def _check_input(graph: Graph, x: np.ndarray) -> np.ndarray:
         raise GraphError(f"input batch of shape {x.shape} does not match {graph.input.describe()} "
                          f"of shape {expected} (batch dimension first)")
     return x
+
+
+def _integer_input(graph: Graph, xq: np.ndarray) -> np.ndarray:
+    """Checked int64 copy of quantized inputs: integer dtype, in the Input node's w-bit range."""
+    _require_quantized(graph)
+    xq = _check_input(graph, xq)
+    if not np.issubdtype(xq.dtype, np.integer):
+        raise GraphError(f"run_int expects integer inputs, got {xq.dtype} (use run() for float inputs)")
+    fmt = _fmt(graph.input, "output")
+    if xq.size and (xq.min() < fmt.min_int or xq.max() > fmt.max_int):
+        raise GraphError(f"input values outside the {fmt.width}-bit range of {graph.input.describe()}")
+    return xq.astype(np.int64)
 
 
 def _require_quantized(graph: Graph) -> None:
