@@ -22,7 +22,7 @@ def _signals(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     phase = rng.uniform(0, 2 * np.pi, (n, 1))
     freq = (1.0 + y[:, None]) * 2 * np.pi / 16
     x = np.stack([np.sin(freq * t + phase), np.cos(freq * t + phase)], axis=1) * 2.0
-    return (x + rng.normal(0, 0.4, x.shape)).astype(np.float32), y
+    return (x + rng.normal(0, 2.0, x.shape)).astype(np.float32), y
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +53,13 @@ def trained() -> tuple[Graph, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def test_int16_q7_9_ptq_keeps_the_accuracy_of_a_trained_model(trained) -> None:
     g, x_train, _, x_test, y_test = trained
     float_acc = R.accuracy(g, x_test, y_test)
-    assert float_acc > 0.9  # the model learned something, so the comparison means something
+    assert float_acc > 0.85  # learned but not saturated (noisy classes), so the comparison means something
     q = quantize_ptq(g, x_train, 16, "network", fixed_frac=9)
     assert q.precision == "int16"
     assert abs(R.accuracy(q, x_test, y_test) - float_acc) <= 0.01
     assert np.mean(R.predict(q, x_test) == R.predict(g, x_test)) >= 0.99
+    coarse = quantize_ptq(g, x_train, 5, "network")  # control: too few bits do lose accuracy here
+    assert R.accuracy(coarse, x_test, y_test) < float_acc - 0.1
     logits = R.run(g, x_test)
     logits_err = np.abs(R.dequantize_output(q, R.run(q, x_test)) - logits).max()
     assert logits_err < 0.01 * np.abs(logits).max()  # truncation everywhere: a biased error of a few LSB
