@@ -17,12 +17,12 @@ from codegen.layout import pack_input, unpack_output
 from codegen.render import render
 from microai.graph import Graph
 from microai.quant import reference
+from microai.quant.compare import matching_vectors
 
 CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-O2")
 #: Float results match numpy only without fused multiply-add contraction.
 FLOAT_CFLAGS = ("-ffp-contract=off",)
 #: docs/arithmetic.md tolerance for float32 graphs.
-FLOAT_RTOL, FLOAT_ATOL = 1e-5, 1e-6
 
 
 def compile_host(outdir: Path, build_dir: Path | None = None, cc: str = "cc") -> Path:
@@ -69,8 +69,8 @@ def check_against_reference(graph: Graph, outdir: Path, x: np.ndarray,
                             labels: np.ndarray | None = None) -> dict[str, Any]:
     """Compare the C outputs with ``reference.run`` on the graph the C implements (after passes).
 
-    ``matches`` is the fraction of vectors whose outputs are identical (integer graphs; 1 LSB
-    allowed when the output is a Softmax) or within 1e-5 relative + 1e-6 absolute (float32).
+    ``matches`` is the fraction of vectors that ``microai.quant.compare.matching_vectors``
+    accepts: bit for bit for integer graphs, within float tolerance for float32.
     """
     g = prepare(graph)
     c_out = run_host(graph, outdir, x)
@@ -78,11 +78,7 @@ def check_against_reference(graph: Graph, outdir: Path, x: np.ndarray,
     n = len(x)
     c_flat, ref_flat = c_out.reshape(n, -1).astype(np.float64), ref.reshape(n, -1).astype(np.float64)
     diff = np.abs(c_flat - ref_flat)
-    if g.is_quantized:
-        allowed = 1.0 if g.node(g.output).op == "Softmax" else 0.0
-        ok = np.all(diff <= allowed, axis=1)
-    else:
-        ok = np.all(diff <= FLOAT_RTOL * np.abs(ref_flat) + FLOAT_ATOL, axis=1)
+    ok = matching_vectors(g, c_flat, ref_flat)
     result: dict[str, Any] = {
         "vectors": n,
         "matches": float(np.mean(ok)) if n else 1.0,

@@ -253,6 +253,7 @@ def measure(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_
 
     from microai.deploy.estimate import estimate_elf
     from microai.quant import reference
+    from microai.quant.compare import matching_vectors
 
     build = json.loads(Path(build_json).read_text())
     flashed = json.loads(Path(flash_json).read_text())
@@ -273,7 +274,7 @@ def measure(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_
         graph, x, _ = _test_vectors(graph_path, prepared_npz, build["vectors"])
         run = board.run(elf, timeout=timeout)
         expected = reference.run(graph, x)
-        result["outputs_match_reference"] = _fraction_matching(graph, run.outputs, expected)
+        result["outputs_match_reference"] = float(matching_vectors(graph, run.outputs, expected).mean())
         result["instructions" if run.how_measured.startswith("instructions") else "cycles"] = \
             int(run.cycles.mean())
         if run.stack_bytes_used is not None:
@@ -295,16 +296,6 @@ def measure(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_
     result["how_measured"] = "; ".join(how)
     write_json(out_json, result)
     return result
-
-
-def _fraction_matching(graph: Any, got: np.ndarray, expected: np.ndarray) -> float:
-    """Integer graphs: identical vectors; float32: within 1e-5 relative (docs/arithmetic.md)."""
-    got = np.asarray(got).reshape(expected.shape)
-    if graph.is_quantized:
-        same = np.all(got.astype(np.int64) == expected.astype(np.int64), axis=1)
-    else:
-        same = np.all(np.isclose(got, expected, rtol=1e-5, atol=1e-6), axis=1)
-    return float(same.mean())
 
 
 # --------------------------------------------------------------------------- report

@@ -33,7 +33,9 @@ def test_outputs_equal_numpy_bit_for_bit(tmp_path: Path, dtype: type) -> None:
     # the same code on every vector (no data-dependent branches except the ReLU)
     assert 50 < result.cycles.min() <= result.cycles.max() < 1000
     assert 0 < result.stack_bytes_used < board.stack_bytes
-    assert build.rom_bytes == build.text + build.data and build.ram_bytes >= board.stack_bytes
+    assert build.vector_bytes == x.nbytes
+    assert build.rom_bytes == build.text + build.data - build.vector_bytes
+    assert build.ram_bytes >= board.stack_bytes
 
 
 def test_icount_conversion() -> None:

@@ -35,7 +35,8 @@ BOARDS_DIR = FIRMWARE / "boards"
 class BuildResult:
     """A linked firmware image and its memory footprint (bytes).
 
-    ``rom_bytes`` = text + data (flash: code, constants, initial values of .data);
+    ``rom_bytes`` = text + data (flash: code, constants, initial values of .data) less the
+    ``vector_bytes`` of embedded test inputs, which a deployed application does not carry;
     ``ram_bytes`` = data + bss + the stack reserve.
     """
 
@@ -46,11 +47,12 @@ class BuildResult:
     bss: int
     stack_reserve: int
     vectors: int
+    vector_bytes: int
     rom_bytes: int = field(init=False)
     ram_bytes: int = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "rom_bytes", self.text + self.data)
+        object.__setattr__(self, "rom_bytes", self.text + self.data - self.vector_bytes)
         object.__setattr__(self, "ram_bytes", self.data + self.bss + self.stack_reserve)
 
 
@@ -150,7 +152,7 @@ class CortexMBoard(Board):
             raise self._does_not_fit(compile_cmd, script, out_dir) from e
         sizes = section_sizes(elf)
         return BuildResult(self.name, elf, sizes["text"], sizes["data"], sizes["bss"], sizes["stack"],
-                           int(vectors.shape[0]))
+                           int(vectors.shape[0]), int(vectors.nbytes))
 
     def _does_not_fit(self, compile_cmd: list, script: Path, out_dir: Path) -> DoesNotFit:
         """Relink against unbounded memory to report what the image really needs."""

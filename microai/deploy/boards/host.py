@@ -40,7 +40,7 @@ class Host(Board):
                     f"building host harness in {out_dir}")
         sizes = section_sizes(exe)
         return BuildResult(self.name, exe, sizes["text"], sizes["data"], sizes["bss"], 0,
-                           int(vectors.shape[0]))
+                           int(vectors.shape[0]), int(vectors.nbytes))
 
     def flash(self, elf: Path) -> None:
         """Nothing to do: the executable runs in place."""
