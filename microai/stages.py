@@ -107,7 +107,7 @@ def quantize_qat(ckpt: Path, prepared_npz: Path, run: int, qat_schedule: dict[st
     qat_model, history = train_qat(
         net, data.x_train, data.y_train, TrainConfig.from_dict(qat_schedule), width=precision["width"],
         seed=run, granularity=precision.get("granularity", "layer"),
-        rounding=precision.get("rounding", "floor"),
+        rounding=precision.get("rounding", "floor"), quant_rounding=precision.get("quant_rounding"),
     )
     graph = export_qat(qat_model, data.input_shape, precision["width"])
     graph.save(out_graph)
