@@ -273,7 +273,7 @@ class _Importer:
 
     def _softmax(self, fx_node: fx.Node, dim: Any) -> None:
         shape = self._shape(fx_node.args[0])
-        if len(shape) != 1 or dim not in (1, -1):
+        if len(shape) != 1 or dim not in (1, -1, None):  # None: PyTorch picks dim 1 for 2D
             self._fail(fx_node, f"softmax over dim={dim} of a tensor of shape {shape}",
                        "unsupported (only over the class dimension of a (batch, classes) tensor)")
         self._unary(fx_node, "Softmax")
