@@ -24,3 +24,4 @@ rule all:
     input:
         "results/tables.csv",
         "results/paper_tables.csv",
+        "results/figures/summary.png",

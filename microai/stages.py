@@ -301,9 +301,11 @@ def measure(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_
 # --------------------------------------------------------------------------- report
 
 
-def aggregate(results: list[Path], params: dict[str, Any], out_table: Path, out_paper_table: Path) -> None:
-    """All per-run results -> results/tables.csv (long format) and the paper's A3-A5 layout."""
+def aggregate(results: list[Path], params: dict[str, Any], out_table: Path, out_paper_table: Path,
+              out_figure: Path) -> None:
+    """All per-run results -> results/tables.csv (long format), the paper's A3-A5 layout, a figure."""
     from microai.deploy.frameworks import unavailable_rows
+    from microai.report.figures import summary_figure
     from microai.report.tables import paper_layout, read_results, results_table, write_csv
 
     sweep = params["sweep"]
@@ -314,6 +316,7 @@ def aggregate(results: list[Path], params: dict[str, Any], out_table: Path, out_
         raise ValueError("no evaluation results to aggregate")
     write_csv(table, out_table)
     write_csv(paper_layout(table), out_paper_table)
+    summary_figure(table, out_figure)
 
 
 def quantize(precision_name: str, params: dict[str, Any], ckpt: Path, prepared_npz: Path, run: int,

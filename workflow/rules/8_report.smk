@@ -14,10 +14,11 @@ rule aggregate:
     output:
         table="results/tables.csv",
         paper="results/paper_tables.csv",
+        figure="results/figures/summary.png",
     params:
         sweep=SWEEP,
     log:
         "logs/aggregate.log",
     shell:
         "{PYTHON} {SCRIPTS}/aggregate.py --params {PARAMS_FILE} --out {output.table}"
-        " --out-paper {output.paper} {input} 2> {log}"
+        " --out-paper {output.paper} --out-figure {output.figure} {input} 2> {log}"
