@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 import zipfile
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -137,3 +140,49 @@ def test_prepare_needs_download_and_a_known_name(tmp_path: Path) -> None:
         prepare_dataset("uci-har", {}, tmp_path / "raw", tmp_path / "out.npz")
     with pytest.raises(DatasetError, match="unknown dataset"):
         download_dataset("mnist", {}, tmp_path / "raw")
+
+
+class _Server(BaseHTTPRequestHandler):
+    """Serves ``files``; under /short/ it announces 1000 bytes more than it sends, then hangs up."""
+
+    files: dict[str, bytes] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.files.get(self.path.removeprefix("/short"))
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body) + (1000 if self.path.startswith("/short/") else 0)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_base(tmp_path: Path) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Server)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_download_and_its_failures(tmp_path: Path, archive: Path, http_base: str) -> None:
+    _Server.files = {"/uci.zip": archive.read_bytes(), "/labels.npy": b"\x93NUMPY" + b"0" * 500}
+    raw = tmp_path / "raw"
+    cfg = source_cfg(archive, url=f"{http_base}/uci.zip")
+    manifest = json.loads(download_dataset("uci-har", cfg, raw).read_text())
+    assert manifest["files"][0]["source"] == f"{http_base}/uci.zip"
+    with pytest.raises(DatasetError, match="cannot open .*/missing.zip"):
+        download_dataset("uci-har", {**cfg, "url": f"{http_base}/missing.zip"}, tmp_path / "r404")
+    # Not a zip and not pinned: only the announced length can reveal the truncation.
+    keys = ("train_data", "train_labels", "test_data", "test_labels")
+    short = {key: {"url": f"{http_base}/short/labels.npy", "sha256": None} for key in keys}
+    with pytest.warns(UserWarning), pytest.raises(DatasetError, match="data_sp_train.npy.*truncated transfer, "
+                                                  "received 508 of 1508 bytes"):
+        download_dataset("smnist", {"files": short}, tmp_path / "short")
+    assert leftovers(tmp_path / "short") == []

@@ -109,3 +109,45 @@ def test_bad_options_and_stale_raw_dir_are_errors(tmp_path: Path) -> None:
     download_dataset("synthetic-har", SMALL, tmp_path / "raw")
     with pytest.raises(DatasetError, match="re-run the download stage"):
         prepare_dataset("synthetic-har", {**SMALL, "seed": 9}, tmp_path / "raw", tmp_path / "x.npz")
+
+
+@pytest.mark.slow
+def test_small_cnn_learns_it_but_stays_clearly_below_perfect() -> None:
+    """A 16-filter residual Conv1D net (the paper's ResNetv1-6 shape) on the default sizes."""
+    torch = pytest.importorskip("torch")
+    nn, functional = torch.nn, torch.nn.functional
+    torch.manual_seed(0)
+    data = generate(seed=0, n_train=7352, n_test=2947, train_subjects=21, test_subjects=9)
+    mean = data.x_train.mean(axis=(0, 2), keepdims=True)
+    std = data.x_train.std(axis=(0, 2), keepdims=True)
+    x_train, x_test = (torch.tensor((x - mean) / std) for x in (data.x_train, data.x_test))
+    y_train = torch.tensor(data.y_train)
+
+    class Net(nn.Module):
+        def __init__(self, filters: int = 16) -> None:
+            super().__init__()
+            self.stem = nn.Conv1d(9, filters, 3, padding=1)
+            self.convs = nn.ModuleList(nn.Conv1d(filters, filters, 3, padding=1) for _ in range(4))
+            self.shortcut = nn.Conv1d(filters, filters, 1)
+            self.head = nn.Linear(filters, 6)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = functional.relu(self.stem(x))
+            y = self.convs[1](functional.relu(functional.max_pool1d(self.convs[0](x), 2)))
+            x = functional.relu(y + functional.max_pool1d(self.shortcut(x), 2))
+            x = functional.relu(x + self.convs[3](functional.relu(self.convs[2](x))))
+            return self.head(x.amax(dim=2))
+
+    net = Net()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, [10, 15], 0.13)
+    for _ in range(18):
+        for batch in torch.randperm(len(x_train)).split(64):
+            loss = functional.cross_entropy(net(x_train[batch]), y_train[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        schedule.step()
+    with torch.no_grad():
+        accuracy = (net(x_test).argmax(dim=1).numpy() == data.y_test).mean()
+    assert 0.8 < accuracy < 0.96

@@ -69,16 +69,24 @@ def fetch(source: Source, raw_dir: Path, timeout_s: float = 60.0) -> dict[str, A
     if source.sha256 is not None and dest.is_file() and (known := sha256_of(dest)) in source.sha256:
         return _manifest_entry(source, dest, known)
     digest = hashlib.sha256()
+    received = 0
     with atomic_output(dest) as tmp:
         with _open_location(source.location, timeout_s) as src, open(tmp, "wb") as out:
+            declared = _declared_size(src)
             try:
                 while chunk := src.read(_CHUNK):
                     digest.update(chunk)
                     out.write(chunk)
+                    received += len(chunk)
             except (OSError, http.client.HTTPException) as exc:
                 raise DatasetError(
                     f"{source.filename}: download from {source.location} failed: {exc}"
                 ) from exc
+        if declared is not None and received != declared:
+            raise DatasetError(
+                f"{source.filename} from {source.location}: truncated transfer, "
+                f"received {received} of {declared} bytes"
+            )
         actual = digest.hexdigest()
         if source.sha256 is not None and actual not in source.sha256:
             raise DatasetError(
@@ -88,6 +96,13 @@ def fetch(source: Source, raw_dir: Path, timeout_s: float = 60.0) -> dict[str, A
         if source.filename.endswith(".zip"):
             check_zip(tmp, label=f"{source.filename} (sha256 {actual})")
     return _manifest_entry(source, dest, actual)
+
+
+def _declared_size(response: IO[bytes]) -> int | None:
+    """The Content-Length a URL response announced, None for local files or when absent."""
+    headers = getattr(response, "headers", None)
+    length = headers.get("Content-Length") if headers is not None else None
+    return int(length) if length is not None and length.isdigit() else None
 
 
 def _manifest_entry(source: Source, path: Path, sha256: str) -> dict[str, Any]:
