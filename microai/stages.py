@@ -270,6 +270,10 @@ def measure(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_
         result["est_cycles"] = estimate["est_cycles"]
         result["layer_cycles"] = estimate.get("layer_cycles", {})
         how.append("cycles: estimated with the Cortex-M4 timing model on the qemu-m4 build of the same code")
+        if "stack_bytes_used" in estimate:
+            result["stack_bytes_used"] = estimate["stack_bytes_used"]
+            result["ram_bytes"] = build["data"] + build["bss"] + estimate["stack_bytes_used"]
+            how.append("stack: high-water mark measured on qemu-m4 (same code)")
     else:
         graph, x, _ = _test_vectors(graph_path, prepared_npz, build["vectors"])
         run = board.run(elf, timeout=timeout)
@@ -280,6 +284,7 @@ def measure(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_
         if run.stack_bytes_used is not None:
             result["stack_bytes_used"] = int(run.stack_bytes_used)
             result["ram_bytes"] = build["data"] + build["bss"] + int(run.stack_bytes_used)
+            how.append("RAM = data + bss + measured stack high-water mark")
         how.append(f"outputs + {run.how_measured}, {len(x)} test vectors")
         if board.estimable:
             est = estimate_elf(elf, timeout=timeout)
