@@ -1,0 +1,89 @@
+"""The Cortex-M4 DSP path of the generated C (SMLAD, SXTB16) == reference executor, on the emulated board.
+
+The host build compiles the plain C loops only; here the same library is cross-compiled for qemu-m4
+(gcc defines __ARM_FEATURE_DSP for -mcpu=cortex-m4), run on QEMU and compared bit for bit. Each
+graph mixes the cases the word-wide kernel must get right: odd and even reduction lengths (tails),
+odd output channel counts (the unpaired last channel), padding (windows cut at the edges, so
+unaligned word loads), strides and 1x1 kernels.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_codegen_graphs import resnet_graph
+from test_codegen_support import Builder, quantized
+
+import codegen
+from codegen.convert import prepare
+from microai.deploy.boards import get_board
+from microai.graph import Graph
+from microai.quant import reference
+from microai.quant.ptq import quantize_ptq
+
+pytestmark = pytest.mark.skipif(not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")),
+                                reason="needs qemu-system-arm and arm-none-eabi-gcc (make setup)")
+
+
+def conv1d_chain() -> Graph:
+    b = Builder((9, 24), seed=1)
+    x = b.conv("x", 5, 3, padding=[1, 1], relu=True)  # n = 27 (odd), 5 channels (odd)
+    x = b.conv(x, 6, 5, stride=2, padding=[2, 1])  # edge windows of 3 and 4 taps
+    x = b.conv(x, 4, 1, stride=2)  # pointwise, n = 6
+    x = b.conv(x, 7, 3, relu=True)  # unpadded, n = 12
+    b.dense(b.add("Flatten", [x]), 3)  # n = 28
+    return b.graph()
+
+
+def conv2d_chain() -> Graph:
+    b = Builder((3, 9, 8), seed=2)
+    x = b.conv("x", 4, 3, padding=[1, 1, 1, 1], relu=True)  # rows of 9 values, cut to 6 at the edges
+    x = b.conv(x, 5, (3, 2), stride=2, padding=[1, 0, 0, 1])
+    x = b.conv(x, 3, 1)
+    b.dense(b.add("Flatten", [x]), 5)
+    return b.graph()
+
+
+GRAPHS = {"conv1d_chain": conv1d_chain, "conv2d_chain": conv2d_chain, "resnet_f8": lambda: resnet_graph(8)}
+
+
+def quantize(graph: Graph, x: np.ndarray, precision: str) -> Graph:
+    if precision == "int5":  # int8_t storage with a width that is not a power of two
+        return quantize_ptq(graph, x, 5, "layer", rounding="floor", quant_rounding="trunc")
+    return quantized(graph, x, precision)
+
+
+def probe_vectors(shape: tuple[int, ...]) -> np.ndarray:
+    """Ordinary inputs, plus inputs far outside the calibration range (every value saturated)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, *shape)).astype(np.float32)
+    return np.concatenate([x, 1e3 * np.sign(x[:1]), np.full_like(x[:1], -1e3)])
+
+
+def dsp_instructions(elf: Path) -> set[str]:
+    dump = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True,
+                          check=True).stdout
+    return {m for m in ("smlad", "sxtb16") if f"\t{m}\t" in dump}
+
+
+@pytest.mark.parametrize("precision", ["int16", "int8", "int9", "int5"])
+@pytest.mark.parametrize("model", sorted(GRAPHS))
+def test_dsp_path_matches_reference_on_qemu(model: str, precision: str, tmp_path: Path) -> None:
+    float_graph = GRAPHS[model]()
+    calibration = np.random.default_rng(0).standard_normal((32, *float_graph.input.shape)).astype(np.float32)
+    graph = quantize(float_graph, calibration, precision)
+    x = probe_vectors(graph.input.shape)
+    result = codegen.convert(graph, tmp_path / "c")
+    board = get_board("qemu-m4")
+    build = board.build(tmp_path / "c", codegen.pack_input(graph, x), tmp_path / "build")
+    expected_instructions = {"smlad", "sxtb16"} if graph.width <= 8 else {"smlad"}
+    assert dsp_instructions(build.elf) == expected_instructions
+    run = board.run(build, timeout=60)
+    outputs = codegen.unpack_output(run.outputs, result.output_shape, result.output_layout_shape)
+    expected = reference.run(prepare(graph), x)
+    assert np.abs(expected).max() > 0  # the comparison is not between two zero tensors
+    np.testing.assert_array_equal(outputs.astype(np.int64), expected)
