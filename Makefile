@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 CORES ?= all
 
-.PHONY: setup run test lint clean-results
+.PHONY: setup run test lint repro clean-results
 
 setup: $(VENV)/.deps-stamp .apt-stamp
 
@@ -36,6 +36,10 @@ run: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+
+# The same stages with DVC (dvc.yaml); stage commands call `python`, so the venv goes first on PATH.
+repro: setup
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
 
 lint: setup
 	$(BIN)/ruff check .
