@@ -228,11 +228,20 @@ def _conv(ctx: _Context, node: Node) -> Layer:
     rows = np.moveaxis(kernel, 1, -1).reshape(c_out, -1)
     in_shape, out_shape = ctx.input_shape(node), node.shape
     params = {"c_in": c_in, "c_out": c_out, "in_size": list(in_shape[1:]), "out_size": list(out_shape[1:]),
-              "kernel_size": ksize, "stride": stride, "pad": pad, **ctx.finish(node, acc_frac)}
+              "kernel_size": ksize, "stride": stride, "pad": pad,
+              "interior": _interior(in_shape[1], out_shape[1], ksize[0], stride[0], pad[0]),
+              **ctx.finish(node, acc_frac)}
     arrays = [_array(node, "kernel", "number_t", rows),
               _array(node, "bias", "long_number_t", ctx.bias(node, acc_frac))]
     params["kernel"], params["bias"] = arrays[0].name, arrays[1].name
     return _layer(node, f"conv{dims}d.c.j2", params, arrays)
+
+
+def _interior(in_size: int, out_size: int, kernel: int, stride: int, pad_before: int) -> tuple[int, int]:
+    """Output positions [first, end) along one axis whose window lies wholly inside the input (no padding)."""
+    first = -(-pad_before // stride)
+    end = min(out_size, (in_size - kernel + pad_before) // stride + 1)
+    return first, max(first, end)
 
 
 def _dense(ctx: _Context, node: Node) -> Layer:
