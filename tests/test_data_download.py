@@ -187,3 +187,20 @@ def test_http_download_and_its_failures(tmp_path: Path, archive: Path, http_base
     with pytest.warns(UserWarning), pytest.raises(DatasetError, match=expected):
         download_dataset("smnist", {"files": short}, tmp_path / "short")
     assert leftovers(tmp_path / "short") == []
+
+
+def test_prepare_refuses_an_incomplete_manifest(tmp_path: Path, archive: Path) -> None:
+    raw = tmp_path / "raw"
+    manifest_path = download_dataset("uci-har", source_cfg(archive), raw)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"] = []
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(DatasetError, match=r"lists files \[\], uci-har needs \['archive'\]"):
+        prepare_dataset("uci-har", {}, raw, tmp_path / "out.npz")
+    manifest["files"] = [{"key": "archive"}]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(DatasetError, match="malformed file list"):
+        prepare_dataset("uci-har", {}, raw, tmp_path / "out.npz")
+    manifest_path.write_text("{")
+    with pytest.raises(DatasetError, match="unreadable manifest"):
+        prepare_dataset("uci-har", {}, raw, tmp_path / "out.npz")

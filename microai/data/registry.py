@@ -63,20 +63,26 @@ def read_manifest(name: str, raw_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def verified_files(manifest: dict[str, Any], raw_dir: Path) -> dict[str, Path]:
-    """Every file of the manifest by key, after checking it is still on disk with the recorded digest."""
-    files: dict[str, Path] = {}
-    for entry in manifest.get("files", []):
-        path = Path(raw_dir) / entry["filename"]
+def verified_files(spec: DatasetSpec, manifest: dict[str, Any], raw_dir: Path) -> dict[str, Path]:
+    """Every file of the manifest by key, after checking it is complete and unchanged on disk."""
+    location = Path(raw_dir) / MANIFEST_NAME
+    try:
+        entries = {e["key"]: (Path(raw_dir) / e["filename"], e["sha256"]) for e in manifest["files"]}
+    except (KeyError, TypeError) as exc:
+        raise DatasetError(f"{location}: malformed file list ({exc!r})") from exc
+    needed = {f.key for f in spec.files}
+    if set(entries) != needed:
+        raise DatasetError(
+            f"{location} lists files {sorted(entries)}, {spec.name} needs {sorted(needed)}: "
+            "re-run the download stage"
+        )
+    for path, expected in entries.values():
         if not path.is_file():
-            raise DatasetError(f"{path} listed in {MANIFEST_NAME} is missing: re-run the download stage")
+            raise DatasetError(f"{path} listed in {location} is missing: re-run the download stage")
         actual = sha256_of(path)
-        if actual != entry["sha256"]:
-            raise DatasetError(
-                f"{path} changed since download: sha256 expected {entry['sha256']}, got {actual}"
-            )
-        files[entry["key"]] = path
-    return files
+        if actual != expected:
+            raise DatasetError(f"{path} changed since download: sha256 expected {expected}, got {actual}")
+    return {key: path for key, (path, _) in entries.items()}
 
 
 def prepare_dataset(name: str, cfg: dict[str, Any], raw_dir: Path, out_npz: Path) -> Path:
@@ -98,7 +104,7 @@ def prepare_dataset(name: str, cfg: dict[str, Any], raw_dir: Path, out_npz: Path
                                       "generator": options, "checksums": {}}
         files: dict[str, Path] = {}
     else:
-        files = verified_files(manifest, raw_dir)
+        files = verified_files(spec, manifest, raw_dir)
         provenance = {
             "dataset": name,
             "synthetic": False,
