@@ -36,6 +36,7 @@ def download_dataset(name: str, cfg: dict[str, Any], raw_dir: Path) -> Path:
     so its presence means the download completed. Returns the manifest path.
     """
     spec = dataset_spec(name)
+    cfg = cfg or {}  # an empty YAML section reads as None
     options = spec.options_from(cfg)
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
@@ -91,7 +92,7 @@ def prepare_dataset(name: str, cfg: dict[str, Any], raw_dir: Path, out_npz: Path
     The official split is kept; inputs are z-scored per channel with training-set statistics.
     """
     spec = dataset_spec(name)
-    options = spec.options_from(cfg)
+    options = spec.options_from(cfg or {})
     manifest = read_manifest(name, raw_dir)
     if spec.synthetic:
         if manifest.get("generator") != options:
