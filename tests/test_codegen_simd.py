@@ -15,18 +15,34 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from test_codegen_graphs import resnet_graph
 from test_codegen_support import Builder, quantized
 
 import codegen
 from codegen.convert import prepare
+from codegen.lowering import _interior
 from microai.deploy.boards import get_board
 from microai.graph import Graph
 from microai.quant import reference
 from microai.quant.ptq import quantize_ptq
 
-pytestmark = pytest.mark.skipif(not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")),
+needs_qemu = pytest.mark.skipif(not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")),
                                 reason="needs qemu-system-arm and arm-none-eabi-gcc (make setup)")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 7), st.integers(1, 4), st.integers(0, 6), st.integers(0, 6))
+def test_interior_positions_are_exactly_the_unpadded_windows(in_size: int, kernel: int, stride: int,
+                                                             pad_before: int, pad_after: int) -> None:
+    """The paired Conv1D path reads whole windows without bounds checks: [first, end) must be exact."""
+    out_size = (in_size + pad_before + pad_after - kernel) // stride + 1
+    assume(out_size >= 1)
+    starts = [pos * stride - pad_before for pos in range(out_size)]
+    inside = [pos for pos, start in enumerate(starts) if start >= 0 and start + kernel <= in_size]
+    first, end = _interior(in_size, out_size, kernel, stride, pad_before)
+    assert list(range(first, end)) == inside
 
 
 def conv1d_chain() -> Graph:
@@ -70,6 +86,7 @@ def dsp_instructions(elf: Path) -> set[str]:
     return {m for m in ("smlad", "sxtb16") if f"\t{m}\t" in dump}
 
 
+@needs_qemu
 @pytest.mark.parametrize("precision", ["int16", "int8", "int9", "int5"])
 @pytest.mark.parametrize("model", sorted(GRAPHS))
 def test_dsp_path_matches_reference_on_qemu(model: str, precision: str, tmp_path: Path) -> None:
