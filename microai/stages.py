@@ -149,15 +149,6 @@ def _storage_bytes(bits: int) -> int:
 # -------------------------------------------------------------------------- codegen
 
 
-def generate_c(graph_path: Path, out_dir: Path) -> dict[str, Any]:
-    """Graph IR artifact -> C library (model.h, model.c, number.h) + codegen_report.json."""
-    from codegen import convert
-    from microai.graph import Graph
-
-    result = convert(Graph.load(graph_path), Path(out_dir))
-    return dict(vars(result)) if not isinstance(result, dict) else result
-
-
 def check_host(graph_path: Path, c_dir: Path, prepared_npz: Path, out_json: Path) -> dict[str, Any]:
     """Compile the generated C natively and compare it with the reference on the WHOLE test set."""
     import json
