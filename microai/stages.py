@@ -232,13 +232,13 @@ def flash(board_name: str, board_cfg: dict[str, Any], elf: Path, out_json: Path)
 
 def measure(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_json: Path, graph_path: Path,
             prepared_npz: Path, timeout: float, out_json: Path,
-            estimate_json: Path | None = None) -> dict[str, Any]:
+            emulated_elf: Path | None = None) -> dict[str, Any]:
     """Run the firmware, check its outputs against the reference executor, estimate time and energy.
 
-    Time is reported at the board's clock (48 MHz, as in the paper) from the Cortex-M4 cycle
-    estimate of the ELF (Unicorn). A real board that is not attached is not run: its row keeps
-    its measured ROM/RAM, and ``estimate_json`` (the qemu-m4 measurement of the same generated
-    code) supplies the estimated cycles, labelled as such.
+    Time is reported at the board's clock (48 MHz, as in the paper) from the measured cycles of
+    an attached board, else from the Cortex-M4 cycle estimate (Unicorn). A real board that is
+    not attached is not run: its row keeps its own ROM, and the cycle estimate and stack
+    high-water mark come from ``emulated_elf``, the qemu-m4 build of the same generated code.
     """
     import json
 
@@ -249,40 +249,36 @@ def measure(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_
     build = json.loads(Path(build_json).read_text())
     flashed = json.loads(Path(flash_json).read_text())
     board = _board(board_name, board_cfg)
-    elf = Path(build["elf"])
     result: dict[str, Any] = {"board": board_name, "rom_bytes": build["rom_bytes"],
                               "ram_bytes": build["ram_bytes"], "vectors": build["vectors"]}
-    how = [f"ROM/RAM: arm-none-eabi-size of the {board_name} ELF ({build['opt']})"]
+    how = [f"ROM: arm-none-eabi-size of the {board_name} ELF ({build['opt']}), test inputs excluded"]
+    stack = None
     if flashed["status"].startswith("unavailable"):
         result["note"] = f"not run on {board_name}: {flashed['status']}"
-        if estimate_json is None:
-            raise ValueError(f"{board_name} is not attached and no qemu-m4 estimate was given")
-        estimate = json.loads(Path(estimate_json).read_text())
-        result["est_cycles"] = estimate["est_cycles"]
-        result["layer_cycles"] = estimate.get("layer_cycles", {})
-        how.append("cycles: estimated with the Cortex-M4 timing model on the qemu-m4 build of the same code")
-        if "stack_bytes_used" in estimate:
-            result["stack_bytes_used"] = estimate["stack_bytes_used"]
-            result["ram_bytes"] = build["data"] + build["bss"] + estimate["stack_bytes_used"]
-            how.append("stack: high-water mark measured on qemu-m4 (same code)")
+        if emulated_elf is None:
+            raise ValueError(f"{board_name} is not attached and no qemu-m4 build was given to estimate")
+        estimate_from, what = Path(emulated_elf), "the qemu-m4 build of the same code"
     else:
         graph, x, _ = _test_vectors(graph_path, prepared_npz, build["vectors"])
-        run = board.run(elf, timeout=timeout)
+        run = board.run(Path(build["elf"]), timeout=timeout)
         expected = reference.run(graph, x)
         result["outputs_match_reference"] = float(matching_vectors(graph, run.outputs, expected).mean())
-        result["instructions" if run.how_measured.startswith("instructions") else "cycles"] = \
-            int(run.cycles.mean())
-        if run.stack_bytes_used is not None:
-            result["stack_bytes_used"] = int(run.stack_bytes_used)
-            result["ram_bytes"] = build["data"] + build["bss"] + int(run.stack_bytes_used)
-            how.append("RAM = data + bss + measured stack high-water mark")
+        unit = "instructions" if run.how_measured.startswith("instructions") else "cycles"
+        result[unit] = int(run.cycles.mean())
+        stack = run.stack_bytes_used
         how.append(f"outputs + {run.how_measured}, {len(x)} test vectors")
-        if board.estimable:
-            est = estimate_elf(elf, timeout=timeout)
-            result["est_cycles"] = int(est.cycles_per_inference)
-            result["layer_cycles"] = {k: int(v) for k, v in est.layer_cycles.items()}
-            result["estimator"] = est.assumptions
-            how.append("cycles: estimated with the Cortex-M4 timing model (Unicorn) on this ELF")
+        estimate_from, what = (Path(build["elf"]), "this ELF") if board.estimable else (None, "")
+    if estimate_from is not None:
+        est = estimate_elf(estimate_from, timeout=timeout)
+        result["est_cycles"] = int(est.cycles_per_inference)
+        result["layer_cycles"] = {k: int(v) for k, v in est.layer_cycles.items()}
+        result["estimator"] = est.assumptions
+        stack = stack if stack is not None else est.stack_bytes_used
+        how.append(f"cycles: estimated with the Cortex-M4 timing model (Unicorn) on {what}")
+    if stack is not None:
+        result["stack_bytes_used"] = int(stack)
+        result["ram_bytes"] = build["data"] + build["bss"] + int(stack)
+        how.append("RAM = data + bss + stack high-water mark")
     cycles = result.get("cycles", result.get("est_cycles"))
     if cycles is not None:
         result["est_ms"] = cycles / board.clock_hz * 1e3

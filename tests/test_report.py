@@ -25,7 +25,7 @@ def results(tmp_path):
                 "accuracy": acc, "params": 3958, "macs": 333920,
                 "param_bytes": 3958 * (4 if prec == "float32" else 2), "synthetic": True}))
     d = "results/runs/synthetic-har/resnetv1-6-f16/run0"
-    files.append(_write(tmp_path, f"{d}/int16.host.json", {
+    files.append(_write(tmp_path, f"{d}/int16.check.json", {
         "matches": 1.0, "c_accuracy": 0.89,
         "activation_bytes_pools": 9000, "activation_bytes_planned": 8192}))
     files.append(_write(tmp_path, f"{d}/int16.qemu-m4.json", {

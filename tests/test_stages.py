@@ -1,11 +1,18 @@
 """Stage functions' handling of absent hardware: recorded as unavailable, never a made-up number."""
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from test_deploy_support import standin_vectors, write_standin
 
 from microai import stages
+from microai.deploy.boards import get_board
+from microai.deploy.estimate import estimate_elf
+
+needs_toolchain = pytest.mark.skipif(not shutil.which("arm-none-eabi-gcc"), reason="needs arm-none-eabi-gcc")
 
 
 @pytest.fixture
@@ -26,31 +33,36 @@ def test_emulator_needs_no_flashing(tmp_path, elf):
     assert not result["status"].startswith("unavailable")
 
 
-def test_unattached_board_without_estimate_is_an_error(tmp_path, elf):
-    build = tmp_path / "build.json"
-    build.write_text(json.dumps({"elf": str(elf), "rom_bytes": 1, "ram_bytes": 1, "vectors": 1, "opt": "-O2",
-                                 "data": 0, "bss": 0}))
-    flashed = tmp_path / "flash.json"
-    flashed.write_text(json.dumps({"status": "unavailable: no probe"}))
-    with pytest.raises(ValueError, match="no qemu-m4 estimate"):
-        stages.measure("sparkfun-edge", {}, build, flashed, tmp_path / "g.json", tmp_path / "d.npz", 1.0,
-                       tmp_path / "out.json")
-    assert not (tmp_path / "out.json").exists()
-
-
-def test_unattached_board_borrows_the_emulated_estimate(tmp_path, elf):
+def _unattached(tmp_path: Path, elf: Path) -> tuple[Path, Path]:
     build = tmp_path / "build.json"
     build.write_text(json.dumps({"elf": str(elf), "rom_bytes": 1000, "ram_bytes": 9000, "vectors": 1,
                                  "opt": "-O2", "data": 100, "bss": 400}))
     flashed = tmp_path / "flash.json"
     flashed.write_text(json.dumps({"status": "unavailable: no probe"}))
-    estimate = tmp_path / "qemu.json"
-    estimate.write_text(json.dumps({"est_cycles": 48_000_000, "stack_bytes_used": 500}))
-    out = stages.measure("sparkfun-edge", {}, build, flashed, tmp_path / "g.json", tmp_path / "d.npz", 1.0,
-                         tmp_path / "out.json", estimate_json=estimate)
-    assert out["est_ms"] == pytest.approx(1000.0)  # 48 M cycles at 48 MHz
+    return build, flashed
+
+
+def test_unattached_board_without_emulated_build_is_an_error(tmp_path, elf):
+    build, flashed = _unattached(tmp_path, elf)
+    with pytest.raises(ValueError, match="no qemu-m4 build"):
+        stages.measure("sparkfun-edge", {}, build, flashed, tmp_path / "g.json", tmp_path / "d.npz", 1.0,
+                       tmp_path / "out.json")
+    assert not (tmp_path / "out.json").exists()
+
+
+@needs_toolchain
+def test_unattached_board_is_estimated_on_the_emulated_build(tmp_path, elf):
+    vectors = standin_vectors(np.dtype(np.int16))
+    emulated = get_board("qemu-m4").build(write_standin(tmp_path / "lib"), vectors, tmp_path / "qemu")
+    est = estimate_elf(emulated.elf)
+    build, flashed = _unattached(tmp_path, elf)
+    out = stages.measure("sparkfun-edge", {}, build, flashed, tmp_path / "g.json", tmp_path / "d.npz", 30.0,
+                         tmp_path / "out.json", emulated_elf=emulated.elf)
+    assert out["est_cycles"] == int(est.cycles_per_inference) > 0
+    assert out["est_ms"] == pytest.approx(out["est_cycles"] / 48e6 * 1e3)
     # the paper's energy: time x 3.3 V x 0.82 mA, in uWh
-    assert out["est_energy_uwh"] == pytest.approx(1.0 / 3600 * 3.3 * 0.82e-3 * 1e6)
-    assert out["ram_bytes"] == 100 + 400 + 500
+    assert out["est_energy_uwh"] == pytest.approx(out["est_ms"] / 3.6e6 * 3.3 * 0.82e-3 * 1e6)
+    assert out["ram_bytes"] == 100 + 400 + est.stack_bytes_used
+    assert out["rom_bytes"] == 1000
     assert "outputs_match_reference" not in out and "not run on sparkfun-edge" in out["note"]
-    assert "estimated" in out["how_measured"]
+    assert "estimated" in out["how_measured"] and "qemu-m4 build" in out["how_measured"]

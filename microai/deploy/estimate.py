@@ -45,6 +45,7 @@ class Estimate:
     layer_instructions: list[dict[str, int]]
     assumptions: str
     instructions_per_second: float  # speed of the estimator itself
+    stack_bytes_used: int | None  # the harness's stack high-water mark, as it reported it
 
 
 def _page_round(n: int) -> int:
@@ -178,6 +179,7 @@ def estimate(elf_path: Path, model: TimingModel | None = None, max_instructions:
         layer_instructions=layer_instructions,
         assumptions=model.describe(),
         instructions_per_second=run.instructions / elapsed if elapsed > 0 else float("inf"),
+        stack_bytes_used=report.stack_bytes,
     )
 
 
@@ -190,6 +192,7 @@ class InferenceEstimate:
     layer_cycles: dict[str, float]
     assumptions: str
     vectors: int
+    stack_bytes_used: int | None
 
 
 def estimate_elf(elf_path: Path, timeout: float | None = None,
@@ -204,4 +207,5 @@ def estimate_elf(elf_path: Path, timeout: float | None = None,
         layer_cycles={k: sum(d.get(k, 0) for d in est.layer_cycles) / n for k in layers},
         assumptions=est.assumptions,
         vectors=n,
+        stack_bytes_used=est.stack_bytes_used,
     )

@@ -1,8 +1,8 @@
 """Aggregate per-run JSON results into the long-format results table and the paper's A3-A5 layout.
 
 Per-run results live at ``results/runs/<dataset>/<model>-f<filters>/run<run>/<precision>.<kind>.json``
-with kind ``eval`` (accuracy, reference executor), ``host`` (generated C on the host, whole test set)
-or a board name (firmware measurement). Nothing here invents a number: a missing measurement is
+with kind ``eval`` (accuracy, reference executor), ``check`` (generated C built on the host, whole
+test set) or a board name (firmware measurement). Nothing here invents a number: a missing measurement is
 an empty cell with the reason in ``note``.
 """
 
@@ -68,7 +68,7 @@ def results_table(records: list[dict[str, Any]], boards: list[str],
         base = dict(zip(KEY, key, strict=True))
         acc = np.array([e["data"]["accuracy"] for e in evals]) * 100.0
         first = evals[0]["data"]
-        hosts = [h["data"] for h in kinds.get("host", [])]
+        hosts = [h["data"] for h in kinds.get("check", [])]
         notes = ["synthetic data"] if first.get("synthetic") else []
         base.update(
             params=first["params"], macs=first["macs"], runs=len(evals),

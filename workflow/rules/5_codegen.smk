@@ -18,7 +18,7 @@ rule check_host:
         c=BUILD_DIR + "/c",
         data=PREPARED,
     output:
-        RUN_DIR + "/{precision}.host.json",
+        RUN_DIR + "/{precision}.check.json",
     log:
         "logs/check_host/{dataset}/{model}-f{filters}/run{run}/{precision}.log",
     shell:

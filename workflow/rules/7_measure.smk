@@ -2,20 +2,13 @@
 # reference executor, cycles/instructions, estimated cycles (Cortex-M4 model), time and energy at 48 MHz.
 
 
-def qemu_estimate(wildcards):
-    """A real board that is not attached borrows the cycle estimate of the qemu-m4 build of the same code."""
-    if wildcards.board in ("qemu-m4", "host") or "qemu-m4" not in SWEEP["boards"]:
-        return []
-    return RUN_DIR.format(**wildcards) + f"/{wildcards.precision}.qemu-m4.json"
-
-
 rule measure:
     input:
         build=BUILD_DIR + "/{board}/build.json",
         flash=BUILD_DIR + "/{board}/flash.json",
         graph=graph_files(MODEL_DIR + "/{precision}"),
         data=PREPARED,
-        estimate=qemu_estimate,
+        emulated_elf=EMULATED_BUILD + "/firmware.elf",
     output:
         RUN_DIR + "/{precision}.{board}.json",
     params:
@@ -26,5 +19,4 @@ rule measure:
     shell:
         "{PYTHON} {SCRIPTS}/measure.py --params {PARAMS_FILE} --board {wildcards.board}"
         " --build {input.build} --flash {input.flash} --graph {input.graph[0]} --data {input.data}"
-        " --timeout {params.timeout} --out {output}"
-        " $([ -n '{input.estimate}' ] && echo --estimate {input.estimate}) 2> {log}"
+        " --timeout {params.timeout} --emulated-elf {input.emulated_elf} --out {output} 2> {log}"

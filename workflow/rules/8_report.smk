@@ -3,7 +3,7 @@
 
 def report_inputs(wildcards):
     files = sweep_targets(RUN_DIR + "/{precision}.eval.json")
-    files += sweep_targets(RUN_DIR + "/{precision}.host.json", runs=DEPLOY_RUNS)
+    files += sweep_targets(RUN_DIR + "/{precision}.check.json", runs=DEPLOY_RUNS)
     files += sweep_targets(RUN_DIR + "/{precision}.{board}.json", runs=DEPLOY_RUNS, board=SWEEP["boards"])
     return files
 

@@ -14,13 +14,13 @@ def main() -> None:
     p.add_argument("--graph", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--timeout", type=float, default=120.0)
-    p.add_argument("--estimate", type=Path, default=None,
-                   help="qemu-m4 measurement of the same code, for a real board that is not attached")
+    p.add_argument("--emulated-elf", type=Path, default=None,
+                   help="qemu-m4 build of the same code (estimates a real board that is not attached)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     board_cfg = cli.load(args).get("boards", {}).get(args.board, {})
     stages.measure(args.board, board_cfg, args.build, args.flash, args.graph, args.data, args.timeout,
-                   args.out, estimate_json=args.estimate)
+                   args.out, emulated_elf=args.emulated_elf)
 
 
 if __name__ == "__main__":
