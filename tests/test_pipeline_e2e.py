@@ -69,8 +69,9 @@ def test_second_call_has_nothing_to_do(pipeline_run):
 def test_changed_training_parameter_reruns_only_what_depends_on_it(pipeline_run):
     params = tiny_params()
     params["train"]["synthetic-har"]["lr"] = 0.01
-    (pipeline_run / "changed.yaml").write_text(yaml.safe_dump(params))
-    proc = snakemake(pipeline_run, "-n", "--configfile", "changed.yaml", "results/tables.csv")
+    changed = pipeline_run / "changed.yaml"
+    changed.write_text(yaml.safe_dump(params))
+    proc = snakemake(pipeline_run, "-n", "results/tables.csv", "--configfile", str(changed))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0
     assert "train_float" in out and "aggregate" in out
