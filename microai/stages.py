@@ -49,6 +49,7 @@ def train_float(prepared_npz: Path, model: str, filters: int, run: int, params: 
     dataset = Path(prepared_npz).stem
     cfg = TrainConfig.from_dict(section(params, "train", dataset))
     options = params.get("models", {}).get(model, {})
+    torch.manual_seed(run)  # the initial weights too are drawn from the run's seed
     net = build_model(model, data.input_shape, data.num_classes, filters, **options)
     history = train(net, data.x_train, data.y_train, cfg, seed=run, x_val=data.x_test, y_val=data.y_test)
     metrics = {

@@ -66,3 +66,26 @@ def test_unattached_board_is_estimated_on_the_emulated_build(tmp_path, elf):
     assert out["rom_bytes"] == 1000
     assert "outputs_match_reference" not in out and "not run on sparkfun-edge" in out["note"]
     assert "estimated" in out["how_measured"] and "qemu-m4 build" in out["how_measured"]
+
+
+def test_train_float_is_a_function_of_the_run_index(tmp_path):
+    """Same run index -> identical weights, whatever the process's global random state."""
+    import torch
+
+    from microai.config import load_params
+
+    params = load_params(Path(__file__).resolve().parent.parent / "params.yaml")
+    params["datasets"]["synthetic-har"].update(n_train=64, n_test=16)
+    params["train"]["synthetic-har"].update(epochs=1, milestones=[1], batch_size=16)
+    raw = tmp_path / "raw"
+    stages.download("synthetic-har", params, raw)
+    data = stages.prepare("synthetic-har", params, raw, tmp_path / "synthetic-har.npz")
+    weights = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        ckpt = tmp_path / f"{global_seed}.pt"
+        stages.train_float(data, "resnetv1-6", 4, 3, params, ckpt, tmp_path / f"{global_seed}.json")
+        weights.append(torch.load(ckpt, weights_only=False))
+    first, second = (w["state_dict"] for w in weights)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
