@@ -194,9 +194,10 @@ def compile_firmware(board_name: str, c_dir: Path, graph_path: Path, prepared_np
     board = get_board(board_name)
     _, _, packed = _test_vectors(graph_path, prepared_npz, vectors)
     out_dir = Path(out_dir)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent if out_dir.parent.exists() else None) as tmp:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
         build = board.build(Path(c_dir), packed, Path(tmp) / "build", opt=opt)
-        result = {"board": board_name, "opt": opt, "vectors": vectors, **_jsonable(_build_fields(build))}
+        result = {"board": board_name, "opt": opt, "vectors": vectors, **_build_fields(build)}
         if out_dir.exists():
             shutil.rmtree(out_dir)
         shutil.move(str(Path(tmp) / "build"), out_dir)
@@ -206,8 +207,8 @@ def compile_firmware(board_name: str, c_dir: Path, graph_path: Path, prepared_np
 
 
 def _build_fields(build: Any) -> dict[str, Any]:
-    fields = dict(vars(build)) if not isinstance(build, dict) else dict(build)
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in fields.items()}
+    """A BuildResult as JSON-ready values."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(build).items()}
 
 
 def _board(board_name: str, board_cfg: dict[str, Any]):
