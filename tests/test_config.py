@@ -69,3 +69,14 @@ def test_snakemake_rejects_bad_params_before_any_rule(tmp_path, params):
     )
     assert proc.returncode != 0
     assert "sweep.runs" in proc.stdout + proc.stderr
+
+
+def test_slurm_profile_is_accepted(tmp_path):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
+         "--workflow-profile", str(ROOT / "workflow" / "profiles" / "slurm")],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "train_float" in proc.stdout
