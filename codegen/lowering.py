@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from codegen.ctext import c_identifier
+from codegen.ctext import c_identifier, number_ctype
 from codegen.errors import CodegenError
 from codegen.layout import memory_order
 from microai.graph import Graph, Node, QFormat
@@ -130,6 +130,12 @@ class _Context:
     def integer(self) -> bool:
         return self.graph.is_quantized
 
+    @property
+    def widen(self) -> bool:
+        """int8 storage: convolutions widen each input window to int16 once (number.h ``number_widen``)
+        so that the inner loop of every output channel only unpacks weights; weights stay int8 in flash."""
+        return self.integer and number_ctype(self.graph.precision) == "int8_t"
+
     def fmt(self, node: Node, key: str = "output") -> QFormat:
         try:
             fmt = node.formats[key]
@@ -228,7 +234,7 @@ def _conv(ctx: _Context, node: Node) -> Layer:
     rows = np.moveaxis(kernel, 1, -1).reshape(c_out, -1)
     in_shape, out_shape = ctx.input_shape(node), node.shape
     params = {"c_in": c_in, "c_out": c_out, "in_size": list(in_shape[1:]), "out_size": list(out_shape[1:]),
-              "kernel_size": ksize, "stride": stride, "pad": pad,
+              "kernel_size": ksize, "stride": stride, "pad": pad, "widen": ctx.widen,
               "interior": _interior(in_shape[1], out_shape[1], ksize[0], stride[0], pad[0]),
               **ctx.finish(node, acc_frac)}
     arrays = [_array(node, "kernel", "number_t", rows),
