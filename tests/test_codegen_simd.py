@@ -104,3 +104,19 @@ def test_dsp_path_matches_reference_on_qemu(model: str, precision: str, tmp_path
     expected = reference.run(prepare(graph), x)
     assert np.abs(expected).max() > 0  # the comparison is not between two zero tensors
     np.testing.assert_array_equal(outputs.astype(np.int64), expected)
+
+
+@needs_qemu
+def test_int8_weights_stay_one_byte_each_in_flash(tmp_path: Path) -> None:
+    """Widening happens on the stack at run time: int8 kernel arrays keep one byte per weight in flash."""
+    float_graph = conv1d_chain()
+    calibration = np.random.default_rng(0).standard_normal((32, *float_graph.input.shape)).astype(np.float32)
+    graph = quantize(float_graph, calibration, "int8")
+    codegen.convert(graph, tmp_path / "c")
+    build = get_board("qemu-m4").build(tmp_path / "c", codegen.pack_input(graph, calibration[:1]),
+                                       tmp_path / "build")
+    symbols = subprocess.run(["arm-none-eabi-nm", "-S", str(build.elf)], capture_output=True, text=True,
+                             check=True).stdout.split("\n")
+    sizes = {fields[3]: int(fields[1], 16) for fields in map(str.split, symbols) if len(fields) == 4}
+    kernels = {n.name: n.weights["kernel"].size for n in prepare(graph).nodes if "kernel" in n.weights}
+    assert kernels and {name: sizes[f"{name}_kernel"] for name in kernels} == kernels
