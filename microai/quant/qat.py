@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import operator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,17 @@ class QATError(ValueError):
     """A model that cannot be prepared for or exported from QAT; the message names the layer."""
 
 
+@dataclass(frozen=True)
+class QATSettings:
+    """What a QAT model was prepared with (validated by :func:`prepare_qat`)."""
+
+    width: int
+    granularity: str
+    rounding: str
+    quant_rounding: str
+    model_name: str
+
+
 class QATModel(nn.Module):
     """The fake-quantized network plus the float model it shares its parameters with.
 
@@ -55,16 +67,12 @@ class QATModel(nn.Module):
     """
 
     def __init__(self, float_model: fx.GraphModule, network: fx.GraphModule, quantizers: dict[str, str],
-                 width: int, granularity: str, rounding: str, quant_rounding: str, model_name: str) -> None:
+                 settings: QATSettings) -> None:
         super().__init__()
         self.float_model = float_model
         self.network = network
         self.quantizers = quantizers
-        self.width = width
-        self.granularity = granularity
-        self.rounding = rounding
-        self.quant_rounding = quant_rounding
-        self.model_name = model_name
+        self.settings = settings
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -101,32 +109,27 @@ def prepare_qat(model: nn.Module, width: int, granularity: str = "layer",
     quant_rounding = DEFAULT_QUANT_ROUNDING[rounding] if quant_rounding is None else quant_rounding
     if quant_rounding not in QUANT_ROUNDINGS:
         raise ValueError(f"quant_rounding must be one of {QUANT_ROUNDINGS}, got '{quant_rounding}'")
-    name = type(model).__name__
+    settings = QATSettings(width, granularity, rounding, quant_rounding, type(model).__name__)
     try:
         float_model = fuse(copy.deepcopy(model).eval(), inplace=True)
         network = fx.symbolic_trace(float_model)
     except Exception as e:  # fx raises many exception types for untraceable models
-        raise QATError(f"{name}: torch.fx cannot trace the model: {e}") from e
-    return _Rewriter(network, width, granularity, rounding, quant_rounding, name).build(float_model)
+        raise QATError(f"{settings.model_name}: torch.fx cannot trace the model: {e}") from e
+    return _Rewriter(network, settings).build(float_model)
 
 
 class _Rewriter:
     """Inserts the quantizers in one pass over the traced graph (in topological order)."""
 
-    def __init__(self, network: fx.GraphModule, width: int, granularity: str, rounding: str,
-                 quant_rounding: str, name: str) -> None:
+    def __init__(self, network: fx.GraphModule, settings: QATSettings) -> None:
         self.gm = network
-        self.width = width
-        self.granularity = granularity
-        self.rounding = rounding
-        self.quant_rounding = quant_rounding
-        self.name = name
+        self.settings = settings
         self.modules = dict(network.named_modules())
         #: fx node name -> qualified name of the ``frac`` buffer giving that tensor's format
         self.frac_of: dict[str, str] = {}
         self.quantizers: dict[str, str] = {}
         self.group = torch.zeros(self._count_quantizers(), dtype=torch.float64) \
-            if granularity == "network" else None
+            if settings.granularity == "network" else None
         self.slots = 0
 
     def _count_quantizers(self) -> int:
@@ -151,14 +154,14 @@ class _Rewriter:
     def _quantizer(self, rounding: str, observe: str) -> FakeQuantizer:
         slot = self.slots
         self.slots += 1
-        return FakeQuantizer(self.width, rounding, observe, group_ranges=self.group, slot=slot)
+        return FakeQuantizer(self.settings.width, rounding, observe, group_ranges=self.group, slot=slot)
 
     def _fail(self, n: fx.Node, what: str) -> QATError:
         target = ""
         if n.op == "call_module":
             target = f" (module '{n.target}', {type(self.modules[n.target]).__name__})"
-        return QATError(f"{self.name}: QAT does not support {what} at fx node '{n.name}'{target}: "
-                        f"{n.format_node()}")
+        return QATError(f"{self.settings.model_name}: QAT does not support {what} at fx node "
+                        f"'{n.name}'{target}: {n.format_node()}")
 
     def _source(self, user: fx.Node, arg: Any) -> str:
         if not isinstance(arg, fx.Node) or arg.name not in self.frac_of:
@@ -175,8 +178,8 @@ class _Rewriter:
         self.quantizers[n.name] = module_name
 
     def build(self, float_model: fx.GraphModule) -> QATModel:
-        quant_rounding = self.quant_rounding
-        shift_rounding = SHIFT_ROUNDING[self.rounding]
+        quant_rounding = self.settings.quant_rounding
+        shift_rounding = SHIFT_ROUNDING[self.settings.rounding]
         for n in list(self.gm.graph.nodes):
             if n.op == "placeholder":
                 if self.quantizers:
@@ -209,8 +212,7 @@ class _Rewriter:
         self.gm.delete_all_unused_submodules()
         self.gm.graph.lint()
         self.gm.recompile()
-        return QATModel(float_model, self.gm, self.quantizers, self.width, self.granularity, self.rounding,
-                        self.quant_rounding, self.name)
+        return QATModel(float_model, self.gm, self.quantizers, self.settings)
 
 
 # ------------------------------------------------------------------------------------ training
@@ -248,12 +250,13 @@ def export_qat(qat_model: QATModel, input_shape: tuple[int, ...], width: int) ->
     if not isinstance(qat_model, QATModel):
         raise QATError(f"export_qat needs the model returned by train_qat/prepare_qat, "
                        f"got {type(qat_model).__name__}")
-    if width != qat_model.width:
-        raise QATError(f"{qat_model.model_name}: exporting at width {width} a model trained for "
-                       f"width {qat_model.width}")
+    settings = qat_model.settings
+    if width != settings.width:
+        raise QATError(f"{settings.model_name}: exporting at width {width} a model trained for "
+                       f"width {settings.width}")
     with eval_mode(qat_model):  # freezes the formats
-        graph = from_torch(qat_model.float_model, input_shape, name=qat_model.model_name)
-    quant_rounding = qat_model.quant_rounding
+        graph = from_torch(qat_model.float_model, input_shape, name=settings.model_name)
+    quant_rounding = settings.quant_rounding
     formats: dict[str, QFormat] = {}
     for node in graph.nodes:
         if node.name in qat_model.quantizers:
@@ -261,7 +264,7 @@ def export_qat(qat_model: QATModel, input_shape: tuple[int, ...], width: int) ->
         elif node.op in ("MaxPool1D", "MaxPool2D", "ReLU", "Flatten", "Identity"):
             formats[node.name] = formats[node.inputs[0]]
         else:
-            raise QATError(f"{qat_model.model_name}: {node.describe()} has no QAT format "
+            raise QATError(f"{settings.model_name}: {node.describe()} has no QAT format "
                            f"(operator not supported by QAT)")
         node.formats = {"output": formats[node.name]}
         if node.op in ("Conv1D", "Conv2D", "Dense"):
@@ -271,11 +274,11 @@ def export_qat(qat_model: QATModel, input_shape: tuple[int, ...], width: int) ->
                 values = quantize_array(node.weights[key], q.format, quant_rounding)
                 node.weights[key] = values.astype(np.int32)
     graph.precision = f"int{width}"
-    graph.rounding = qat_model.rounding
+    graph.rounding = settings.rounding
     graph.quant_rounding = quant_rounding
-    graph.metadata["quantization"] = {"method": "qat", "width": width, "granularity": qat_model.granularity,
-                                      "rounding": qat_model.rounding, "quant_rounding": quant_rounding}
+    graph.metadata["quantization"] = {"method": "qat", "width": width, "granularity": settings.granularity,
+                                      "rounding": settings.rounding, "quant_rounding": quant_rounding}
     try:
         return simplify(graph)  # bit-exact rewiring (ReLU fusion...), as PTQ graphs get
     except GraphError as e:  # pragma: no cover - from_torch validated the structure already
-        raise QATError(f"{qat_model.model_name}: exported graph is invalid: {e}") from e
+        raise QATError(f"{settings.model_name}: exported graph is invalid: {e}") from e
