@@ -23,10 +23,11 @@ def results(tmp_path):
         for prec, acc in (("float32", acc_f), ("int16", acc_q)):
             files.append(_write(tmp_path, f"{d}/{prec}.eval.json", {
                 "accuracy": acc, "params": 3958, "macs": 333920,
-                "param_bytes": 3958 * (4 if prec == "float32" else 2), "synthetic": True}))
+                "param_bytes": 3958 * (4 if prec == "float32" else 2), "synthetic": True,
+                "how_measured": "reference executor"}))
     d = "results/runs/synthetic-har/resnetv1-6-f16/run0"
     files.append(_write(tmp_path, f"{d}/int16.check.json", {
-        "matches": 1.0, "c_accuracy": 0.89,
+        "matches": 1.0, "c_accuracy": 0.89, "how_measured": "host build",
         "activation_bytes_pools": 9000, "activation_bytes_planned": 8192}))
     files.append(_write(tmp_path, f"{d}/int16.qemu-m4.json", {
         "rom_bytes": 20000, "ram_bytes": 12000, "instructions": 1500000, "est_cycles": 2000000,
@@ -45,6 +46,8 @@ def test_long_table_statistics_and_provenance(results):
     assert int16.accuracy_std == pytest.approx(math.sqrt(((89 - 85) ** 2 + (81 - 85) ** 2) / 1))
     assert int16.c_matches_reference == 1.0 and int16.activation_bytes_planned == 8192
     assert int16.rom_bytes == 20000 and "synthetic data" in int16.note
+    assert int16.how_measured.startswith("accuracy: reference executor; C check: ")
+    assert int16.how_measured.endswith("emulated (QEMU icount) + estimated cycles")
     float32 = table[(table.precision == "float32") & (table.framework == "microai")].iloc[0]
     assert math.isnan(float32.rom_bytes) and "not measured" in float32.note
     cube = table[table.framework == "stm32cubeai"]

@@ -70,6 +70,9 @@ def results_table(records: list[dict[str, Any]], boards: list[str],
         first = evals[0]["data"]
         hosts = [h["data"] for h in kinds.get("check", [])]
         notes = ["synthetic data"] if first.get("synthetic") else []
+        how = [f"accuracy: {first['how_measured']}"] if first.get("how_measured") else []
+        if hosts and hosts[0].get("how_measured"):
+            how.append(f"C check: {hosts[0]['how_measured']}")
         base.update(
             params=first["params"], macs=first["macs"], runs=len(evals),
             accuracy_mean=float(acc.mean()), accuracy_std=float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
@@ -81,11 +84,11 @@ def results_table(records: list[dict[str, Any]], boards: list[str],
         )
         for board in boards:
             measured = kinds.get(board, [])
-            row = {**base, "framework": "microai", "board": board, "note": "; ".join(notes)}
+            row = {**base, "framework": "microai", "board": board, "how_measured": "; ".join(how)}
             if measured:
                 m = measured[0]["data"]
                 row.update({f: m.get(f) for f in BOARD_FIELDS})
-                row["how_measured"] = m.get("how_measured", "")
+                row["how_measured"] = "; ".join(how + ([m["how_measured"]] if m.get("how_measured") else []))
                 row["note"] = "; ".join(notes + ([m["note"]] if m.get("note") else []))
             else:
                 row["note"] = "; ".join(notes + ["not measured on this board"])
