@@ -209,7 +209,8 @@ def _layer(node: Node, template: str, params: dict[str, Any], arrays: list[CArra
 
 
 def _array(node: Node, key: str, ctype: str, values: np.ndarray) -> CArray:
-    return CArray(f"{c_identifier(node.name)}_{key}", ctype, values)
+    """``kernel_<node>``: the key goes first because node names may start with a digit."""
+    return CArray(f"{key}_{c_identifier(node.name)}", ctype, values)
 
 
 def _spatial(node: Node, key: str, dims: int, default: Any) -> list[int]:

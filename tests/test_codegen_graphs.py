@@ -91,3 +91,20 @@ def test_resnet_activation_memory(tmp_path: Path) -> None:
             assert layer["arena_offset"] % 4 == 0 and end <= result.activation_bytes_planned
     header = (tmp_path / "c" / "model.h").read_text()
     assert f"MODEL_ACTIVATION_BYTES = {result.activation_bytes_planned}" in header
+
+
+def test_node_names_that_are_not_c_identifiers(tmp_path) -> None:
+    """torch.fx names the children of a top-level nn.Sequential '0', '1', ...: the C must compile."""
+    b = Builder((2, 16))
+    conv = b.conv("x", 3, 3, relu=True)
+    flat = b.add("Flatten", [conv])
+    b.dense(flat, 4)
+    g = b.graph()
+    renames = {n.name: name for n, name in zip(g.nodes, ["x", "0", "1.flat", "2-dense"], strict=True)}
+    for n in g.nodes:
+        n.name = renames[n.name]
+        n.inputs = [renames[i] for i in n.inputs]
+    g.output = renames[g.output]
+    x = np.random.default_rng(1).standard_normal((3, 2, 16)).astype(np.float32)
+    for precision in ("float32", "int8"):
+        assert_c_matches(quantized(g, x, precision), x, tmp_path / precision)
