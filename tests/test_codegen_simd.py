@@ -119,4 +119,4 @@ def test_int8_weights_stay_one_byte_each_in_flash(tmp_path: Path) -> None:
                              check=True).stdout.split("\n")
     sizes = {fields[3]: int(fields[1], 16) for fields in map(str.split, symbols) if len(fields) == 4}
     kernels = {n.name: n.weights["kernel"].size for n in prepare(graph).nodes if "kernel" in n.weights}
-    assert kernels and {name: sizes[f"{name}_kernel"] for name in kernels} == kernels
+    assert kernels and {name: sizes[f"kernel_{name}"] for name in kernels} == kernels
