@@ -236,7 +236,8 @@ def _conv(ctx: _Context, node: Node) -> Layer:
     in_shape, out_shape = ctx.input_shape(node), node.shape
     params = {"c_in": c_in, "c_out": c_out, "in_size": list(in_shape[1:]), "out_size": list(out_shape[1:]),
               "kernel_size": ksize, "stride": stride, "pad": pad, "widen": ctx.widen,
-              "interior": _interior(in_shape[1], out_shape[1], ksize[0], stride[0], pad[0]),
+              "interior": [_interior(in_shape[1 + d], out_shape[1 + d], ksize[d], stride[d], pad[2 * d])
+                           for d in range(dims)],
               **ctx.finish(node, acc_frac)}
     arrays = [_array(node, "kernel", "number_t", rows),
               _array(node, "bias", "long_number_t", ctx.bias(node, acc_frac))]

@@ -59,7 +59,8 @@ def conv2d_chain() -> Graph:
     b = Builder((3, 9, 8), seed=2)
     x = b.conv("x", 4, 3, padding=[1, 1, 1, 1], relu=True)  # rows of 9 values, cut to 6 at the edges
     x = b.conv(x, 5, (3, 2), stride=2, padding=[1, 0, 0, 1])
-    x = b.conv(x, 3, 1)
+    x = b.conv(x, 4, 1)  # pointwise, n = 5
+    x = b.conv(x, 3, (2, 2), relu=True)  # unpadded rows of 8: int8 pairs two positions, the odd third alone
     b.dense(b.add("Flatten", [x]), 5)
     return b.graph()
 
