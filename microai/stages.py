@@ -120,13 +120,13 @@ def quantize_qat(ckpt: Path, prepared_npz: Path, run: int, qat_schedule: dict[st
 
 def evaluate(graph_path: Path, prepared_npz: Path, precision: str, out_json: Path) -> dict[str, Any]:
     """Test accuracy with the reference executor (float32 or exact integer arithmetic)."""
+    from codegen.ctext import number_bytes
     from microai.data import load_prepared
     from microai.graph import Graph
     from microai.quant import reference
 
     graph = Graph.load(graph_path)
     data = load_prepared(Path(prepared_npz))
-    bits = 32 if not graph.is_quantized else graph.width
     result = {
         "precision": precision,
         "graph_precision": graph.precision,
@@ -134,17 +134,13 @@ def evaluate(graph_path: Path, prepared_npz: Path, precision: str, out_json: Pat
         "test_vectors": int(len(data.y_test)),
         "params": graph.param_count(),
         "macs": graph.macs(),
-        "param_bytes": graph.param_count() * _storage_bytes(bits),
+        "param_bytes": graph.param_count() * number_bytes(graph.precision),
         "synthetic": bool(data.provenance.get("synthetic", False)),
         "how_measured": "reference executor (numpy" + (", exact integer arithmetic)" if graph.is_quantized
                                                         else ", float32)"),
     }
     write_json(out_json, result)
     return result
-
-
-def _storage_bytes(bits: int) -> int:
-    return 4 if bits > 16 else (2 if bits > 8 else 1)
 
 
 # -------------------------------------------------------------------------- codegen
@@ -176,23 +172,21 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _test_vectors(graph_path: Path, prepared_npz: Path, count: int):
-    from codegen import pack_input
+    """The graph and the first ``count`` test inputs: what the firmware embeds and is checked on."""
     from microai.data import load_prepared
     from microai.graph import Graph
 
-    graph = Graph.load(graph_path)
-    data = load_prepared(Path(prepared_npz))
-    x = data.x_test[:count]
-    return graph, x, pack_input(graph, x)
+    return Graph.load(graph_path), load_prepared(Path(prepared_npz)).x_test[:count]
 
 
 def compile_firmware(board_name: str, c_dir: Path, graph_path: Path, prepared_npz: Path, vectors: int,
                      opt: str, out_dir: Path) -> dict[str, Any]:
     """Cross-compile the harness + generated C for a board; fails with DoesNotFit naming the limits."""
+    from codegen import pack_input
     from microai.deploy.boards import get_board
 
     board = get_board(board_name)
-    _, _, packed = _test_vectors(graph_path, prepared_npz, vectors)
+    packed = pack_input(*_test_vectors(graph_path, prepared_npz, vectors))
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
@@ -261,7 +255,7 @@ def measure(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_
             raise ValueError(f"{board_name} is not attached and no qemu-m4 build was given to estimate")
         estimate_from, what = Path(emulated_elf), "the qemu-m4 build of the same code"
     else:
-        graph, x, _ = _test_vectors(graph_path, prepared_npz, build["vectors"])
+        graph, x = _test_vectors(graph_path, prepared_npz, build["vectors"])
         run = board.run(Path(build["elf"]), timeout=timeout)
         expected = reference.run(graph, x)
         result["outputs_match_reference"] = float(matching_vectors(graph, run.outputs, expected).mean())
