@@ -51,6 +51,13 @@ class BuildResult:
     rom_bytes: int = field(init=False)
     ram_bytes: int = field(init=False)
 
+    @classmethod
+    def of(cls, board: str, elf: Path, vectors: np.ndarray) -> BuildResult:
+        """The footprint of a linked ``elf`` that embeds ``vectors`` (stack reserve: its .stack section)."""
+        sizes = section_sizes(elf)
+        return cls(board, elf, sizes["text"], sizes["data"], sizes["bss"], sizes["stack"],
+                   int(vectors.shape[0]), int(vectors.nbytes))
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "rom_bytes", self.text + self.data - self.vector_bytes)
         object.__setattr__(self, "ram_bytes", self.data + self.bss + self.stack_reserve)
@@ -107,6 +114,15 @@ def locate_fault(fault: FirmwareFault, elf: Path) -> FirmwareFault:
     return FirmwareFault(f"{fault} ({where})", fault.kind, fault.registers)
 
 
+def build_inputs(compiler: str, sources: Path, vectors: np.ndarray,
+                 out_dir: Path) -> tuple[str, list[Path], Path]:
+    """What every board's build starts from: the compiler's path, the generated library's sources
+    and ``out_dir/vectors.c`` holding the embedded test inputs."""
+    tool = require_tool(compiler)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return tool, library_sources(sources), write_vectors_c(vectors, out_dir / "vectors.c")
+
+
 def elf_of(target: Path | BuildResult) -> Path:
     elf = target.elf if isinstance(target, BuildResult) else Path(target)
     if not elf.is_file():
@@ -129,10 +145,7 @@ class CortexMBoard(Board):
         return self.folder / "linker.ld"
 
     def build(self, sources: Path, vectors: np.ndarray, out_dir: Path, opt: str = "-O2") -> BuildResult:
-        gcc = require_tool(self.gcc)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        library = library_sources(sources)
-        vectors_c = write_vectors_c(vectors, out_dir / "vectors.c")
+        gcc, library, vectors_c = build_inputs(self.gcc, sources, vectors, out_dir)
         elf = out_dir / "firmware.elf"
         script = self.linker_script(out_dir)
         compile_cmd = [
@@ -150,9 +163,7 @@ class CortexMBoard(Board):
             if not over:
                 raise
             raise self._does_not_fit(compile_cmd, script, out_dir) from e
-        sizes = section_sizes(elf)
-        return BuildResult(self.name, elf, sizes["text"], sizes["data"], sizes["bss"], sizes["stack"],
-                           int(vectors.shape[0]), int(vectors.nbytes))
+        return BuildResult.of(self.name, elf, vectors)
 
     def _does_not_fit(self, compile_cmd: list, script: Path, out_dir: Path) -> DoesNotFit:
         """Relink against unbounded memory to report what the image really needs."""

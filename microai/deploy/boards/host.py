@@ -7,19 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from microai.deploy.boards.base import Board, BuildResult, RunResult, elf_of
+from microai.deploy.boards.base import Board, BuildResult, RunResult, build_inputs, elf_of
 from microai.deploy.errors import DeployError, RunTimeout
 from microai.deploy.protocol import parse_lines
 from microai.deploy.toolchain import (
     C_FLAGS,
     FIRMWARE,
     HARNESS_SOURCES,
-    library_sources,
-    require_tool,
     run_checked,
-    section_sizes,
 )
-from microai.deploy.vectors import write_vectors_c
 
 
 class Host(Board):
@@ -30,17 +26,12 @@ class Host(Board):
         self.cc = cc
 
     def build(self, sources: Path, vectors: np.ndarray, out_dir: Path, opt: str = "-O2") -> BuildResult:
-        cc = require_tool(self.cc)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        library = library_sources(sources)
-        vectors_c = write_vectors_c(vectors, out_dir / "vectors.c")
+        cc, library, vectors_c = build_inputs(self.cc, sources, vectors, out_dir)
         exe = out_dir / "firmware"
         run_checked([cc, *C_FLAGS, opt, "-ffp-contract=off", f"-I{FIRMWARE}", f"-I{sources}",
                      *HARNESS_SOURCES, self.folder / "board.c", *library, vectors_c, "-o", exe, "-lm"],
                     f"building host harness in {out_dir}")
-        sizes = section_sizes(exe)
-        return BuildResult(self.name, exe, sizes["text"], sizes["data"], sizes["bss"], 0,
-                           int(vectors.shape[0]), int(vectors.nbytes))
+        return BuildResult.of(self.name, exe, vectors)
 
     def flash(self, elf: Path) -> None:
         """Nothing to do: the executable runs in place."""
