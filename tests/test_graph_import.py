@@ -227,6 +227,12 @@ def test_conv_and_pool_geometry_matches_pytorch(dims, kernel, stride, padding, p
         pooling = (nn.MaxPool2d if is_max else nn.AvgPool2d)(pool, stride=pool_stride)
         shape = (2, 11, 9)
     model = nn.Sequential(conv, pooling)
+    conv_out = [(n + 2 * p - k) // s + 1
+                for n, k, s, p in zip(shape[1:], kernel[:dims], stride[:dims], padding[:dims], strict=True)]
+    if min((n - k) // pool_stride + 1 for n, k in zip(conv_out, pool[:dims], strict=True)) < 1:
+        with pytest.raises(GraphError, match=r"Sequential: running the traced model on inputs of shape"):
+            from_torch(model, shape)
+        return
     g = from_torch(model, shape)
     x = np.random.default_rng(seed).normal(size=(3, *shape)).astype(np.float32)
     assert np.abs(R.run(g, x) - _torch_out(model, x)).max() < 1e-5
