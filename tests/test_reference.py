@@ -102,7 +102,10 @@ def random_ints(rng: np.random.Generator, shape: tuple[int, ...], width: int) ->
 )
 def test_layers_match_the_scalar_arithmetic_contract(op, width, rounding, seed, channels, length,
                                                      out_channels, kernel, stride, pad, fracs) -> None:
-    """Conv1D/Dense/Scale: equal outputs, or AccumulatorOverflow exactly when an int32 value overflows."""
+    """Conv1D/Dense/Scale: equal outputs, or AccumulatorOverflow exactly when an int32 value overflows.
+
+    A requantization shift of 32 bits or more is a format error, reported before any data is looked at.
+    """
     length = max(length, kernel - sum(pad))
     rng = np.random.default_rng(seed)
     n = dict(zip(("x", "w", "b", "o"), fracs, strict=True))
@@ -125,6 +128,8 @@ def test_layers_match_the_scalar_arithmetic_contract(op, width, rounding, seed, 
                       "bias": QFormat(width, n["b"])}),
     ], width, rounding)
     try:
+        if abs(n["x"] + n["w"] - n["o"]) >= 32:
+            raise ShiftTooLarge
         expected = np.stack([scalar_layer(op, s, w, b, n, width, rounding, stride, pad) for s in x])
     except Overflow:
         event("int32 overflow")

@@ -317,13 +317,18 @@ def _align(b: np.ndarray, n_b: int, n_acc: int, rounding: str, node: Node | None
     return shift_right(b, n_b - n_acc, rounding)
 
 
-def _requant(graph: Graph, node: Node, acc: np.ndarray, n_acc: int) -> np.ndarray:
-    """``sat_w(shift_right(acc, n_acc - n_out))`` with every int32 intermediate checked."""
-    _check_long(node, acc, "accumulator")
+def _requant_shift(node: Node, n_acc: int) -> int:
+    """``n_acc - n_out``; checked before any data is touched, since it depends on the formats only."""
     s = n_acc - _fmt(node, "output").frac
     if abs(s) >= 32:
         raise GraphError(f"{node.describe()}: requantization shift of {s} bits; an int32 long_number_t "
                          f"shift must stay below 32 (input, weight and output formats too far apart)")
+    return s
+
+
+def _requant(graph: Graph, node: Node, acc: np.ndarray, s: int) -> np.ndarray:
+    """``sat_w(shift_right(acc, s))`` with every int32 intermediate checked; ``s`` from ``_requant_shift``."""
+    _check_long(node, acc, "accumulator")
     if s < 0:
         acc = _shift_left(node, acc, -s, "accumulator")
     elif s > 0:
@@ -352,6 +357,7 @@ def _int_op(graph: Graph, node: Node, ins: list[np.ndarray]) -> np.ndarray:
     if op in ("Conv1D", "Conv2D", "Dense", "Scale"):
         w_key = "scale" if op == "Scale" else "kernel"
         n_acc = _input_frac(graph, node) + _fmt(node, w_key).frac
+        s = _requant_shift(node, n_acc)
         w = node.weights[w_key].astype(np.int64)
         if op == "Scale":
             y = x * _per_channel(w, x.ndim)
@@ -359,13 +365,14 @@ def _int_op(graph: Graph, node: Node, ins: list[np.ndarray]) -> np.ndarray:
             y = np.rint(_conv_sum(node, x, w, np.float64)).astype(np.int64)
         bias = _align(node.weights["bias"].astype(np.int64), _fmt(node, "bias").frac, n_acc,
                       graph.rounding, node)
-        return _requant(graph, node, y + _per_channel(bias, y.ndim), n_acc)
+        return _requant(graph, node, y + _per_channel(bias, y.ndim), s)
     if op == "Add":
         fracs = [_fmt(graph.node(i), "output").frac for i in node.inputs]
         n_acc = max(fracs)
+        s = _requant_shift(node, n_acc)
         acc = sum(_shift_left(node, v, n_acc - f, f"operand '{i}'")
                   for v, f, i in zip(ins, fracs, node.inputs, strict=True))
-        return _requant(graph, node, acc, n_acc)
+        return _requant(graph, node, acc, s)
     if op in ("AvgPool1D", "AvgPool2D"):
         if _fmt(node, "output") != _fmt(graph.node(node.inputs[0]), "output"):
             raise GraphError(f"{node.describe()}: AvgPool must keep its input format")
