@@ -129,7 +129,8 @@ def _check_split(
 def channel_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and standard deviation (axis 1 is the channel), computed in float64.
 
-    A channel that is constant in the training set gets std 1 so normalization stays finite.
+    A channel that is constant in the training set (or whose spread is below float32's smallest
+    normal number, which would be stored as 0 or a denormal) gets std 1 so normalization stays finite.
     """
     if x.ndim < 3 or x.shape[0] == 0:
         raise DatasetError(f"cannot compute channel statistics of an array of shape {x.shape}")
@@ -137,7 +138,7 @@ def channel_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x64 = x.astype(np.float64)
     mean = x64.mean(axis=axes)
     std = x64.std(axis=axes)
-    std[std == 0] = 1.0
+    std[std < np.finfo(np.float32).tiny] = 1.0
     return mean.astype(np.float32), std.astype(np.float32)
 
 
