@@ -136,6 +136,41 @@ def test_adaptive_pools_become_exact_pools_and_1d_padding_maps() -> None:
     assert np.abs(R.run(g, x) - _torch_out(model, x)).max() < 1e-6
 
 
+class FunctionalMnist(nn.Module):
+    """PyTorch's MNIST example (shrunk): functional ReLU and max pooling, torch.flatten."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 4, 3), nn.Conv2d(4, 8, 3)
+        self.fc1, self.fc2 = nn.Linear(8 * 5 * 5, 16), nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv2(F.relu(self.conv1(x)))), 2)
+        return self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
+
+
+def test_functional_spellings_map_to_the_same_operators() -> None:
+    torch.manual_seed(4)
+    mnist = from_torch(FunctionalMnist(), (1, 14, 14))
+    assert [n.op for n in mnist.nodes] == ["Input", "Conv2D", "ReLU", "Conv2D", "ReLU", "MaxPool2D",
+                                          "Flatten", "Dense", "ReLU", "Dense"]
+    gap = _Call(lambda x: torch.reshape(x.mean((2, 3), keepdim=True), (x.shape[0], -1)))
+    pooled = from_torch(gap, (3, 4, 6))
+    assert [(n.op, n.attrs) for n in pooled.nodes[1:]] == [
+        ("AvgPool2D", {"pool_size": [4, 6], "stride": [4, 6]}), ("Flatten", {})]
+    cases = [
+        (FunctionalMnist(), (1, 14, 14)),
+        (gap, (3, 4, 6)),
+        (_Call(lambda x: F.avg_pool2d(F.adaptive_avg_pool2d(x, (2, 3)), 2, stride=1)), (2, 4, 6)),
+        (_Call(lambda x: x.mean(dim=2) + F.adaptive_avg_pool1d(x, 1).squeeze(2)), (3, 8)),
+        (_Call(lambda x: (x.sum(), F.avg_pool1d(F.pad(x, (2, 1)), 2))[1]), (3, 7)),  # the sum is dead code
+    ]
+    for model, shape in cases:
+        g = from_torch(model, shape)
+        x = np.random.default_rng(5).normal(size=(4, *shape)).astype(np.float32)
+        assert np.abs(R.run(g, x) - _torch_out(model, x)).max() < 1e-6
+
+
 def test_import_keeps_the_models_training_mode() -> None:
     model = ResNetLike(1, 2).train()
     from_torch(model, (2, 16))
@@ -171,6 +206,12 @@ class _Call(nn.Module):
         (_Call(lambda x: x.view(-1)), (2, 8), "not a flatten keeping the batch"),
         (_Call(lambda x: torch.flatten(x)), (2, 8), "start_dim=0"),
         (nn.Sequential(nn.BatchNorm1d(2, track_running_stats=False)), (2, 8), "running statistics"),
+        (_Call(lambda x: F.max_pool1d(x, 3, ceil_mode=True)), (2, 8), "MaxPool1d with ceil_mode"),
+        (_Call(lambda x: F.pad(x, (1, 1), mode="reflect")), (2, 8), "only zero padding"),
+        (_Call(lambda x: F.pad(x, (1, 1), value=2.0)), (2, 8), "value=2.0"),
+        (_Call(lambda x: x.mean(1)), (2, 8), r"global average pooling\): mean over dim=1"),
+        (_Call(lambda x: x.squeeze(0)), (1, 8), "not a flatten keeping the batch"),
+        (_Call(lambda x: x[:, :1]), (2, 8), "function getitem"),
     ],
 )
 def test_unsupported_constructs_name_the_module_and_node(model: nn.Module, shape: tuple[int, ...],

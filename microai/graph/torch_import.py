@@ -35,6 +35,7 @@ def from_torch(model: nn.Module, input_shape: tuple[int, ...], name: str | None 
         gm = fx.symbolic_trace(model)
     except Exception as e:  # fx raises many exception types for untraceable control flow
         raise GraphError(f"{cls.__name__}: torch.fx cannot trace the model: {e}") from e
+    gm.graph.eliminate_dead_code()  # e.g. a debugging ``x.mean()`` whose result is never used
     shapes = _probe_shapes(model, gm, input_shape)
     graph = _Importer(gm, shapes, cls.__name__).build()
     graph.metadata = {
@@ -124,6 +125,8 @@ class _Importer:
                     return
             self._fail(fx_node, f"module {type(module).__name__}")
         elif fx_node.op == "call_function":
+            if self._is_shape_query(fx_node):
+                return
             convert = _FUNCTIONS.get(fx_node.target)
             if convert is None:
                 self._fail(fx_node, f"function {getattr(fx_node.target, '__name__', fx_node.target)}")
@@ -139,6 +142,14 @@ class _Importer:
             self._fail(fx_node, f"fx operation '{fx_node.op}' ({fx_node.target})")
 
     # ------------------------------------------------------------ helpers
+    def _is_shape_query(self, fx_node: fx.Node) -> bool:
+        """``x.shape`` and ``x.shape[0]``: shape arithmetic consumed by view/reshape (checked there)."""
+        if fx_node.target is getattr:
+            return fx_node.args[1] == "shape"
+        source = fx_node.args[0] if fx_node.args else None
+        return (fx_node.target is operator.getitem and isinstance(source, fx.Node)
+                and source.name not in self.shapes)
+
     def _fail(self, fx_node: fx.Node, what: str, why: str = "unsupported") -> NoReturn:
         where = f"fx node '{fx_node.name}'"
         if fx_node.op == "call_module":
@@ -304,11 +315,13 @@ class _Importer:
         self._unary(fx_node, "Flatten")
 
     def reshape(self, fx_node: fx.Node) -> None:
-        """``x.view(x.size(0), -1)`` and equivalents: a reshape that keeps the batch and flattens the rest."""
+        """``x.view(x.size(0), -1)``, ``x.squeeze(-1)`` after a global pool and equivalents: a reshape
+        that keeps the batch and flattens the rest."""
         source = fx_node.args[0]
         out = self.shapes.get(fx_node.name)
         if out is None or out[0] != _SHAPE_PROBE_BATCH or out[1:] != (math.prod(self._shape(source)),):
-            self._fail(fx_node, f".{fx_node.target}() to {out}: not a flatten keeping the batch dimension")
+            what = getattr(fx_node.target, "__name__", fx_node.target)
+            self._fail(fx_node, f".{what}() to {out}: not a flatten keeping the batch dimension")
         self._unary(fx_node, "Flatten")
 
     def softmax_call(self, fx_node: fx.Node) -> None:
@@ -317,6 +330,50 @@ class _Importer:
 
     def dropout_call(self, fx_node: fx.Node) -> None:
         self._forward(fx_node)
+
+    def pool_call(self, fx_node: fx.Node) -> None:
+        """``F.max_pool2d(x, 2)`` and friends: the equivalent pooling module, then the module rules."""
+        module_type, names = _POOL_FUNCTIONS[fx_node.target]
+        kwargs = dict(zip(names, fx_node.args[1:], strict=False)) | dict(fx_node.kwargs)
+        try:
+            module = module_type(**kwargs)
+        except TypeError as e:
+            self._fail(fx_node, f"{fx_node.target.__name__} with arguments {kwargs} ({e})")
+        if isinstance(module, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool1d,
+                               nn.AdaptiveAvgPool2d)):
+            self.adaptive_pool(fx_node, module)
+        else:
+            self.pool(fx_node, module)
+
+    def pad_call(self, fx_node: fx.Node) -> None:
+        self._check_kwargs(fx_node, {"pad", "mode", "value"})
+        pad = list(self._arg(fx_node, 1, "pad", []))
+        mode, value = self._arg(fx_node, 2, "mode", "constant"), self._arg(fx_node, 3, "value", None)
+        spatial = len(self._shape(fx_node.args[0])) - 1
+        if mode != "constant" or value not in (None, 0, 0.0) or len(pad) != 2 * spatial:
+            self._fail(fx_node, f"pad({pad}, mode={mode!r}, value={value}) of a {spatial}D signal",
+                       "unsupported (only zero padding of every spatial dimension)")
+        self._zero_pad(fx_node, pad)
+
+    def mean_call(self, fx_node: fx.Node) -> None:
+        """``x.mean(-1)``, ``x.mean((2, 3))``: global average pooling (+ Flatten unless keepdim)."""
+        self._check_kwargs(fx_node, {"dim", "keepdim", "dtype"})
+        shape = self._shape(fx_node.args[0])
+        dim = self._arg(fx_node, 1, "dim", None)
+        keepdim = self._arg(fx_node, 2, "keepdim", False)
+        dims = [dim] if isinstance(dim, int) else list(dim or [])
+        rank = len(shape) + 1
+        spatial = list(range(2, rank))
+        if len(shape) not in (2, 3) or sorted(d % rank for d in dims) != spatial:
+            self._fail(fx_node, f"mean over dim={dim} of a tensor of shape {shape}",
+                       "unsupported (only over every spatial dimension, i.e. global average pooling)")
+        op = f"AvgPool{len(spatial)}D"
+        size: int | list[int] = shape[1] if len(spatial) == 1 else list(shape[1:])
+        pooled = Node(fx_node.name if keepdim else f"{fx_node.name}_pool", op,
+                      [self._ref(fx_node, fx_node.args[0])], {"pool_size": size, "stride": size})
+        self.nodes.append(pooled)
+        if not keepdim:
+            self.nodes.append(Node(fx_node.name, "Flatten", [pooled.name]))
 
 
 _MODULES: list[tuple[type | tuple[type, ...], Callable[[_Importer, fx.Node, Any], None]]] = [
@@ -342,7 +399,25 @@ _FUNCTIONS: dict[Any, Callable[[_Importer, fx.Node], None]] = {
     F.softmax: _Importer.softmax_call,
     torch.softmax: _Importer.softmax_call,
     F.dropout: _Importer.dropout_call,
+    torch.reshape: _Importer.reshape,
+    torch.squeeze: _Importer.reshape,
+    torch.mean: _Importer.mean_call,
+    F.pad: _Importer.pad_call,
 }
+
+_MAX_POOL_ARGS = ["kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"]
+_AVG_POOL_ARGS = ["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"]
+_POOL_FUNCTIONS: dict[Any, tuple[type[nn.Module], list[str]]] = {
+    F.max_pool1d: (nn.MaxPool1d, _MAX_POOL_ARGS),
+    F.max_pool2d: (nn.MaxPool2d, _MAX_POOL_ARGS),
+    F.avg_pool1d: (nn.AvgPool1d, _AVG_POOL_ARGS[:5]),
+    F.avg_pool2d: (nn.AvgPool2d, _AVG_POOL_ARGS),
+    F.adaptive_max_pool1d: (nn.AdaptiveMaxPool1d, ["output_size", "return_indices"]),
+    F.adaptive_max_pool2d: (nn.AdaptiveMaxPool2d, ["output_size", "return_indices"]),
+    F.adaptive_avg_pool1d: (nn.AdaptiveAvgPool1d, ["output_size"]),
+    F.adaptive_avg_pool2d: (nn.AdaptiveAvgPool2d, ["output_size"]),
+}
+_FUNCTIONS.update(dict.fromkeys(_POOL_FUNCTIONS, _Importer.pool_call))
 
 _METHODS: dict[str, Callable[[_Importer, fx.Node], None]] = {
     "relu": _Importer.relu,
@@ -351,4 +426,6 @@ _METHODS: dict[str, Callable[[_Importer, fx.Node], None]] = {
     "view": _Importer.reshape,
     "reshape": _Importer.reshape,
     "softmax": _Importer.softmax_call,
+    "squeeze": _Importer.reshape,
+    "mean": _Importer.mean_call,
 }
