@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from test_deploy_support import standin_reference, standin_vectors, write_standi
 from microai.deploy.boards import get_board
 from microai.deploy.boards.serial_board import SerialBoard
 from microai.deploy.errors import BoardUnavailable, DeployError, FirmwareFault, RunTimeout
-from microai.deploy.qemu import free_port, ticks_to_instructions
+from microai.deploy.qemu import QemuSocket, free_port, ticks_to_instructions
 
 pytestmark = pytest.mark.skipif(not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")),
                                 reason="needs qemu-system-arm and arm-none-eabi-gcc (make setup)")
@@ -102,3 +104,28 @@ def test_real_board_reader_against_the_emulated_uart(tmp_path: Path, monkeypatch
     assert flashed == [(build.elf, True)]
     np.testing.assert_array_equal(result.outputs, standin_reference(x))
     assert result.how_measured.startswith("cycles (DWT CYCCNT")
+
+
+class _SlowOpen(QemuSocket):
+    """Data arrives while open() is still running (as when a fast guest prints at once)."""
+
+    def _reconfigure_port(self) -> None:
+        time.sleep(0.3)
+        super()._reconfigure_port()
+
+
+def test_output_printed_while_the_port_opens_is_kept() -> None:
+    """pyserial's socket port flushes its input at the end of open(); QemuSocket must not."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"MICROAI 1\nEND\n")
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        with _SlowOpen(f"socket://127.0.0.1:{port}", timeout=2) as handle:
+            assert handle.readline() == b"MICROAI 1\n"
+        thread.join()

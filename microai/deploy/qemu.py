@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import serial
+from serial.urlhandler import protocol_socket
 
 from microai.deploy.errors import DeployError, ProtocolError, RunTimeout
 from microai.deploy.protocol import Report, read_report
@@ -35,10 +36,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class QemuSocket(protocol_socket.Serial):
+    """pyserial's ``socket://`` port without the input flush at the end of ``open()``.
+
+    QEMU starts the guest as soon as it accepts the connection, so a small model can print its whole
+    report before ``open()`` returns; pyserial's flush would then discard it.
+    """
+
+    _opening = False
+
+    def open(self) -> None:
+        self._opening = True
+        try:
+            super().open()
+        finally:
+            self._opening = False
+
+    def reset_input_buffer(self) -> None:
+        if not self._opening:
+            super().reset_input_buffer()
+
+
 def _connect(url: str, proc: subprocess.Popen, deadline: float) -> serial.SerialBase:
     while True:
         try:
-            return serial.serial_for_url(url, timeout=0.2)
+            return QemuSocket(url, timeout=0.2)
         except serial.SerialException as e:
             if proc.poll() is not None:
                 raise DeployError(f"QEMU exited with {proc.returncode} before {url} accepted a connection: "
