@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -124,7 +125,57 @@ def test_bias_right_shift_alignment_is_mirrored() -> None:
     assert np.array_equal(got, expected)
 
 
+class AveragingNet(nn.Module):
+    """Average pooling in every spelling (module, functional, adaptive, mean), zero padding both ways,
+    functional max pooling, a dead value and ``view(x.size(0), -1)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv1d(3, 8, 5), nn.Conv1d(8, 8, 3)
+        self.pad, self.avg, self.fc = nn.ZeroPad1d((1, 1)), nn.AvgPool1d(3, stride=2), nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.avg_pool1d(F.relu(self.conv1(F.pad(x, (2, 2)))), 2)
+        _debug = y.sum()
+        y = F.max_pool1d(self.avg(F.relu(self.conv2(self.pad(y)))), 1)
+        z = y.mean(-1) + F.adaptive_avg_pool1d(y, 1).squeeze(-1)
+        return self.fc(z.view(z.size(0), -1))
+
+
+class AveragingNet2d(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 6, 3), nn.Linear(6 * 2 * 2, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.avg_pool2d(F.adaptive_avg_pool2d(F.relu(self.conv(x)), (4, 4)), 2)
+        return self.fc(y.reshape(y.shape[0], -1))
+
+
+@pytest.mark.parametrize(("model", "shape"), [(AveragingNet, (3, 24)), (AveragingNet2d, (3, 10, 10))])
+@pytest.mark.parametrize(("width", "rounding"), [(8, "floor"), (8, "nearest"), (16, "floor"), (5, "nearest")])
+def test_average_pooling_rounds_like_the_integer_division(model, shape, width, rounding) -> None:
+    """QuantAverage reproduces div(sum, N) of docs/arithmetic.md: an unrounded average differs here."""
+    torch.manual_seed(6)
+    qat = prepare_qat(model().eval(), width, rounding=rounding)
+    calibrate(qat, data(shape, 128), seed=0)
+    graph, expected, got = qat_outputs_and_reference(qat, shape, width, data(shape, 64, seed=2))
+    assert {"AvgPool1D", "AvgPool2D"} & {n.op for n in graph.nodes}
+    assert np.array_equal(got, expected)
+
+
 # ------------------------------------------------------------------ training
+def test_qat_trains_through_average_pooling() -> None:
+    shape = (3, 24)
+    x = data(shape, 96, seed=7)
+    y = (x[:, 0].mean(axis=1) > 0).astype(np.int64)
+    torch.manual_seed(1)
+    model = AveragingNet().eval()
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=0.05, milestones=[], gamma=0.5)
+    qat, _ = train_qat(model, x, y, cfg, width=8, seed=0, progress=False)
+    assert not torch.equal(qat.float_model.get_submodule("conv1").weight, model.conv1.weight)
+
+
 def test_train_qat_is_deterministic_and_leaves_the_float_model_alone() -> None:
     shape = (3, 16)
     x = data(shape, 128, seed=4)
@@ -143,7 +194,7 @@ def test_train_qat_is_deterministic_and_leaves_the_float_model_alone() -> None:
 # ------------------------------------------------------------------ errors
 @pytest.mark.parametrize("model,match", [
     (nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2)), "Sigmoid"),
-    (nn.Sequential(nn.Conv1d(2, 2, 3), nn.AvgPool1d(2), nn.Flatten(), nn.Linear(2, 2)), "AvgPool1d"),
+    (nn.Sequential(nn.Linear(4, 4), nn.Softmax(dim=1)), "Softmax"),
     (nn.Sequential(nn.ReLU(), nn.BatchNorm1d(2), nn.Flatten(), nn.Linear(8, 2)), "BatchNorm1d"),
 ])
 def test_unsupported_operators_are_named(model: nn.Module, match: str) -> None:

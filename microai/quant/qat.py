@@ -2,8 +2,9 @@
 
 ``prepare_qat`` folds BatchNorm into the preceding convolution, traces the model and inserts
 fake quantization where ``docs/arithmetic.md`` quantizes: after the network input, around every
-Conv/Linear (kernel, bias, output) and after every Add. MaxPool, ReLU, Flatten, Identity and
-Dropout keep their input's format. It works for any model built from these operators.
+Conv/Linear (kernel, bias, output) and after every Add. MaxPool, AvgPool (whose division is rounded
+like the integer one), ReLU, zero padding, Flatten, Identity and Dropout keep their input's format.
+It works for any model built from these operators, in their module or functional spellings.
 
 Formats follow the paper: ``m = 1 + floor(log2(max|x|))``, ``n = w - m - 1``; activation ranges are
 moving averages of the batch ``max|x|`` re-estimated at every training step, weight ranges are the
@@ -14,6 +15,7 @@ with these frozen formats; the integer reference executor reproduces the eval-mo
 from __future__ import annotations
 
 import copy
+import math
 import operator
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +30,13 @@ from microai.graph.ir import Graph, GraphError, QFormat
 from microai.graph.passes import simplify
 from microai.graph.torch_import import from_torch
 from microai.quant.formats import QUANT_ROUNDINGS, check_width, quantize_array
-from microai.quant.qat_modules import DEFAULT_QUANT_ROUNDING, SHIFT_ROUNDING, FakeQuantizer, QuantLayer
+from microai.quant.qat_modules import (
+    DEFAULT_QUANT_ROUNDING,
+    SHIFT_ROUNDING,
+    FakeQuantizer,
+    QuantAverage,
+    QuantLayer,
+)
 from microai.train import TrainConfig, train
 from microai.train.loop import as_tensors, eval_mode
 
@@ -37,11 +45,22 @@ CALIBRATION_SAMPLES = 2048
 CALIBRATION_BATCH = 256
 
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear)
+# Operators whose output keeps the input's format (zero padding included: 0 is exact in every format).
 _PASS_MODULES = (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.Flatten,
-                 nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
-_PASS_FUNCTIONS = (F.relu, torch.relu, torch.flatten, F.dropout)
-_PASS_METHODS = ("relu", "flatten", "view", "reshape")
+                 nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.ConstantPad1d, nn.ConstantPad2d)
+_PASS_FUNCTIONS = (F.relu, torch.relu, torch.flatten, F.dropout, F.max_pool1d, F.max_pool2d,
+                   F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.pad, torch.squeeze, torch.reshape)
+_PASS_METHODS = ("relu", "flatten", "view", "reshape", "squeeze")
 _ADD_FUNCTIONS = (operator.add, torch.add)
+# Average pooling: kept format, rounded division (QuantAverage). Value: the pooling's dimensions, or
+# None when the window follows from the shapes (adaptive and global pooling).
+_AVG_MODULES = {nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AdaptiveAvgPool1d: None, nn.AdaptiveAvgPool2d: None}
+_AVG_FUNCTIONS = {F.avg_pool1d: 1, F.avg_pool2d: 2, F.adaptive_avg_pool1d: None, F.adaptive_avg_pool2d: None,
+                  torch.mean: None}
+
+
+def _window(kernel_size: int | tuple[int, ...], dims: int) -> int:
+    return kernel_size ** dims if isinstance(kernel_size, int) else math.prod(kernel_size)
 
 
 class QATError(ValueError):
@@ -113,6 +132,7 @@ def prepare_qat(model: nn.Module, width: int, granularity: str = "layer",
     try:
         float_model = fuse(copy.deepcopy(model).eval(), inplace=True)
         network = fx.symbolic_trace(float_model)
+        network.graph.eliminate_dead_code()
     except Exception as e:  # fx raises many exception types for untraceable models
         raise QATError(f"{settings.model_name}: torch.fx cannot trace the model: {e}") from e
     return _Rewriter(network, settings).build(float_model)
@@ -143,6 +163,30 @@ class _Rewriter:
     def _is_add(n: fx.Node) -> bool:
         return (n.op == "call_function" and n.target in _ADD_FUNCTIONS) or (n.op == "call_method"
                                                                            and n.target == "add")
+
+    def _is_shape_query(self, n: fx.Node) -> bool:
+        """``x.size(0)``, ``x.shape[0]``: shape arithmetic for view/reshape, no tensor to quantize."""
+        if n.op == "call_method":
+            return n.target == "size"
+        if n.op != "call_function":
+            return False
+        source = n.args[0] if n.args else None
+        return (n.target is getattr and n.args[1] == "shape") or (
+            n.target is operator.getitem and isinstance(source, fx.Node) and source.name not in self.frac_of)
+
+    def _average(self, n: fx.Node) -> tuple[Any, int | None] | None:
+        """(pooling callable, window size or None) when ``n`` is an average pooling, else None."""
+        if n.op == "call_module" and type(self.modules[n.target]) in _AVG_MODULES:
+            module = self.modules[n.target]
+            dims = _AVG_MODULES[type(module)]
+            return module, None if dims is None else _window(module.kernel_size, dims)
+        if n.op == "call_function" and n.target in _AVG_FUNCTIONS:
+            dims = _AVG_FUNCTIONS[n.target]
+            kernel = n.args[1] if len(n.args) > 1 else n.kwargs.get("kernel_size")
+            return n.target, None if dims is None else _window(kernel, dims)
+        if n.op == "call_method" and n.target == "mean":
+            return torch.Tensor.mean, None
+        return None
 
     def _is_pass_through(self, n: fx.Node) -> bool:
         if n.op == "call_module":
@@ -206,6 +250,16 @@ class _Rewriter:
                 self._quantize_after(n, f"qat_{n.name}", self._quantizer(shift_rounding, "ema"))
             elif self._is_pass_through(n):
                 self.frac_of[n.name] = self._source(n, n.args[0])
+            elif self._is_shape_query(n):
+                continue
+            elif (average := self._average(n)) is not None:
+                source = self._source(n, n.args[0])
+                module_name = f"qat_{n.name}"
+                self.gm.add_submodule(module_name, QuantAverage(*average, self.settings.rounding))
+                with self.gm.graph.inserting_before(n):
+                    frac = self.gm.graph.get_attr(source)
+                n.op, n.target, n.args = "call_module", module_name, (n.args[0], frac, *n.args[1:])
+                self.frac_of[n.name] = source
             else:
                 what = type(self.modules[n.target]).__name__ if n.op == "call_module" else str(n.target)
                 raise self._fail(n, f"{n.op} {what}")
@@ -242,6 +296,9 @@ def train_qat(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, cfg: T
 
 
 # ------------------------------------------------------------------------------------ export
+_KEEP_FORMAT = ("MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D", "ReLU", "Flatten", "Identity",
+                "ZeroPadding1D", "ZeroPadding2D")
+
 def export_qat(qat_model: QATModel, input_shape: tuple[int, ...], width: int) -> Graph:
     """The quantized graph IR of ``qat_model`` with its frozen formats and fixed-point weights.
 
@@ -261,7 +318,7 @@ def export_qat(qat_model: QATModel, input_shape: tuple[int, ...], width: int) ->
     for node in graph.nodes:
         if node.name in qat_model.quantizers:
             formats[node.name] = qat_model.output_quantizer(node.name).format
-        elif node.op in ("MaxPool1D", "MaxPool2D", "ReLU", "Flatten", "Identity"):
+        elif node.op in _KEEP_FORMAT:
             formats[node.name] = formats[node.inputs[0]]
         else:
             raise QATError(f"{settings.model_name}: {node.describe()} has no QAT format "

@@ -17,6 +17,9 @@ quantized values themselves, so the forward pass equals the integer reference ex
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -156,3 +159,39 @@ class QuantLayer(nn.Module):
         else:
             y = self.layer._conv_forward(x, w, b)
         return self.output_q(y).float()
+
+
+class QuantAverage(nn.Module):
+    """An average pooling rounded like the integer AvgPool of ``docs/arithmetic.md``.
+
+    ``forward(x, input_frac, *args, **kwargs)`` runs ``pool(x, *args, **kwargs)`` (a pooling module,
+    ``F.avg_pool1d``..., ``torch.Tensor.mean``) and replaces its result by ``div(sum, count)`` in the
+    input's format: the window sum truncated towards zero after division (graph rounding ``nearest``:
+    half away from zero). The sum is recomputed in float64 from the integers, where it is exact.
+    ``count`` is the window size; ``None`` for adaptive or global pooling, whose windows tile the input.
+    """
+
+    def __init__(self, pool: nn.Module | Callable[..., torch.Tensor], count: int | None,
+                 rounding: str) -> None:
+        super().__init__()
+        if rounding not in SHIFT_ROUNDING:
+            raise ValueError(f"rounding must be one of {tuple(SHIFT_ROUNDING)}, got '{rounding}'")
+        self.pool = pool
+        self.count = count
+        self.rounding = rounding
+
+    def forward(self, x: torch.Tensor, input_frac: torch.Tensor, *args: object,
+                **kwargs: object) -> torch.Tensor:
+        y = self.pool(x, *args, **kwargs)
+        count = self.count or math.prod(x.shape[2:]) // math.prod(y.shape[2:])
+        scale = 2.0 ** int(input_frac)
+        total = torch.round(self.pool(x.detach().double() * scale, *args, **kwargs) * count)
+        if self.rounding == "nearest":
+            total = total + torch.sign(total) * (count // 2)
+        q = (torch.trunc(total / count) / scale).to(y.dtype)
+        if not torch.is_grad_enabled() or not y.requires_grad:
+            return q
+        return y + (q - y).detach()
+
+    def extra_repr(self) -> str:
+        return f"count={self.count}, rounding={self.rounding}"
