@@ -233,9 +233,15 @@ def _conv(ctx: _Context, node: Node) -> Layer:
     acc_frac = ctx.input_fmt(node).frac + ctx.fmt(node, "kernel").frac if ctx.integer else 0
     # channels-last kernel rows: (out, k..., in) so a window row is one contiguous run
     rows = np.moveaxis(kernel, 1, -1).reshape(c_out, -1)
+    n_dot = rows.shape[1]
+    if ctx.widen and dims == 1 and n_dot % 4:
+        # int8 Conv1D: whole windows are widened with zeros up to a multiple of four values, so the kernel
+        # rows get zero columns to match and every inner product runs in the 4-value SIMD steps
+        n_dot += -n_dot % 4
+        rows = np.pad(rows, ((0, 0), (0, n_dot - rows.shape[1])))
     in_shape, out_shape = ctx.input_shape(node), node.shape
     params = {"c_in": c_in, "c_out": c_out, "in_size": list(in_shape[1:]), "out_size": list(out_shape[1:]),
-              "kernel_size": ksize, "stride": stride, "pad": pad, "widen": ctx.widen,
+              "kernel_size": ksize, "stride": stride, "pad": pad, "widen": ctx.widen, "n_dot": n_dot,
               "interior": [_interior(in_shape[1 + d], out_shape[1 + d], ksize[d], stride[d], pad[2 * d])
                            for d in range(dims)],
               **ctx.finish(node, acc_frac)}
