@@ -29,11 +29,19 @@ def summary_figure(table: pd.DataFrame, out_png: Path) -> None:
         for col, (column, label, board) in enumerate(PANELS):
             ax = axes[row][col]
             data = df if board is None else df[df.board == board]
-            for precision, d in data.groupby("precision"):
+            filters = sorted(df["filters"].unique())
+            precisions = list(data.groupby("precision"))
+            # precisions side by side around each filter count, so that error bars do not hide each other
+            dodge = 0.02 * (filters[-1] - filters[0] or 16)
+            for i, (precision, d) in enumerate(precisions):
                 d = d.drop_duplicates("filters").sort_values("filters")
                 y = d[column] / 1024.0 if column == "rom_bytes" else d[column]
                 err = d["accuracy_std"] if column == "accuracy_mean" else None
-                ax.errorbar(d["filters"], y, yerr=err, marker="o", capsize=3, label=precision)
+                x = d["filters"] + (i - (len(precisions) - 1) / 2) * dodge
+                ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=precision)
+            ax.set_xticks(filters)
+            if len(filters) == 1:
+                ax.set_xlim(filters[0] - 1, filters[0] + 1)
             ax.set_xlabel("filters")
             ax.set_ylabel(label)
             title = f"{dataset}{' (synthetic data)' if synthetic else ''}, {model}"
