@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any, NoReturn
 
 import numpy as np
@@ -47,6 +47,19 @@ def from_torch(model: nn.Module, input_shape: tuple[int, ...], name: str | None 
         "torch_modules": graph.metadata["torch_modules"],
     }
     return graph
+
+
+def is_shape_query(fx_node: fx.Node, tensors: Container[str]) -> bool:
+    """``x.size(0)``, ``x.shape``, ``x.shape[0]``: shape arithmetic for view/reshape (which check the
+    resulting shape), not a tensor. ``tensors``: the fx names of the tensors computed so far."""
+    if fx_node.op == "call_method":
+        return fx_node.target == "size"
+    if fx_node.op != "call_function":
+        return False
+    if fx_node.target is getattr:
+        return fx_node.args[1] == "shape"
+    source = fx_node.args[0] if fx_node.args else None
+    return fx_node.target is operator.getitem and isinstance(source, fx.Node) and source.name not in tensors
 
 
 def _probe_shapes(model: nn.Module, gm: fx.GraphModule, input_shape: tuple[int, ...]) -> dict[str, tuple]:
@@ -124,16 +137,14 @@ class _Importer:
                         self.provenance[fx_node.name] = str(fx_node.target)
                     return
             self._fail(fx_node, f"module {type(module).__name__}")
+        elif is_shape_query(fx_node, self.shapes):
+            return
         elif fx_node.op == "call_function":
-            if self._is_shape_query(fx_node):
-                return
             convert = _FUNCTIONS.get(fx_node.target)
             if convert is None:
                 self._fail(fx_node, f"function {getattr(fx_node.target, '__name__', fx_node.target)}")
             convert(self, fx_node)
         elif fx_node.op == "call_method":
-            if fx_node.target == "size":  # a shape query, consumed by view/reshape (checked there)
-                return
             convert = _METHODS.get(fx_node.target)
             if convert is None:
                 self._fail(fx_node, f"tensor method .{fx_node.target}()")
@@ -142,14 +153,6 @@ class _Importer:
             self._fail(fx_node, f"fx operation '{fx_node.op}' ({fx_node.target})")
 
     # ------------------------------------------------------------ helpers
-    def _is_shape_query(self, fx_node: fx.Node) -> bool:
-        """``x.shape`` and ``x.shape[0]``: shape arithmetic consumed by view/reshape (checked there)."""
-        if fx_node.target is getattr:
-            return fx_node.args[1] == "shape"
-        source = fx_node.args[0] if fx_node.args else None
-        return (fx_node.target is operator.getitem and isinstance(source, fx.Node)
-                and source.name not in self.shapes)
-
     def _fail(self, fx_node: fx.Node, what: str, why: str = "unsupported") -> NoReturn:
         where = f"fx node '{fx_node.name}'"
         if fx_node.op == "call_module":

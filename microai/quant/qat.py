@@ -28,7 +28,7 @@ from torch.fx.experimental.optimization import fuse
 
 from microai.graph.ir import Graph, GraphError, QFormat
 from microai.graph.passes import simplify
-from microai.graph.torch_import import from_torch
+from microai.graph.torch_import import from_torch, is_shape_query
 from microai.quant.formats import QUANT_ROUNDINGS, check_width, quantize_array
 from microai.quant.qat_modules import (
     DEFAULT_QUANT_ROUNDING,
@@ -164,16 +164,6 @@ class _Rewriter:
         return (n.op == "call_function" and n.target in _ADD_FUNCTIONS) or (n.op == "call_method"
                                                                            and n.target == "add")
 
-    def _is_shape_query(self, n: fx.Node) -> bool:
-        """``x.size(0)``, ``x.shape[0]``: shape arithmetic for view/reshape, no tensor to quantize."""
-        if n.op == "call_method":
-            return n.target == "size"
-        if n.op != "call_function":
-            return False
-        source = n.args[0] if n.args else None
-        return (n.target is getattr and n.args[1] == "shape") or (
-            n.target is operator.getitem and isinstance(source, fx.Node) and source.name not in self.frac_of)
-
     def _average(self, n: fx.Node) -> tuple[Any, int | None] | None:
         """(pooling callable, window size or None) when ``n`` is an average pooling, else None."""
         if n.op == "call_module" and type(self.modules[n.target]) in _AVG_MODULES:
@@ -250,7 +240,7 @@ class _Rewriter:
                 self._quantize_after(n, f"qat_{n.name}", self._quantizer(shift_rounding, "ema"))
             elif self._is_pass_through(n):
                 self.frac_of[n.name] = self._source(n, n.args[0])
-            elif self._is_shape_query(n):
+            elif is_shape_query(n, self.frac_of):
                 continue
             elif (average := self._average(n)) is not None:
                 source = self._source(n, n.args[0])
