@@ -2,6 +2,8 @@
 
 
 rule download:
+    input:
+        code=code("microai/data"),
     output:
         "data/raw/{dataset}/manifest.json",
     params:
@@ -15,7 +17,8 @@ rule download:
 
 rule prepare:
     input:
-        rules.download.output,
+        manifest=rules.download.output,
+        code=code("microai/data"),
     output:
         PREPARED,
     params:

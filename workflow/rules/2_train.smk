@@ -3,7 +3,8 @@
 
 rule train_float:
     input:
-        PREPARED,
+        data=PREPARED,
+        code=code("microai/models", "microai/train"),
     output:
         checkpoint=MODEL_DIR + "/float32.pt",
         metrics=MODEL_DIR + "/float32.train.json",
@@ -17,6 +18,6 @@ rule train_float:
     log:
         "logs/train_float/{dataset}/{model}-f{filters}/run{run}.log",
     shell:
-        "{PYTHON} {SCRIPTS}/train_float.py --params {PARAMS_FILE} --data {input} --model {wildcards.model}"
+        "{PYTHON} {SCRIPTS}/train_float.py --params {PARAMS_FILE} --data {input.data} --model {wildcards.model}"
         " --filters {wildcards.filters} --run {wildcards.run} --threads {threads}"
         " --out {output.checkpoint} --metrics {output.metrics} 2> {log}"

@@ -5,6 +5,7 @@ rule import_graph:
     input:
         checkpoint=MODEL_DIR + "/float32.pt",
         data=PREPARED,
+        code=code("microai/graph", "microai/models"),
     output:
         graph_files(MODEL_DIR + "/float32"),
     log:
@@ -18,6 +19,7 @@ rule quantize_ptq:
     input:
         graph=graph_files(MODEL_DIR + "/float32"),
         data=PREPARED,
+        code=code("microai/graph", "microai/quant"),
     output:
         graph_files(MODEL_DIR + "/{ptq_precision}"),
     params:
@@ -33,6 +35,7 @@ rule quantize_qat:
     input:
         checkpoint=MODEL_DIR + "/float32.pt",
         data=PREPARED,
+        code=code("microai/graph", "microai/quant", "microai/models", "microai/train"),
     output:
         graph=graph_files(MODEL_DIR + "/{qat_precision}"),
         metrics=MODEL_DIR + "/{qat_precision}.qat.json",

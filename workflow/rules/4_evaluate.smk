@@ -5,6 +5,7 @@ rule evaluate:
     input:
         graph=graph_files(MODEL_DIR + "/{precision}"),
         data=PREPARED,
+        code=code("microai/quant"),
     output:
         RUN_DIR + "/{precision}.eval.json",
     log:

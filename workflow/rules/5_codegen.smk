@@ -3,13 +3,14 @@
 
 rule generate_c:
     input:
-        graph_files(MODEL_DIR + "/{precision}"),
+        graph=graph_files(MODEL_DIR + "/{precision}"),
+        code=code("codegen"),
     output:
         directory(BUILD_DIR + "/c"),
     log:
         "logs/generate_c/{dataset}/{model}-f{filters}/run{run}/{precision}.log",
     shell:
-        "{PYTHON} -m codegen {input[0]} -o {output} 2> {log}"
+        "{PYTHON} -m codegen {input.graph[0]} -o {output} 2> {log}"
 
 
 rule check_host:
@@ -17,6 +18,7 @@ rule check_host:
         graph=graph_files(MODEL_DIR + "/{precision}"),
         c=BUILD_DIR + "/c",
         data=PREPARED,
+        code=code("codegen"),
     output:
         RUN_DIR + "/{precision}.check.json",
     log:

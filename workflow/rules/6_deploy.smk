@@ -6,6 +6,7 @@ rule compile:
         c=BUILD_DIR + "/c",
         graph=graph_files(MODEL_DIR + "/{precision}"),
         data=PREPARED,
+        code=code("microai/deploy", "firmware"),
     output:
         elf=BUILD_DIR + "/{board}/firmware.elf",
         build=BUILD_DIR + "/{board}/build.json",

@@ -9,6 +9,7 @@ rule measure:
         graph=graph_files(MODEL_DIR + "/{precision}"),
         data=PREPARED,
         emulated_elf=EMULATED_BUILD + "/firmware.elf",
+        code=code("microai/deploy"),
     output:
         RUN_DIR + "/{precision}.{board}.json",
     params:

@@ -10,7 +10,8 @@ def report_inputs(wildcards):
 
 rule aggregate:
     input:
-        report_inputs,
+        runs=report_inputs,
+        code=code("microai/report"),
     output:
         table="results/tables.csv",
         paper="results/paper_tables.csv",
@@ -21,4 +22,4 @@ rule aggregate:
         "logs/aggregate.log",
     shell:
         "{PYTHON} {SCRIPTS}/aggregate.py --params {PARAMS_FILE} --out {output.table}"
-        " --out-paper {output.paper} --out-figure {output.figure} {input} 2> {log}"
+        " --out-paper {output.paper} --out-figure {output.figure} {input.runs} 2> {log}"

@@ -23,6 +23,19 @@ DEPLOY_RUNS = [r for r in config["deploy"]["runs"] if r in SWEEP["runs"]]
 PYTHON = sys.executable
 SCRIPTS = str(Path(workflow.basedir) / "workflow" / "scripts")
 
+
+SOURCE_SUFFIXES = {".py", ".j2", ".c", ".h", ".ld"}
+
+
+def code(*folders):
+    """The source files of these repository folders, as inputs: a rule reruns when the code that
+    computes its outputs changes (the same folders are the stage's deps in dvc.yaml)."""
+    root = Path(workflow.basedir)
+    return sorted(
+        str(f) for folder in folders for f in (root / folder).rglob("*") if f.suffix in SOURCE_SUFFIXES
+    )
+
+
 # Scripts read the effective parameters (params.yaml merged with --configfile/--config) from this
 # file; rules declare the sections they use as `params:` so that changing one reruns only them.
 PARAMS_FILE = Path(".snakemake/microai/params.json")
