@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from test_deploy_support import standin_reference, standin_vectors, write_standin
 
+from microai.deploy import qemu
 from microai.deploy.boards import get_board
 from microai.deploy.boards.serial_board import SerialBoard
 from microai.deploy.errors import BoardUnavailable, DeployError, FirmwareFault, RunTimeout
@@ -129,3 +130,15 @@ def test_output_printed_while_the_port_opens_is_kept() -> None:
         with _SlowOpen(f"socket://127.0.0.1:{port}", timeout=2) as handle:
             assert handle.readline() == b"MICROAI 1\n"
         thread.join()
+
+
+def test_a_port_taken_before_qemu_binds_it_is_replaced(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """free_port() closes its socket before QEMU binds: another process may take the port meanwhile."""
+    board = get_board("qemu-m4")
+    build = board.build(write_standin(tmp_path / "lib", np.int16), standin_vectors(np.dtype(np.int16), n=2),
+                        tmp_path / "out")
+    with socket.create_server(("127.0.0.1", 0)) as squatter:
+        ports = iter([squatter.getsockname()[1]])
+        monkeypatch.setattr(qemu, "free_port", lambda: next(ports, None) or free_port())
+        assert board.run(build, timeout=20).outputs.shape[0] == 2

@@ -7,6 +7,8 @@ board's 25 MHz counter into an instruction counter (see firmware/boards/qemu-m4/
 
 from __future__ import annotations
 
+import os
+import select
 import socket
 import subprocess
 import time
@@ -57,31 +59,78 @@ class QemuSocket(protocol_socket.Serial):
             super().reset_input_buffer()
 
 
+class _PortTaken(DeployError):
+    """Another process bound the free port between free_port() and QEMU's bind."""
+
+
+def _await_listening(proc: subprocess.Popen, url: str, deadline: float) -> None:
+    """Wait for QEMU's "waiting for connection" line: connecting before it could reach another process
+    that holds the same port. Raise if QEMU exits instead (``_PortTaken`` when the port was in use)."""
+    fd = proc.stderr.fileno()  # type: ignore[union-attr]
+    said = b""
+    while b"waiting for connection" not in said:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RunTimeout(f"QEMU serial {url} did not accept a connection; QEMU said: {said.decode()!r}")
+        if not select.select([fd], [], [], remaining)[0]:
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:  # end of stderr: QEMU exited
+            proc.wait()
+            text = said.decode(errors="replace").strip()
+            error = _PortTaken if "Address already in use" in text else DeployError
+            raise error(f"QEMU exited with {proc.returncode} before {url} accepted a connection: {text}")
+        said += chunk
+
+
 def _connect(url: str, proc: subprocess.Popen, deadline: float) -> serial.SerialBase:
+    _await_listening(proc, url, deadline)
     while True:
         try:
             return QemuSocket(url, timeout=0.2)
         except serial.SerialException as e:
-            if proc.poll() is not None:
-                raise DeployError(f"QEMU exited with {proc.returncode} before {url} accepted a connection: "
-                                  f"{proc.stderr.read().strip() if proc.stderr else ''}") from e
-            if time.monotonic() > deadline:
-                raise RunTimeout(f"QEMU serial {url} did not accept a connection") from e
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise DeployError(f"QEMU serial {url}: cannot connect although QEMU is listening: {e}") from e
             time.sleep(0.05)
 
 
-def run_qemu(elf: Path, timeout: float, shift: int = 7, qemu: str = "qemu-system-arm") -> Report:
-    """Run ``elf`` to its END line; raise on timeout, fault, garbage or a non-zero QEMU exit."""
-    binary = require_tool(qemu)
+_Started = tuple[subprocess.Popen, serial.SerialBase, str]  # QEMU, the serial connection to it, its URL
+
+
+def _launch(binary: str, elf: Path, shift: int) -> _Started:
+    """QEMU on a free TCP port, and the open serial connection to it."""
     port = free_port()
-    url = f"socket://127.0.0.1:{port}"
     cmd = [binary, "-M", MACHINE, "-nographic", "-monitor", "none", "-icount", f"shift={shift}",
            "-no-reboot", "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", "-kernel", str(elf)]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
+    url = f"socket://127.0.0.1:{port}"
+    try:
+        return proc, _connect(url, proc, time.monotonic() + 10), url
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+        raise
+
+
+def _start(binary: str, elf: Path, shift: int, attempts: int = 3) -> _Started:
+    """_launch, again on a new port when another process took the free one before QEMU bound it."""
+    for _ in range(attempts - 1):
+        try:
+            return _launch(binary, elf, shift)
+        except _PortTaken:
+            continue
+    return _launch(binary, elf, shift)
+
+
+def run_qemu(elf: Path, timeout: float, shift: int = 7, qemu: str = "qemu-system-arm") -> Report:
+    """Run ``elf`` to its END line; raise on timeout, fault, garbage or a non-zero QEMU exit."""
+    proc, port_handle, url = _start(require_tool(qemu), elf, shift)
     source = f"QEMU serial {url} ({elf.name})"
     try:
-        port_handle = _connect(url, proc, time.monotonic() + 10)
         with port_handle:
             try:
                 report = read_report(port_handle, source, timeout)
