@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from microai.graph.ir import QFormat
+from microai.graph.ir import GraphError, QFormat
 from microai.models import build_model
 from microai.quant import reference
 from microai.quant.formats import frac_bits_for, quantize_array
@@ -200,6 +200,21 @@ def test_train_qat_is_deterministic_and_leaves_the_float_model_alone() -> None:
 def test_unsupported_operators_are_named(model: nn.Module, match: str) -> None:
     with pytest.raises(QATError, match=match):
         prepare_qat(model.eval(), 8)
+
+
+def test_a_model_the_export_would_refuse_fails_before_training() -> None:
+    class ChannelMean(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(2, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x).mean(1)  # prepare_qat accepts it as an average; the IR has no such operator
+
+    x = data((2, 8), 16)
+    cfg = TrainConfig(epochs=50, batch_size=8, lr=0.01, milestones=[], gamma=0.5)
+    with pytest.raises(GraphError, match="mean over dim=1"):
+        train_qat(ChannelMean(), x, np.zeros(16, dtype=np.int64), cfg, width=8, seed=0, progress=False)
 
 
 def test_bad_arguments() -> None:

@@ -277,8 +277,10 @@ def train_qat(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, cfg: T
               quant_rounding: str | None = None) -> tuple[QATModel, dict]:
     """Fine-tune a fake-quantized copy of the trained float ``model``; return it (eval mode) and the history.
 
-    ``rounding`` and ``quant_rounding`` as for :func:`prepare_qat`.
+    ``rounding`` and ``quant_rounding`` as for :func:`prepare_qat`. A model that :func:`export_qat` could
+    not convert (e.g. a mean over channels) fails here, before any training time is spent.
     """
+    from_torch(model, tuple(x_train.shape[1:]))
     qat_model = prepare_qat(model, width, granularity, rounding, quant_rounding)
     calibrate(qat_model, x_train, seed)
     history = train(qat_model, x_train, y_train, cfg, seed, progress=progress)
