@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from elftools.elf.elffile import ELFFile
-from test_deploy_support import standin_vectors, write_standin
+from test_deploy_support import needs_arm_gcc, standin_vectors, write_standin
 
 from microai.deploy.boards import BOARDS, get_board
 from microai.deploy.errors import BuildError, DoesNotFit
 
-pytestmark = pytest.mark.skipif(not shutil.which("arm-none-eabi-gcc"), reason="needs arm-none-eabi-gcc")
+pytestmark = needs_arm_gcc
 
 # Oversized table referenced from cnn() so --gc-sections keeps it.
 BIG_TABLE = "const uint8_t big_table[{n}] = {{1}};"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 from test_codegen_graphs import resnet_graph
 from test_codegen_support import Builder, quantized
+from test_deploy_support import needs_arm_gcc
 
 from codegen import convert
 from microai.graph import Graph
@@ -17,8 +17,7 @@ from microai.graph import Graph
 ARM_CFLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-std=c99",
               "-Wall", "-Wextra", "-Werror", "-O2", "-c"]
 
-pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
-                                reason="arm-none-eabi-gcc not installed (make setup installs it)")
+pytestmark = needs_arm_gcc
 
 
 def every_operator_2d() -> Graph:

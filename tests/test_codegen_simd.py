@@ -9,7 +9,6 @@ unaligned word loads), strides and 1x1 kernels.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from test_codegen_graphs import resnet_graph
 from test_codegen_support import Builder, quantized
+from test_deploy_support import needs_qemu
 
 import codegen
 from codegen.convert import prepare
@@ -27,9 +27,6 @@ from microai.deploy.boards import get_board
 from microai.graph import Graph
 from microai.quant import reference
 from microai.quant.ptq import quantize_ptq
-
-needs_qemu = pytest.mark.skipif(not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")),
-                                reason="needs qemu-system-arm and arm-none-eabi-gcc (make setup)")
 
 
 @settings(max_examples=200, deadline=None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import threading
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_deploy_support import standin_reference, standin_vectors, write_standin
+from test_deploy_support import needs_qemu, standin_reference, standin_vectors, write_standin
 
 from microai.deploy import qemu
 from microai.deploy.boards import get_board
@@ -19,8 +18,7 @@ from microai.deploy.boards.serial_board import SerialBoard
 from microai.deploy.errors import BoardUnavailable, DeployError, FirmwareFault, RunTimeout
 from microai.deploy.qemu import QemuSocket, free_port, ticks_to_instructions
 
-pytestmark = pytest.mark.skipif(not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")),
-                                reason="needs qemu-system-arm and arm-none-eabi-gcc (make setup)")
+pytestmark = needs_qemu
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.float32])

@@ -7,10 +7,17 @@ inject code into cnn() (a bad memory access, a hang, a large constant table).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# Cross-compiled tests need Debian's arm-none-eabi-gcc, emulated ones qemu-system-arm too (`make setup`).
+needs_arm_gcc = pytest.mark.skipif(not shutil.which("arm-none-eabi-gcc"),
+                                   reason="needs arm-none-eabi-gcc (make setup)")
+needs_qemu = pytest.mark.skipif(not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")),
+                                reason="needs qemu-system-arm and arm-none-eabi-gcc (make setup)")
 
 INPUTS, OUTPUTS, SHIFT = 8, 3, 4
 C_TYPES = {np.dtype(np.int16): "int16_t", np.dtype(np.float32): "float"}

@@ -8,19 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_deploy_support import standin_reference, standin_vectors, write_standin
+from test_deploy_support import needs_qemu, standin_reference, standin_vectors, write_standin
 
 from microai.deploy.boards import get_board
 from microai.deploy.errors import RunTimeout
 from microai.deploy.estimate import OTHER, _Run, estimate, estimate_elf
 from microai.deploy.timing import BlockCoster, TimingModel
 
-needs_toolchain = pytest.mark.skipif(
-    not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")),
-    reason="needs qemu-system-arm and arm-none-eabi-gcc")
 
-
-@needs_toolchain
+@needs_qemu
 @pytest.mark.parametrize("dtype", [np.int16, np.float32])
 def test_instruction_counts_agree_with_qemu(tmp_path: Path, dtype: type) -> None:
     x = standin_vectors(np.dtype(dtype), n=3)
@@ -42,7 +38,7 @@ def test_instruction_counts_agree_with_qemu(tmp_path: Path, dtype: type) -> None
     assert sum(summary.layer_cycles.values()) == pytest.approx(summary.cycles_per_inference)
 
 
-@needs_toolchain
+@needs_qemu
 def test_estimator_stops_a_hang(tmp_path: Path) -> None:
     lib = write_standin(tmp_path / "lib", body="for (;;) { __asm volatile(\"\"); }")
     build = get_board("qemu-m4").build(lib, standin_vectors(np.dtype(np.int16)), tmp_path / "out")

@@ -1,18 +1,15 @@
 """Stage functions' handling of absent hardware: recorded as unavailable, never a made-up number."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_deploy_support import standin_vectors, write_standin
+from test_deploy_support import needs_arm_gcc, standin_vectors, write_standin
 
 from microai import stages
 from microai.deploy.boards import get_board
 from microai.deploy.estimate import estimate_elf
-
-needs_toolchain = pytest.mark.skipif(not shutil.which("arm-none-eabi-gcc"), reason="needs arm-none-eabi-gcc")
 
 
 @pytest.fixture
@@ -50,7 +47,7 @@ def test_unattached_board_without_emulated_build_is_an_error(tmp_path, elf):
     assert not (tmp_path / "out.json").exists()
 
 
-@needs_toolchain
+@needs_arm_gcc
 def test_unattached_board_is_estimated_on_the_emulated_build(tmp_path, elf):
     vectors = standin_vectors(np.dtype(np.int16))
     emulated = get_board("qemu-m4").build(write_standin(tmp_path / "lib"), vectors, tmp_path / "qemu")
