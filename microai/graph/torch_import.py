@@ -62,6 +62,15 @@ def is_shape_query(fx_node: fx.Node, tensors: Container[str]) -> bool:
     return fx_node.target is operator.getitem and isinstance(source, fx.Node) and source.name not in tensors
 
 
+def pooling_module(fx_node: fx.Node) -> nn.Module | None:
+    """The pooling module a functional call such as ``F.max_pool2d(x, 2)`` stands for (None for any
+    other node); TypeError for arguments the module does not take."""
+    if fx_node.op != "call_function" or fx_node.target not in _POOL_FUNCTIONS:
+        return None
+    module_type, names = _POOL_FUNCTIONS[fx_node.target]
+    return module_type(**dict(zip(names, fx_node.args[1:], strict=False)), **fx_node.kwargs)
+
+
 def _probe_shapes(model: nn.Module, gm: fx.GraphModule, input_shape: tuple[int, ...]) -> dict[str, tuple]:
     """fx node name -> output shape with batch (tensors only), probed in eval mode (modes restored)."""
     modes = {m: m.training for m in model.modules()}
@@ -336,12 +345,11 @@ class _Importer:
 
     def pool_call(self, fx_node: fx.Node) -> None:
         """``F.max_pool2d(x, 2)`` and friends: the equivalent pooling module, then the module rules."""
-        module_type, names = _POOL_FUNCTIONS[fx_node.target]
-        kwargs = dict(zip(names, fx_node.args[1:], strict=False)) | dict(fx_node.kwargs)
         try:
-            module = module_type(**kwargs)
+            module = pooling_module(fx_node)
         except TypeError as e:
-            self._fail(fx_node, f"{fx_node.target.__name__} with arguments {kwargs} ({e})")
+            self._fail(fx_node, f"{fx_node.target.__name__} with arguments {fx_node.args[1:]} "
+                       f"{fx_node.kwargs} ({e})")
         if isinstance(module, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool1d,
                                nn.AdaptiveAvgPool2d)):
             self.adaptive_pool(fx_node, module)

@@ -28,7 +28,7 @@ from torch.fx.experimental.optimization import fuse
 
 from microai.graph.ir import Graph, GraphError, QFormat
 from microai.graph.passes import simplify
-from microai.graph.torch_import import from_torch, is_shape_query
+from microai.graph.torch_import import from_torch, is_shape_query, pooling_module
 from microai.quant.formats import QUANT_ROUNDINGS, check_width, quantize_array
 from microai.quant.qat_modules import (
     DEFAULT_QUANT_ROUNDING,
@@ -48,15 +48,13 @@ _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear)
 # Operators whose output keeps the input's format (zero padding included: 0 is exact in every format).
 _PASS_MODULES = (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.Flatten,
                  nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.ConstantPad1d, nn.ConstantPad2d)
-_PASS_FUNCTIONS = (F.relu, torch.relu, torch.flatten, F.dropout, F.max_pool1d, F.max_pool2d,
-                   F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.pad, torch.squeeze, torch.reshape)
+_PASS_FUNCTIONS = (F.relu, torch.relu, torch.flatten, F.dropout, F.pad, torch.squeeze, torch.reshape)
 _PASS_METHODS = ("relu", "flatten", "view", "reshape", "squeeze")
 _ADD_FUNCTIONS = (operator.add, torch.add)
 # Average pooling: kept format, rounded division (QuantAverage). Value: the pooling's dimensions, or
-# None when the window follows from the shapes (adaptive and global pooling).
+# None when the window follows from the shapes (adaptive pooling). Functional pooling calls are read as
+# these modules (torch_import.pooling_module); ``mean`` is global average pooling.
 _AVG_MODULES = {nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AdaptiveAvgPool1d: None, nn.AdaptiveAvgPool2d: None}
-_AVG_FUNCTIONS = {F.avg_pool1d: 1, F.avg_pool2d: 2, F.adaptive_avg_pool1d: None, F.adaptive_avg_pool2d: None,
-                  torch.mean: None}
 
 
 def _window(kernel_size: int | tuple[int, ...], dims: int) -> int:
@@ -164,23 +162,25 @@ class _Rewriter:
         return (n.op == "call_function" and n.target in _ADD_FUNCTIONS) or (n.op == "call_method"
                                                                            and n.target == "add")
 
-    def _average(self, n: fx.Node) -> tuple[Any, int | None] | None:
-        """(pooling callable, window size or None) when ``n`` is an average pooling, else None."""
-        if n.op == "call_module" and type(self.modules[n.target]) in _AVG_MODULES:
-            module = self.modules[n.target]
+    def _module(self, n: fx.Node) -> nn.Module | None:
+        """The module ``n`` calls, or the pooling module a functional pooling call stands for."""
+        return self.modules[n.target] if n.op == "call_module" else pooling_module(n)
+
+    def _average(self, n: fx.Node) -> tuple[Any, int | None, tuple, dict] | None:
+        """(pooling callable, window size or None, its further arguments and keyword arguments) when
+        ``n`` is an average pooling, else None."""
+        module = self._module(n)
+        if type(module) in _AVG_MODULES:
             dims = _AVG_MODULES[type(module)]
-            return module, None if dims is None else _window(module.kernel_size, dims)
-        if n.op == "call_function" and n.target in _AVG_FUNCTIONS:
-            dims = _AVG_FUNCTIONS[n.target]
-            kernel = n.args[1] if len(n.args) > 1 else n.kwargs.get("kernel_size")
-            return n.target, None if dims is None else _window(kernel, dims)
-        if n.op == "call_method" and n.target == "mean":
-            return torch.Tensor.mean, None
+            return module, None if dims is None else _window(module.kernel_size, dims), (), {}
+        if (n.op, n.target) in (("call_function", torch.mean), ("call_method", "mean")):
+            return torch.Tensor.mean, None, n.args[1:], dict(n.kwargs)
         return None
 
     def _is_pass_through(self, n: fx.Node) -> bool:
-        if n.op == "call_module":
-            return isinstance(self.modules[n.target], _PASS_MODULES)
+        module = self._module(n)
+        if module is not None:
+            return isinstance(module, _PASS_MODULES)
         if n.op == "call_function":
             return n.target in _PASS_FUNCTIONS
         return n.op == "call_method" and n.target in _PASS_METHODS
@@ -243,12 +243,14 @@ class _Rewriter:
             elif is_shape_query(n, self.frac_of):
                 continue
             elif (average := self._average(n)) is not None:
+                pool, count, args, kwargs = average
                 source = self._source(n, n.args[0])
                 module_name = f"qat_{n.name}"
-                self.gm.add_submodule(module_name, QuantAverage(*average, self.settings.rounding))
+                self.gm.add_submodule(module_name, QuantAverage(pool, count, self.settings.rounding))
                 with self.gm.graph.inserting_before(n):
                     frac = self.gm.graph.get_attr(source)
-                n.op, n.target, n.args = "call_module", module_name, (n.args[0], frac, *n.args[1:])
+                n.op, n.target = "call_module", module_name
+                n.args, n.kwargs = (n.args[0], frac, *args), kwargs
                 self.frac_of[n.name] = source
             else:
                 what = type(self.modules[n.target]).__name__ if n.op == "call_module" else str(n.target)

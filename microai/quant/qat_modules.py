@@ -164,8 +164,8 @@ class QuantLayer(nn.Module):
 class QuantAverage(nn.Module):
     """An average pooling rounded like the integer AvgPool of ``docs/arithmetic.md``.
 
-    ``forward(x, input_frac, *args, **kwargs)`` runs ``pool(x, *args, **kwargs)`` (a pooling module,
-    ``F.avg_pool1d``..., ``torch.Tensor.mean``) and replaces its result by ``div(sum, count)`` in the
+    ``forward(x, input_frac, *args, **kwargs)`` runs ``pool(x, *args, **kwargs)`` (an average pooling
+    module, or ``torch.Tensor.mean`` with its dims) and replaces its result by ``div(sum, count)`` in the
     input's format: the window sum truncated towards zero after division (graph rounding ``nearest``:
     half away from zero). The sum is recomputed in float64 from the integers, where it is exact.
     ``count`` is the window size; ``None`` for adaptive or global pooling, whose windows tile the input.
