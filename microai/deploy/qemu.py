@@ -85,13 +85,10 @@ def _await_listening(proc: subprocess.Popen, url: str, deadline: float) -> None:
 
 def _connect(url: str, proc: subprocess.Popen, deadline: float) -> serial.SerialBase:
     _await_listening(proc, url, deadline)
-    while True:
-        try:
-            return QemuSocket(url, timeout=0.2)
-        except serial.SerialException as e:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise DeployError(f"QEMU serial {url}: cannot connect although QEMU is listening: {e}") from e
-            time.sleep(0.05)
+    try:
+        return QemuSocket(url, timeout=0.2)
+    except serial.SerialException as e:
+        raise DeployError(f"QEMU serial {url}: cannot connect although QEMU is listening: {e}") from e
 
 
 _Started = tuple[subprocess.Popen, serial.SerialBase, str]  # QEMU, the serial connection to it, its URL
