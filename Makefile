@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 CORES ?= all
 
-.PHONY: setup run test lint repro clean-results
+.PHONY: setup run test lint repro dvc-yaml clean-results
 
 setup: $(VENV)/.deps-stamp .apt-stamp
 
@@ -40,6 +40,10 @@ test: setup
 # The same stages with DVC (dvc.yaml); stage commands call `python`, so the venv goes first on PATH.
 repro: setup
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
+
+# dvc.yaml is generated from the stage table (microai/pipeline.py), the one the Snakefile reads.
+dvc-yaml: setup
+	$(BIN)/python -m microai.dvc_yaml > dvc.yaml.tmp && mv dvc.yaml.tmp dvc.yaml
 
 lint: setup
 	$(BIN)/ruff check .

@@ -20,6 +20,19 @@ def params_arg(p: argparse.ArgumentParser) -> None:
                    help="parameters file (Snakemake passes the effective, merged configuration)")
 
 
+def threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for the numerics (Snakemake passes the rule's; default: the parameters'"
+                        " resources.stages.<stage>.threads, else resources.default.threads, else 1)")
+
+
+def threads(args: argparse.Namespace, params: dict[str, Any], stage: str) -> int:
+    """--threads, or the configuration's threads for ``stage`` (how DVC runs get theirs)."""
+    from microai.pipeline import stage_resources
+
+    return args.threads if args.threads is not None else stage_resources(params, stage).get("threads", 1)
+
+
 def load(args: argparse.Namespace) -> dict[str, Any]:
     return load_params(args.params)
 

@@ -43,6 +43,15 @@ def _check_references(params: dict[str, Any], source: str) -> None:
             for sec in sections:
                 if name not in params.get(sec, {}):
                     raise ConfigError(f"{source}: sweep.{dim} lists '{name}' but {sec}.{name} is not defined")
+    extra_runs = sorted(set(params["deploy"]["runs"]) - set(sweep["runs"]))
+    if extra_runs:
+        raise ConfigError(f"{source}: deploy.runs lists run(s) {extra_runs} that sweep.runs does not")
+    from microai.pipeline import STAGE_BY_NAME
+
+    unknown = sorted(set(params.get("resources", {}).get("stages", {})) - set(STAGE_BY_NAME))
+    if unknown:
+        raise ConfigError(f"{source}: resources.stages names unknown stage(s) {unknown}; "
+                          f"stages: {sorted(STAGE_BY_NAME)}")
     for prec in sweep["precisions"]:
         if params["precisions"][prec]["method"] == "qat":
             for ds in sweep["datasets"]:

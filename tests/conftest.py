@@ -6,8 +6,23 @@ run ``pytest --hypothesis-profile=explore`` (fresh random examples each run; fai
 from ``.hypothesis/``).
 """
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("repeatable", derandomize=True, print_blob=True)
 settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile("repeatable")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny end-to-end configuration run once locally by Snakemake (slow: about a minute);
+    the pipeline, report, SLURM and DVC tests compare with it."""
+    from pipeline_support import failure_report, snakemake, tiny_params, write_params
+
+    workdir = tmp_path_factory.mktemp("pipeline")
+    write_params(workdir / "params.yaml", tiny_params())
+    proc = snakemake(workdir, "--cores", "2")
+    if proc.returncode != 0:
+        pytest.fail(failure_report(proc, workdir))
+    return workdir

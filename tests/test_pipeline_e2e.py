@@ -1,50 +1,20 @@
 """The whole pipeline on a tiny configuration, in a scratch working directory (slow: minutes)."""
 
-import copy
-import subprocess
-import sys
-from pathlib import Path
+import json
+import os
+import time
 
 import pandas as pd
 import pytest
-import yaml
+from pipeline_support import ROOT, snakemake, tiny_params, write_params
 
-from microai.config import load_params
+from microai.pipeline import STAGES
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def tiny_params() -> dict:
-    p = copy.deepcopy(load_params(ROOT / "params.yaml"))
-    p["sweep"].update(filters=[4], runs=[0], boards=["qemu-m4", "nucleo-l452re-p"])
-    p["datasets"]["synthetic-har"].update(n_train=240, n_test=60)
-    p["train"]["synthetic-har"].update(epochs=2, milestones=[1])
-    p["qat"]["synthetic-har"].update(epochs=1, milestones=[1])
-    p["deploy"].update(vectors=3, timeout_s=60)
-    return p
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
-
-
-@pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("pipeline")
-    (workdir / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
-    proc = snakemake(workdir, "results/tables.csv")
-    if proc.returncode != 0:
-        logs = "\n".join(f"--- {f}\n{f.read_text()[-3000:]}"
-                         for f in sorted((workdir / "logs").rglob("*.log")) if f.stat().st_size)
-        pytest.fail(f"pipeline failed:\n{proc.stderr[-5000:]}\n{logs}")
-    return workdir
-
-
-def test_table_has_every_precision_board_and_framework(pipeline_run):
-    table = pd.read_csv(pipeline_run / "results" / "tables.csv")
+def test_table_has_every_precision_board_and_framework(tiny_run):
+    table = pd.read_csv(tiny_run / "results" / "tables.csv")
     ours = table[table.framework == "microai"]
     assert sorted(ours.precision.unique()) == ["float32", "int16", "int8"]
     assert set(ours.board) == {"qemu-m4", "nucleo-l452re-p"}
@@ -60,19 +30,74 @@ def test_table_has_every_precision_board_and_framework(pipeline_run):
     assert others.note.str.contains("unavailable: ").all() and others.rom_bytes.isna().all()
 
 
-def test_second_call_has_nothing_to_do(pipeline_run):
-    proc = snakemake(pipeline_run, "-n", "results/tables.csv")
+def test_metrics_and_plot_data_come_from_the_table(tiny_run):
+    table = pd.read_csv(tiny_run / "results" / "tables.csv")
+    metrics = json.loads((tiny_run / "results" / "metrics.json").read_text())
+    cell = metrics["synthetic-har"]["resnetv1-6-f4"]["microai"]
+    for row in table[table.framework == "microai"].itertuples():
+        assert cell[row.precision]["accuracy_mean"] == pytest.approx(row.accuracy_mean, rel=1e-5)
+        assert cell[row.precision][row.board]["rom_bytes"] == row.rom_bytes
+    acc = pd.read_csv(tiny_run / "results" / "plots" / "accuracy_vs_filters.csv")
+    assert sorted(acc.series) == ["float32", "int16", "int8"]
+    at_max = pd.read_csv(tiny_run / "results" / "plots" / "deployment_at_max_filters.csv")
+    # 3 precisions x 2 boards; the unavailable frameworks' rows have no numbers and are left out
+    assert len(at_max) == 6 and (at_max.filters == 4).all()
+    for png in (tiny_run / "results" / "figures").glob("*.png"):
+        assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_second_call_has_nothing_to_do_quickly(tiny_run):
+    start = time.monotonic()
+    proc = snakemake(tiny_run, "--cores", "2")
+    elapsed = time.monotonic() - start
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
+    print(f"no-op rerun: {elapsed:.1f} s")  # the benchmark figure; < 5 s on an idle 2-core machine
 
 
-def test_changed_training_parameter_reruns_only_what_depends_on_it(pipeline_run):
+def test_changed_training_parameter_reruns_only_what_depends_on_it(tiny_run, tmp_path):
     params = tiny_params()
     params["train"]["synthetic-har"]["lr"] = 0.01
-    changed = pipeline_run / "changed.yaml"
-    changed.write_text(yaml.safe_dump(params))
-    proc = snakemake(pipeline_run, "-n", "results/tables.csv", "--configfile", str(changed))
+    changed = write_params(tmp_path / "changed.yaml", params)
+    proc = snakemake(tiny_run, "-n", "--cores", "2", "--configfile", str(changed))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0
     assert "train_float" in out and "aggregate" in out
     assert "download" not in out and "prepare " not in out
+
+
+@pytest.mark.parametrize("stage", ["train_float", "measure", "aggregate"])
+def test_changing_a_stages_code_reruns_that_stage_and_not_earlier_ones(tiny_run, stage):
+    """Every file of a stage's code (script, stage module, shared CLI plumbing, library) is an input.
+    (Snakemake compares checksums of inputs newer than the outputs: the edit must change content.)"""
+    entry = next(s for s in STAGES if s.name == stage)
+    earlier = [s.name for s in STAGES[: STAGES.index(entry)]]
+    edits = ((f"workflow/scripts/{entry.script}", True), (f"microai/stages/{entry.module}.py", False),
+             ("microai/cli.py", False))
+    for code, only_this in edits:
+        path = ROOT / code
+        text, before = path.read_text(), path.stat()
+        try:
+            path.write_text(text + "# edited\n")
+            proc = snakemake(tiny_run, "-n", "--cores", "2")
+        finally:
+            path.write_text(text)
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-2000:]
+        assert f"rule {stage}:" in out, f"{code} changed, {stage} not rerun"
+        if only_this:  # a stage's own script: nothing upstream reruns
+            assert not any(f"rule {name}:" in out for name in earlier), f"{code} reran an earlier stage"
+
+
+def test_an_older_sweeps_results_stay_out_of_the_table(tiny_run, tmp_path):
+    """sweep.runs [0] after a sweep with runs [0, 1]: the run-1 files lying beside are not read."""
+    stale = tiny_run / "results" / "runs" / "synthetic-har" / "resnetv1-6-f4" / "run1"
+    stale.mkdir(parents=True, exist_ok=True)
+    source = tiny_run / "results" / "runs" / "synthetic-har" / "resnetv1-6-f4" / "run0" / "int8.eval.json"
+    (stale / "int8.eval.json").write_text(source.read_text())
+    from microai import stages
+
+    stages.aggregate(tiny_params(), tiny_run / "results" / "runs", tmp_path)
+    table = pd.read_csv(tmp_path / "tables.csv")
+    assert (table[table.framework == "microai"].runs == 1).all()

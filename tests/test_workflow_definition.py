@@ -1,0 +1,56 @@
+"""One definition of the pipeline: the stage table, the Snakefile made from it, the generated dvc.yaml."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+from pipeline_support import ROOT
+
+from microai import dvc_yaml
+from microai.config import ConfigError, load_params, validate_params
+from microai.pipeline import STAGES, sweep_results
+
+
+def test_committed_dvc_yaml_is_the_generated_one():
+    committed = (ROOT / "dvc.yaml").read_text()
+    assert committed == dvc_yaml.dvc_yaml(), "dvc.yaml is out of date: run `make dvc-yaml` and commit it"
+
+
+def test_every_stage_depends_on_its_script_stage_module_and_shared_plumbing():
+    stages = yaml.safe_load(dvc_yaml.dvc_yaml())["stages"]
+    for stage in STAGES:
+        deps = stages[stage.name]["deps"]
+        for path in stage.code_paths():
+            assert (ROOT / path).exists(), f"{stage.name}: code dependency {path} does not exist"
+            assert path in deps
+        if stage.module:
+            assert {f"workflow/scripts/{stage.script}", "microai/cli.py", "microai/config.py"} <= set(deps)
+
+
+def test_snakemake_and_dvc_run_the_same_stages():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--list-rules"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rules = set(proc.stdout.split()) - {"all"}
+    assert rules == set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+
+
+def test_sweep_results_name_exactly_the_current_sweep():
+    params = load_params(ROOT / "params.yaml")
+    params["sweep"].update(runs=[0], boards=["qemu-m4"], precisions=["int8"])
+    files = {f.as_posix() for f in sweep_results(params, "r")}
+    assert files == {"r/synthetic-har/resnetv1-6-f16/run0/int8.eval.json",
+                     "r/synthetic-har/resnetv1-6-f16/run0/int8.check.json",
+                     "r/synthetic-har/resnetv1-6-f16/run0/int8.qemu-m4.json"}
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda p: p["deploy"].update(runs=[7]), "deploy.runs"),
+    (lambda p: p["resources"]["stages"].update(train=dict(threads=2)), "resources.stages"),
+])
+def test_resources_and_deploy_runs_are_checked(mutate, expected):
+    params = load_params(ROOT / "params.yaml")
+    mutate(params)
+    with pytest.raises(ConfigError, match=expected):
+        validate_params(params)
