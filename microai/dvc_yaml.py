@@ -76,8 +76,8 @@ def stage_entry(stage: Stage) -> dict:
         path = _dvc(out.path)
         if out.path.endswith("metrics.json"):
             metrics.append({path: {"cache": False}})
-        elif out.kind == "git":
-            (plots if path.endswith(".csv") else outs).append({path: {"cache": False}})
+        elif out.kind == "git":  # plot data: drawn by the top-level plots below
+            outs.append({path: {"cache": False}})
         elif out.path.endswith(".png"):
             plots.append(path)
         else:
