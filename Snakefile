@@ -8,8 +8,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# The repository's params.yaml, also with `-d OTHER_DIR`; --configfile replaces it.
+# The repository's params.yaml, also with `-d OTHER_DIR`; --configfile extends it (a mapping is
+# merged key by key, a list replaced), so a profile names every list it sweeps.
 configfile: str(Path(workflow.basedir) / "params.yaml")
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"

@@ -9,6 +9,7 @@ import pytest
 from pipeline_support import ROOT, snakemake, tiny_params, write_params
 
 from microai.pipeline import STAGES
+from microai.report import FIGURES
 
 pytestmark = pytest.mark.slow
 
@@ -101,3 +102,15 @@ def test_an_older_sweeps_results_stay_out_of_the_table(tiny_run, tmp_path):
     stages.aggregate(tiny_params(), tiny_run / "results" / "runs", tmp_path)
     table = pd.read_csv(tmp_path / "tables.csv")
     assert (table[table.framework == "microai"].runs == 1).all()
+
+
+def test_report_embeds_every_table_and_figure_with_its_caption(tiny_run):
+    report = tiny_run / "report.html"
+    proc = snakemake(tiny_run, "--report", str(report))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = report.read_text()
+    for name in FIGURES:
+        assert f"{name}.png" in html, f"figure {name} missing from the report"
+    assert "tables.csv" in html and "paper_tables.csv" in html
+    assert "Cortex-M4 timing model" in html  # the captions say how numbers were obtained
+    assert html.count("data:image/png;base64") + html.count("image/png") >= len(FIGURES)

@@ -60,6 +60,8 @@ def accuracy(data: pd.DataFrame, x: str, xlabel: str, title: str, out_png: Path)
                         marker="o", capsize=3, label=name)
         if x == "filters":
             ax.set_xticks(sorted(df.filters.unique()))
+        if span == 0:
+            ax.set_xlim(df[x].min() * 0.9, df[x].max() * 1.1)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{dataset}, {model} ({int(df.runs.max())} runs)", fontsize=9)
@@ -81,8 +83,8 @@ def at_max_filters(data: pd.DataFrame, metric: str, out_png: Path) -> None:
         if df.empty:
             _no_data(ax, f"no {metric} figure for any swept board (see results/tables.csv, column note)")
             continue
-        colors = {f: f"C{i}" for i, f in enumerate(sorted(df.framework.unique()))}
-        ax.barh(range(len(df)), df[column], color=[colors[f] for f in df.framework])
+        colors = {p: f"C{i}" for i, p in enumerate(sorted(df.precision.unique()))}
+        ax.barh(range(len(df)), df[column], color=[colors[p] for p in df.precision])
         ax.set_yticks(range(len(df)), df.series, fontsize=8)
         for y, v in enumerate(df[column]):
             ax.text(v, y, f" {v:.4g}", va="center", fontsize=7)

@@ -27,7 +27,10 @@ def stage_outputs(stage):
         path = directory(out.path) if out.kind == "dir" else out.path
         if out.report:
             caption = Path(workflow.basedir) / "workflow" / "report" / f"{out.report}.rst"
-            path = report(path, caption=str(caption), category="Results")
+            category = "Tables" if out.path.endswith(".csv") else "Figures"
+            subcategory = "Accuracy" if "accuracy" in out.report else "Deployment"
+            path = report(path, caption=str(caption), category=category,
+                          subcategory=None if category == "Tables" else subcategory)
         outputs[name] = path
     return outputs
 
