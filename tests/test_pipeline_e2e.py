@@ -2,6 +2,9 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -114,3 +117,30 @@ def test_report_embeds_every_table_and_figure_with_its_caption(tiny_run):
     assert "tables.csv" in html and "paper_tables.csv" in html
     assert "Cortex-M4 timing model" in html  # the captions say how numbers were obtained
     assert html.count("data:image/png;base64") + html.count("image/png") >= len(FIGURES)
+
+
+def test_ctrl_c_during_training_then_the_next_run_resumes(tmp_path):
+    """SIGINT stops Snakemake and marks the running job's outputs incomplete; the project's default
+    profile (rerun-incomplete) makes the next call redo that job instead of refusing to start.
+    (Snakemake refuses only when an incomplete output exists: the checkpoint below stands for the
+    part a training job killed mid-write leaves.)"""
+    write_params(tmp_path / "params.yaml", tiny_params())
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
+           "--configfile", str(tmp_path / "params.yaml"), "--cores", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    training_log = tmp_path / "logs" / "train_float" / "synthetic-har" / "resnetv1-6-f4" / "run0.log"
+    deadline = time.monotonic() + 300
+    while not training_log.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "snakemake ended before training started"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) != 0
+    checkpoint = tmp_path / "results" / "models" / "synthetic-har" / "resnetv1-6-f4" / "run0" / "float32.pt"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_bytes(b"half a checkpoint")
+    without_profile = snakemake(tmp_path, "-n", "--cores", "1", "--workflow-profile", "none")
+    assert "IncompleteFilesException" in without_profile.stdout + without_profile.stderr
+    again = snakemake(tmp_path, "-n", "--cores", "1")
+    out = again.stdout + again.stderr
+    assert again.returncode == 0, out[-3000:]
+    assert "IncompleteFilesException" not in out and "rule train_float:" in out
