@@ -111,6 +111,8 @@ def prepare_dataset(name: str, cfg: dict[str, Any], raw_dir: Path, out_npz: Path
             "synthetic": False,
             "source": {e["filename"]: e["source"] for e in manifest["files"]},
             "checksums": {e["filename"]: e["sha256"] for e in manifest["files"]},
+            "unverified": {e["filename"]: e["verification"] for e in manifest["files"]
+                           if e.get("verification", "sha256") != "sha256"},
             "options": dict(options),
         }
     splits = spec.build(options, files)
