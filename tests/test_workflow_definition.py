@@ -1,5 +1,6 @@
 """One definition of the pipeline: the stage table, the Snakefile made from it, the generated dvc.yaml."""
 
+import re
 import subprocess
 import sys
 
@@ -54,3 +55,44 @@ def test_resources_and_deploy_runs_are_checked(mutate, expected):
     mutate(params)
     with pytest.raises(ConfigError, match=expected):
         validate_params(params)
+
+
+SHARED = ROOT.parent / "shared"  # laid beside the clone, as in CI
+
+
+def dry_run(workdir, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "-s", str(ROOT / "Snakefile"),
+           "-d", str(workdir)]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True)
+
+
+def test_dry_run_names_every_dataset_it_cannot_obtain(tmp_path):
+    params = load_params(ROOT / "config" / "paper.yaml")
+    params["sweep"].update(datasets=["uci-har", "smnist", "fsdd"], filters=[16], runs=[0])
+    params["datasets"].update({
+        "uci-har": {"url": "http://127.0.0.1:9/uci-har.zip"},  # the discard port: nothing listens
+        "smnist": {"local_dir": str(tmp_path / "no-such-folder")},
+        "fsdd": {"path": str(SHARED / "datasets" / "fsdd" / "free-spoken-digit-dataset_26eb9aa.zip")},
+    })
+    config = tmp_path / "offline.yaml"
+    config.write_text(yaml.safe_dump(params))
+    proc = dry_run(tmp_path, "--configfile", str(config))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "cannot obtain these datasets" in out
+    assert "uci-har: " in out and "127.0.0.1 is unreachable" in out and "datasets.uci-har.path" in out
+    assert "smnist: " in out and "no-such-folder/data_sp_train.npy does not exist" in out
+    assert "fsdd: " not in out  # the local copy exists
+
+
+def test_paper_sweep_starts_or_names_the_datasets_it_cannot_obtain(tmp_path):
+    """With network access the paper's sweep plans its 2,906 jobs; without, the dry run says which
+    datasets it cannot get (and nothing else)."""
+    proc = dry_run(tmp_path, "--configfile", str(ROOT / "config" / "paper.yaml"))
+    out = proc.stdout + proc.stderr
+    if proc.returncode == 0:
+        assert re.search(r"^total\s+2906$", out, re.M), out[-2000:]
+    else:
+        named = re.findall(r"^  (\S+): .*(?:unreachable|does not exist)", out, re.M)
+        assert named and set(named) <= {"uci-har", "smnist", "gtsrb"}, out[-3000:]
+        assert "Traceback" not in out

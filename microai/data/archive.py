@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import io
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -66,6 +67,20 @@ def _open_location(location: str, timeout_s: float) -> IO[bytes]:
         return open(Path(location).expanduser(), "rb")
     except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
         raise DatasetError(f"cannot open {location}: {exc}") from exc
+
+
+def location_problem(location: str, timeout_s: float) -> str | None:
+    """Why ``location`` cannot be read from here (a missing file, an unreachable host), or None."""
+    parts = urllib.parse.urlsplit(location)
+    if parts.scheme in ("http", "https", "ftp"):
+        port = parts.port or {"http": 80, "https": 443, "ftp": 21}[parts.scheme]
+        try:
+            socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+        except OSError as exc:
+            return f"{parts.hostname} is unreachable from here ({exc})"
+        return None
+    path = Path(urllib.request.url2pathname(parts.path) if parts.scheme == "file" else location).expanduser()
+    return None if path.is_file() else f"{path} does not exist"
 
 
 def fetch(source: Source, raw_dir: Path, timeout_s: float = 60.0) -> dict[str, Any]:

@@ -40,6 +40,23 @@ def effective_params_file(cfg):
 PARAMS_FILE = effective_params_file(config)
 
 
+def check_datasets_obtainable():
+    """Stop before any job (the dry run too) naming every swept dataset that cannot be downloaded
+    from here and is not downloaded yet."""
+    pending = [d for d in SWEEP["datasets"] if not Path(f"data/raw/{d}/manifest.json").exists()]
+    if not pending:
+        return
+    from microai.data import why_unobtainable
+
+    reasons = {d: why_unobtainable(d, config["datasets"].get(d) or {}) for d in pending}
+    problems = [f"  {d}: {why}" for d, why in reasons.items() if why]
+    if problems:
+        raise WorkflowError("cannot obtain these datasets of the sweep:\n" + "\n".join(problems))
+
+
+check_datasets_obtainable()
+
+
 def _alternatives(names):
     return "|".join(sorted((n.replace(".", r"\.") for n in names), key=len, reverse=True)) or "$^"
 
