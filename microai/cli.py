@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from microai.config import load_params
+from microai.config import load_params, stage_resources
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -28,8 +28,6 @@ def threads_arg(p: argparse.ArgumentParser) -> None:
 
 def threads(args: argparse.Namespace, params: dict[str, Any], stage: str) -> int:
     """--threads, or the configuration's threads for ``stage`` (how DVC runs get theirs)."""
-    from microai.pipeline import stage_resources
-
     return args.threads if args.threads is not None else stage_resources(params, stage).get("threads", 1)
 
 

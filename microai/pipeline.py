@@ -47,6 +47,8 @@ SWEEP_RESULTS = "results/runs"
 
 #: Code every stage script runs: argument parsing, parameter loading, the stage functions' package.
 COMMON_CODE = ("microai/__init__.py", "microai/cli.py", "microai/config.py", "microai/stages/__init__.py")
+#: The graph IR and everything that reads it: operators, quantization, the reference, codegen.
+GRAPH_CODE = ("microai/graph", "microai/ops", "microai/quant", "codegen")
 SOURCE_SUFFIXES = {".py", ".j2", ".c", ".h", ".ld", ".cc", ".s", ".S"}
 
 
@@ -153,7 +155,7 @@ STAGES: tuple[Stage, ...] = (
         outputs={"graph": _out(GRAPH), "weights": _out(WEIGHTS),
                  "history": _out(MODEL_DIR + "/{precision}.quant.json")},
         params=("precisions.{precision}", "qat.{dataset}?"),
-        code=("microai/data", "microai/graph", "microai/quant", "microai/models", "microai/train"),
+        code=("microai/data", "microai/models", "microai/train", *GRAPH_CODE),
         threaded=True,
     ),
     Stage(
@@ -162,14 +164,14 @@ STAGES: tuple[Stage, ...] = (
         args="--graph {input.graph} --data {input.data} --precision {precision} --out {output.result}",
         inputs={"graph": GRAPH, "weights": WEIGHTS, "data": PREPARED},
         outputs={"result": _out(RUN_DIR + "/{precision}.eval.json")},
-        code=("microai/data", "microai/graph", "microai/quant", "codegen/ctext.py"),
+        code=("microai/data", *GRAPH_CODE),
     ),
     Stage(
         name="generate_c", script="-m codegen", module=None, over=PRECISION, deploy_runs=True,
         doc="C library from the graph IR (codegen)",
         args="{input.graph} -o {output.c}",
         inputs={"graph": GRAPH, "weights": WEIGHTS}, outputs={"c": _out(BUILD_DIR + "/c", "dir")},
-        code=("microai/graph", "codegen"), local=True,
+        code=("microai/__init__.py", *GRAPH_CODE), local=True,
     ),
     Stage(
         name="check_host", script="check_host.py", module="host", over=PRECISION, deploy_runs=True,
@@ -177,7 +179,7 @@ STAGES: tuple[Stage, ...] = (
         args="--graph {input.graph} --c-dir {input.c} --data {input.data} --out {output.result}",
         inputs={"graph": GRAPH, "weights": WEIGHTS, "c": BUILD_DIR + "/c", "data": PREPARED},
         outputs={"result": _out(RUN_DIR + "/{precision}.check.json")},
-        code=("microai/data", "microai/graph", "microai/quant", "codegen"),
+        code=("microai/data", *GRAPH_CODE),
     ),
     Stage(
         name="compile", script="compile.py", module="deploy", over=BOARD, deploy_runs=True,
@@ -187,14 +189,14 @@ STAGES: tuple[Stage, ...] = (
         inputs={"c": BUILD_DIR + "/c", "graph": GRAPH, "weights": WEIGHTS, "data": PREPARED},
         outputs={"elf": _out(FIRMWARE + "/firmware.elf"), "build": _out(FIRMWARE + "/build.json")},
         params=("deploy.vectors", "deploy.opt"),
-        code=("microai/data", "microai/graph", "microai/deploy", "firmware", "codegen"), local=True,
+        code=("microai/data", "microai/deploy", "firmware", *GRAPH_CODE), local=True,
     ),
     Stage(
         name="flash", script="flash.py", module="deploy", over=BOARD, deploy_runs=True,
         doc="program an attached board (pyocd); the emulator and the host load the ELF at run time",
         args="--board {board} --elf {input.elf} --out {output.status}",
         inputs={"elf": FIRMWARE + "/firmware.elf"}, outputs={"status": _out(FIRMWARE + "/flash.json")},
-        params=("boards.{board}?",), code=("microai/deploy",), local=True,
+        params=("boards.{board}?",), code=("microai/data", "microai/deploy", *GRAPH_CODE), local=True,
     ),
     Stage(
         name="measure", script="measure.py", module="deploy", over=BOARD, deploy_runs=True,
@@ -207,7 +209,7 @@ STAGES: tuple[Stage, ...] = (
                 "emulated_elf": EMULATED_ELF},
         outputs={"result": _out(RUN_DIR + "/{precision}.{board}.json")},
         params=("boards.{board}?", "deploy.timeout_s"),
-        code=("microai/data", "microai/graph", "microai/quant", "microai/deploy"), local=True,
+        code=("microai/data", "microai/deploy", *GRAPH_CODE), local=True,
     ),
     Stage(
         name="aggregate", script="aggregate.py", module="report", over=(),
@@ -222,17 +224,20 @@ STAGES: tuple[Stage, ...] = (
             **{f"plot_{name}": _out(f"results/plots/{name}.csv", "git") for name in PLOT_DATA},
             **{f"figure_{name}": _out(f"results/figures/{name}.png", report=name) for name in FIGURES},
         },
-        params=("sweep", "deploy.runs"), code=("microai/report", "microai/deploy/frameworks.py"), local=True,
+        params=("sweep", "deploy.runs"), local=True,
+        code=("microai/report", "microai/deploy", "microai/pipeline.py"),
     ),
 )
 
 STAGE_BY_NAME = {s.name: s for s in STAGES}
 
 
-def stage_resources(params: dict[str, Any], stage: str) -> dict[str, Any]:
-    """The configuration's threads / mem_mb / runtime for ``stage``: its entry over ``default``."""
-    res = params.get("resources", {})
-    return {**res.get("default", {}), **res.get("stages", {}).get(stage, {})}
+def check_resources(params: dict[str, Any], source: str) -> None:
+    """``resources.stages`` may only name stages of the table (a typo would be silently ignored)."""
+    unknown = sorted(set(params.get("resources", {}).get("stages", {})) - set(STAGE_BY_NAME))
+    if unknown:
+        raise ValueError(f"{source}: resources.stages names unknown stage(s) {unknown}; "
+                         f"stages: {sorted(STAGE_BY_NAME)}")
 
 
 def deploy_runs(params: dict[str, Any]) -> list[int]:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from microai import pipeline
 from microai.deploy.boards import BOARDS
-from microai.config import ConfigError, validate_params
+from microai.config import ConfigError, stage_resources, validate_params
 
 try:
     validate_params(config, "configuration (params.yaml / --configfile / --config)")
-except ConfigError as err:
+    pipeline.check_resources(config, "configuration")
+except (ConfigError, ValueError) as err:
     raise WorkflowError(str(err)) from None
 
 SWEEP = config["sweep"]

@@ -47,14 +47,14 @@ def job_resources(stage):
     Snakemake's defaults."""
     if stage.local:
         return {}
-    own = pipeline.stage_resources(config, stage.name)
+    own = stage_resources(config, stage.name)
     out = {k: own[k] for k in ("mem_mb", "runtime") if k in own}
     res = config.get("resources", {})
     return {**out, **{k: res[k] for k in ("slurm_partition", "slurm_account") if res.get(k)}}
 
 
 def job_threads(stage):
-    return pipeline.stage_resources(config, stage.name).get("threads", 1) if stage.threaded else 1
+    return stage_resources(config, stage.name).get("threads", 1) if stage.threaded else 1
 
 
 def stage_shell(name):
