@@ -1,6 +1,7 @@
 """One definition of the pipeline: the stage table, the Snakefile made from it, the generated dvc.yaml."""
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -146,3 +147,26 @@ def test_paper_sweep_starts_or_names_the_datasets_it_cannot_obtain(tmp_path):
         named = re.findall(r"^  (\S+): .*(?:unreachable|does not exist)", out, re.M)
         assert named and set(named) <= {"uci-har", "smnist", "gtsrb"}, out[-3000:]
         assert "Traceback" not in out
+
+
+def test_another_working_directory_defaults_to_the_repositorys_params(tmp_path):
+    proc = dry_run(tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    assert "train_float" in proc.stdout
+
+
+def test_effective_parameters_are_written_once_per_configuration(tmp_path):
+    """A dry run with other parameters adds a file; it never rewrites the one running jobs read."""
+    assert dry_run(tmp_path).returncode == 0
+    folder = tmp_path / ".snakemake" / "microai"
+    (first,) = folder.glob("params-*.json")
+    before = first.stat().st_mtime_ns, first.read_text()
+    other = load_params(ROOT / "params.yaml")
+    other["deploy"]["vectors"] = 7
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    assert dry_run(tmp_path, "--configfile", str(tmp_path / "other.yaml")).returncode == 0
+    assert dry_run(tmp_path).returncode == 0
+    assert (first.stat().st_mtime_ns, first.read_text()) == before
+    files = sorted(folder.glob("params-*.json"))
+    assert len(files) == 2 and not list(folder.glob("*.tmp"))
+    assert {json.loads(f.read_text())["deploy"]["vectors"] for f in files} == {20, 7}
