@@ -12,7 +12,7 @@ import sys
 
 import yaml
 
-from microai.pipeline import DIMENSIONS, STAGES, Stage
+from microai.pipeline import DIMENSIONS, STAGES, Stage, fill_dimensions
 
 HEADER = """\
 # Generated from the stage table (microai/pipeline.py) by `make dvc-yaml`: edit the table, not this file.
@@ -42,7 +42,7 @@ PLOTS = {
 
 def _dvc(pattern: str) -> str:
     """``{dataset}`` -> ``${item.dataset}``."""
-    return re.sub(r"\{(" + "|".join(DIMENSIONS) + r")\}", r"${item.\1}", pattern)
+    return fill_dimensions(pattern, r"${item.\1}")
 
 
 def _matrix(stage: Stage) -> dict[str, str]:

@@ -8,6 +8,7 @@ adding a stage is adding one entry (and its script). Paths use ``{dimension}`` p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,6 +239,12 @@ def check_resources(params: dict[str, Any], source: str) -> None:
     if unknown:
         raise ValueError(f"{source}: resources.stages names unknown stage(s) {unknown}; "
                          f"stages: {sorted(STAGE_BY_NAME)}")
+
+
+def fill_dimensions(text: str, replacement: str) -> str:
+    """Every ``{dimension}`` placeholder of ``text`` rewritten with ``replacement`` (``\\1`` is its name):
+    ``{wildcards.\\1}`` for Snakemake, ``${item.\\1}`` for DVC."""
+    return re.sub(r"\{(" + "|".join(DIMENSIONS) + r")\}", replacement, text)
 
 
 def deploy_runs(params: dict[str, Any]) -> list[int]:

@@ -1,23 +1,24 @@
 # One rule per entry of the stage table (microai/pipeline.py), the same entries dvc.yaml is made from.
 import re
 
+from microai.config import section
+
 
 def lookup(cfg, dotted):
     """params.yaml value at a dotted key; None where an optional key (trailing '?') is absent."""
-    node = cfg
-    for key in dotted.rstrip("?").split("."):
-        if not isinstance(node, dict) or key not in node:
-            if dotted.endswith("?"):
-                return None
-            raise WorkflowError(f"parameters have no section '{dotted}'")
-        node = node[key]
-    return node
+    try:
+        return section(cfg, *dotted.rstrip("?").split("."))
+    except ConfigError:
+        if dotted.endswith("?"):
+            return None
+        raise
 
 
 def stage_inputs(stage):
     inputs = {}
     for name, pattern in stage.inputs.items():
-        inputs[name] = (lambda w: pipeline.sweep_results(config)) if pattern == pipeline.SWEEP_RESULTS else pattern
+        every_result = pattern == pipeline.SWEEP_RESULTS
+        inputs[name] = (lambda w: pipeline.sweep_results(config)) if every_result else pattern
     return {**inputs, "code": stage.code_files(Path(workflow.basedir))}
 
 
@@ -59,8 +60,9 @@ def job_threads(stage):
 
 def stage_shell(name):
     stage = pipeline.STAGE_BY_NAME[name]
-    program = f"{{PYTHON}} {{SCRIPTS}}/{stage.script}" if stage.script.endswith(".py") else f"{{PYTHON}} {stage.script}"
-    args = re.sub(r"\{(%s)\}" % "|".join(pipeline.DIMENSIONS), r"{wildcards.\1}", stage.args)
+    script = f"{{SCRIPTS}}/{stage.script}" if stage.module else stage.script
+    program = f"{{PYTHON}} {script}"
+    args = pipeline.fill_dimensions(stage.args, r"{wildcards.\1}")
     return " ".join([program, "--params {PARAMS_FILE}" if stage.params else "", args,
                      "--threads {threads}" if stage.threaded else "", "2> {log}"])
 
