@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import numpy as np
+
+from microai.tflite.capture import StderrCapture
 
 ModelSource = str | os.PathLike | bytes | bytearray
 
@@ -118,7 +118,7 @@ def operators(model: ModelSource) -> list[str]:
     """
     from tflite_micro import runtime
 
-    obj = runtime.convert_bytearray_to_object(bytearray(read_model(model)))
+    obj = _parse(read_model(model), _describe(model))
     names = _builtin_names()
     out = []
     for op in obj.subgraphs[0].operators or []:
@@ -139,10 +139,21 @@ def _builtin_names() -> dict[int, str]:
     return {v: k for k, v in vars(ops).items() if not k.startswith("_") and isinstance(v, int)}
 
 
-def _check_single_io(data: bytes, where: str) -> None:
+def _parse(data: bytes, where: str):
+    """The flatbuffer as the schema's object API (``ModelT``)."""
     from tflite_micro import runtime
 
-    sub = runtime.convert_bytearray_to_object(bytearray(data)).subgraphs[0]
+    try:
+        obj = runtime.convert_bytearray_to_object(bytearray(data))
+    except Exception as e:  # flatbuffers raises struct.error, IndexError ... on corrupt data
+        raise TFLMError(f"{where}: corrupt TFLite flatbuffer: {type(e).__name__}: {e}") from e
+    if not obj.subgraphs:
+        raise TFLMError(f"{where}: TFLite model without a subgraph")
+    return obj
+
+
+def _check_single_io(data: bytes, where: str) -> None:
+    sub = _parse(data, where).subgraphs[0]
     n_in, n_out = len(sub.inputs), len(sub.outputs)
     if n_in != 1 or n_out != 1:
         raise TFLMError(f"{where}: {n_in} inputs and {n_out} outputs; MicroAI runs models with one of each")
@@ -155,12 +166,15 @@ def _interpreter(data: bytes, where: str):
     _check_single_io(data, where)
     size = max(ARENA_START, 10 * len(data))
     while True:
-        try:
-            return runtime.Interpreter.from_bytes(data, arena_size=size)
-        except RuntimeError as e:
-            if size >= ARENA_LIMIT:
-                raise TFLMError(f"{where}: TFLM cannot allocate the model in {size} bytes: {e}") from e
-            size *= 2
+        with StderrCapture() as said:  # an arena too small is reported there, then retried larger
+            try:
+                return runtime.Interpreter.from_bytes(data, arena_size=size)
+            except RuntimeError as e:
+                error = e
+        if size >= ARENA_LIMIT or "arena" not in said.text.lower():
+            raise TFLMError(f"{where}: the TFLM interpreter cannot load the model with a {size}-byte arena: "
+                            f"{error}; it said: {said.text.strip()[-2000:]}") from error
+        size *= 2
 
 
 def _spec(details: dict) -> TensorSpec:
@@ -267,22 +281,10 @@ _ARENA_LINE = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 def arena_bytes(model: ModelSource) -> ArenaUse:
     """Arena the TFLM interpreter uses for ``model`` (its RecordingMicroAllocator's report)."""
     interp = _interpreter(read_model(model), _describe(model))
-    report = dict((k, int(v)) for k, v in _ARENA_LINE.findall(_stderr_of(interp.print_allocations)))
+    with StderrCapture() as printed:  # the C++ runtime prints the report on file descriptor 2
+        interp.print_allocations()
+    report = {k: int(v) for k, v in _ARENA_LINE.findall(printed.text)}
     if set(report) != {"total", "head", "tail"}:
         raise TFLMError(f"{_describe(model)}: the interpreter printed no arena report")
     return ArenaUse(report["total"], report["head"], report["tail"])
 
-
-def _stderr_of(fn: Callable[[], object]) -> str:
-    """What ``fn`` writes to file descriptor 2 (the C++ runtime prints there, not to sys.stderr)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as f:
-        os.dup2(f.fileno(), 2)
-        try:
-            fn()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        f.seek(0)
-        return f.read().decode(errors="replace")
