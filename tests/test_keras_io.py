@@ -143,6 +143,15 @@ def test_flatten_reaching_the_output_is_flattened_channels_first() -> None:
     assert_same_graph(graph, from_keras(model))
 
 
+def test_torch_fx_names_become_valid_tensorflow_names_and_come_back() -> None:
+    torch.manual_seed(0)
+    graph = from_torch(build_model("mlp", (3, 8, 8), 4, 8).eval(), (3, 8, 8))
+    assert any(n.name.startswith("_") for n in graph.nodes)  # nn.Sequential indices: '_1', '_2' ...
+    model = to_keras(graph)
+    assert all(la.name[0].isalnum() or la.name[0] == "." for la in model.layers)
+    assert_same_graph(graph, from_keras(model))
+
+
 def test_quantized_graph_is_refused() -> None:
     graph = resnet_graph((9, 128), filters=4)
     graph.precision = "int8"

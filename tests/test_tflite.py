@@ -48,6 +48,17 @@ def test_batch_one_models_have_no_reshape_around_convolutions(har) -> None:
     assert set(runtime.operators(to_tflite(image, "int8", x))) == RESNET_OPS
 
 
+def test_other_pipeline_models_convert_and_match_the_reference() -> None:
+    """A CNN whose Flatten keeps several positions (its order goes into the Dense kernel) and an MLP
+    whose torch.fx names ('_1', ...) are not valid TensorFlow names."""
+    x = np.random.default_rng(0).normal(size=(64, 9, 32)).astype(np.float32)
+    for name in ("cnn", "mlp"):
+        torch.manual_seed(0)
+        graph = from_torch(build_model(name, (9, 32), 5, 8).eval(), (9, 32))
+        run = runtime.run_tflm(to_tflite(graph, "float32"), x)
+        assert matching_vectors(graph, run.outputs, R.run(graph, x)).all(), name
+
+
 def test_int8_model_is_full_integer_with_batch_one_io(har) -> None:
     *_, models, _ = har
     inp, out = runtime.tensor_specs(models["int8"])

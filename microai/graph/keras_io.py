@@ -37,6 +37,7 @@ Anything else stops the import with a GraphError naming the layer and its class.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -68,6 +69,26 @@ def _ir_index(shape: tuple[int, ...]) -> np.ndarray:
     """For an IR tensor of ``shape``: the IR flat index of every element, laid out as Keras holds it."""
     idx = np.arange(math.prod(shape)).reshape(shape)
     return idx if len(shape) < 2 else np.moveaxis(idx, 0, -1)
+
+
+_TF_FIRST_CHAR = re.compile(r"[A-Za-z0-9.]")
+
+
+def keras_name(ir: str) -> str:
+    """A Keras layer name for an IR node name. TensorFlow scope names (SavedModel export, TFLite
+    conversion) cannot start with '_' or another symbol, as torch.fx names like ``_5`` do; those
+    get a leading '.', which :func:`ir_name` removes."""
+    return ir if _TF_FIRST_CHAR.match(ir) else "." + ir
+
+
+def _k(n: Node, suffix: str = "") -> str:
+    """The Keras name of IR node ``n`` (or of a helper layer of it, with ``suffix``)."""
+    return keras_name(n.name + suffix)
+
+
+def ir_name(keras: str) -> str:
+    """The IR node name of a Keras layer name (inverse of :func:`keras_name`)."""
+    return keras[1:] if keras.startswith(".") and not _TF_FIRST_CHAR.match(keras[1:2]) else keras
 
 
 def _order_or_none(order: np.ndarray) -> np.ndarray | None:
@@ -115,9 +136,9 @@ class _Exporter:
             except ValueError as e:  # Keras' own complaints (e.g. a name clash)
                 raise GraphError(f"{n.describe()}: Keras rejects the layer: {e}") from e
             if n.attrs.get("activation") == "relu":
-                out = self.k.layers.ReLU(name=f"{n.name}_relu")(out)
+                out = self.k.layers.ReLU(name=_k(n, "_relu"))(out)
             self.tensors[n.name], self.orders[n.name] = out, order
-        name = str(self.g.metadata.get("name", "microai")).replace("/", "_")
+        name = keras_name(str(self.g.metadata.get("name", "microai")).replace("/", "_"))
         try:
             return self.k.Model(self.tensors[self.g.input.name], self.tensors[self.g.output], name=name)
         except ValueError as e:  # e.g. a node named like an exporter's '<conv>_pad' layer
@@ -139,7 +160,7 @@ class _Exporter:
     # ------------------------------------------------------------ operators
     def _input(self, n: Node):
         shape = keras_shape(n.shape)
-        return self.k.Input(shape=shape, batch_size=self.batch_size, name=n.name), None
+        return self.k.Input(shape=shape, batch_size=self.batch_size, name=_k(n)), None
 
     def _conv(self, n: Node, dims: int):
         L = self.k.layers
@@ -157,10 +178,10 @@ class _Exporter:
         else:
             mode = "valid"
             pairs = (pad[0], pad[1]) if dims == 1 else ((pad[0], pad[1]), (pad[2], pad[3]))
-            x = (L.ZeroPadding1D if dims == 1 else L.ZeroPadding2D)(pairs, name=n.name + _PAD_SUFFIX)(x)
+            x = (L.ZeroPadding1D if dims == 1 else L.ZeroPadding2D)(pairs, name=_k(n, _PAD_SUFFIX))(x)
         conv = (L.Conv1D if dims == 1 else L.Conv2D)(
             kernel.shape[0], ksize if dims == 2 else ksize[0], strides=stride if dims == 2 else stride[0],
-            padding=mode, name=n.name)
+            padding=mode, name=_k(n))
         k_kernel = np.transpose(kernel, (2, 1, 0) if dims == 1 else (2, 3, 1, 0))
         return self._apply(conv, n, [k_kernel, n.weights["bias"]], inputs=x), None
 
@@ -174,7 +195,7 @@ class _Exporter:
         w = n.weights["kernel"]
         order = self.orders[n.inputs[0]]
         k_kernel = (w if order is None else w[:, order]).T
-        layer = self.k.layers.Dense(w.shape[0], name=n.name)
+        layer = self.k.layers.Dense(w.shape[0], name=_k(n))
         return self._apply(layer, n, [k_kernel, n.weights["bias"]]), None
 
     def _pool(self, n: Node, layer_type):
@@ -182,7 +203,7 @@ class _Exporter:
         pool = _spatial_list(n.attrs["pool_size"], dims)
         stride = _spatial_list(n.attrs.get("stride", pool), dims)
         size, strides = (pool[0], stride[0]) if dims == 1 else (tuple(pool), tuple(stride))
-        return self._apply(layer_type(size, strides=strides, padding="valid", name=n.name), n), None
+        return self._apply(layer_type(size, strides=strides, padding="valid", name=_k(n)), n), None
 
     def _maxpool1d(self, n: Node):
         return self._pool(n, self.k.layers.MaxPooling1D)
@@ -198,32 +219,32 @@ class _Exporter:
 
     def _zeropadding1d(self, n: Node):
         left, right = n.attrs["padding"]
-        return self._apply(self.k.layers.ZeroPadding1D((left, right), name=n.name), n), None
+        return self._apply(self.k.layers.ZeroPadding1D((left, right), name=_k(n)), n), None
 
     def _zeropadding2d(self, n: Node):
         top, bottom, left, right = n.attrs["padding"]
-        return self._apply(self.k.layers.ZeroPadding2D(((top, bottom), (left, right)), name=n.name), n), None
+        return self._apply(self.k.layers.ZeroPadding2D(((top, bottom), (left, right)), name=_k(n)), n), None
 
     def _add(self, n: Node):
         orders = [self.orders[i] for i in n.inputs]
         if any(not _equal_orders(o, orders[0]) for o in orders):  # pragma: no cover - Permute prevents it
             raise GraphError(f"{n.describe()}: operands flattened in different orders")
-        return self.k.layers.Add(name=n.name)([self.tensors[i] for i in n.inputs]), orders[0]
+        return self.k.layers.Add(name=_k(n))([self.tensors[i] for i in n.inputs]), orders[0]
 
     def _relu(self, n: Node):
-        return self._apply(self.k.layers.ReLU(name=n.name), n), self.orders[n.inputs[0]]
+        return self._apply(self.k.layers.ReLU(name=_k(n)), n), self.orders[n.inputs[0]]
 
     def _softmax(self, n: Node):
-        return self._apply(self.k.layers.Softmax(axis=-1, name=n.name), n), self.orders[n.inputs[0]]
+        return self._apply(self.k.layers.Softmax(axis=-1, name=_k(n)), n), self.orders[n.inputs[0]]
 
     def _identity(self, n: Node):
-        return self._apply(self.k.layers.Identity(name=n.name), n), self.orders[n.inputs[0]]
+        return self._apply(self.k.layers.Identity(name=_k(n)), n), self.orders[n.inputs[0]]
 
     def _bn_layer(self, n: Node, eps: float, params: list[np.ndarray]):
         order = self.orders[n.inputs[0]]
         if order is not None:
             params = [p[order] for p in params]
-        layer = self.k.layers.BatchNormalization(axis=-1, epsilon=eps, name=n.name)
+        layer = self.k.layers.BatchNormalization(axis=-1, epsilon=eps, name=_k(n))
         return self._apply(layer, n, params), order
 
     def _batchnorm(self, n: Node):
@@ -240,11 +261,11 @@ class _Exporter:
         shape = self._in_shape(n)
         x = self._in(n)
         if len(shape) == 1:
-            return self._apply(L.Flatten(name=n.name), n), self.orders[n.inputs[0]]
+            return self._apply(L.Flatten(name=_k(n)), n), self.orders[n.inputs[0]]
         if n.name in self.permute_first:
-            x = L.Permute((len(shape), *range(1, len(shape))), name=n.name + _PERMUTE_SUFFIX)(x)
-            return L.Flatten(name=n.name)(x), None
-        return L.Flatten(name=n.name)(x), _order_or_none(_ir_index(shape))
+            x = L.Permute((len(shape), *range(1, len(shape))), name=_k(n, _PERMUTE_SUFFIX))(x)
+            return L.Flatten(name=_k(n))(x), None
+        return L.Flatten(name=_k(n))(x), _order_or_none(_ir_index(shape))
 
 
 def _equal_orders(a: np.ndarray | None, b: np.ndarray | None) -> bool:
@@ -407,7 +428,7 @@ class _Importer:
     def _emit(self, layer, op: str, inputs: list[_Value], attrs: dict | None = None,
               weights: dict[str, np.ndarray] | None = None, name: str | None = None,
               keras_out: tuple[int, ...] | None = None) -> str:
-        name = name or layer.name
+        name = name or ir_name(layer.name)
         self.nodes.append(Node(name, op, [v.ir for v in inputs], attrs or {}, weights or {}))
         self.provenance[name] = layer.name
         if keras_out is not None:
@@ -512,7 +533,7 @@ class _Importer:
         attrs = _pool_attrs(spatial, spatial)
         if layer.keepdims:
             return _Value(self._emit(layer, op, [x], attrs, keras_out=out_shape), out_shape)
-        pooled = self._emit(layer, op, [x], attrs, name=f"{layer.name}_pool")
+        pooled = self._emit(layer, op, [x], attrs, name=f"{ir_name(layer.name)}_pool")
         pooled_v = _Value(pooled, (*[1] * dims, x.shape[-1]))
         return _Value(self._emit(layer, "Flatten", [pooled_v], keras_out=out_shape), out_shape)
 
