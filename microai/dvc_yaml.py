@@ -45,9 +45,9 @@ def _dvc(pattern: str) -> str:
     return fill_dimensions(pattern, r"${item.\1}")
 
 
-def _matrix(stage: Stage) -> dict[str, str]:
+def _matrix(stage: Stage) -> dict[str, str | list[str]]:
     lists = {d: "deploy.runs" if d == "run" and stage.deploy_runs else DIMENSIONS[d] for d in stage.over}
-    return {d: "${" + key + "}" for d, key in lists.items()}
+    return {d: list(stage.values[d]) if d in stage.values else "${" + key + "}" for d, key in lists.items()}
 
 
 def _command(stage: Stage) -> str:

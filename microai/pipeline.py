@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ from microai.report import FIGURES, PLOT_DATA
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The sweep dimensions and the params.yaml list each one takes its values from.
+#: The sweep dimensions and the params.yaml list each one takes its values from (a stage may
+#: restrict one to fixed values, see Stage.values).
 DIMENSIONS = {
     "dataset": "sweep.datasets",
     "model": "sweep.models",
@@ -45,6 +46,11 @@ FIRMWARE = BUILD_DIR + "/{board}"
 EMULATED_ELF = BUILD_DIR + "/qemu-m4/firmware.elf"
 #: The aggregate stage's input: every per-run result of the current sweep (see sweep_results).
 SWEEP_RESULTS = "results/runs"
+#: TFLite Micro has float32 and int8 (TFLite's post-training quantization) models, no int16.
+TFLM_PRECISIONS = ("float32", "int8")
+FLOAT_GRAPH = MODEL_DIR + "/float32.json"
+FLOAT_WEIGHTS = MODEL_DIR + "/float32.npz"
+TFLITE = MODEL_DIR + "/{precision}.tflite"
 
 #: Code every stage script runs: argument parsing, parameter loading, the stage functions' package.
 COMMON_CODE = ("microai/__init__.py", "microai/cli.py", "microai/config.py", "microai/stages/__init__.py")
@@ -75,7 +81,10 @@ class Stage:
     ``code`` lists the library folders/files the stage computes with (besides its script, its
     module in microai/stages and COMMON_CODE). ``local``: runs on the submitting machine, never as
     a cluster job (network, attached boards, quick work). ``threaded``: gets ``--threads``.
-    ``deploy_runs``: only the runs of ``deploy.runs`` are built and measured.
+    ``deploy_runs``: only the runs of ``deploy.runs`` are built and measured. ``values``: fixed
+    values of a dimension for this stage (TFLite has float32 and int8 only). ``facts``: names of
+    ENVIRONMENT_FACTS whose change reruns the stage under Snakemake (DVC tracks files and params
+    only).
     """
 
     name: str
@@ -90,6 +99,8 @@ class Stage:
     local: bool = False
     threaded: bool = False
     deploy_runs: bool = False
+    values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    facts: tuple[str, ...] = ()
     doc: str = ""
 
     def code_paths(self) -> list[str]:
@@ -168,11 +179,31 @@ STAGES: tuple[Stage, ...] = (
         code=("microai/data", *GRAPH_CODE),
     ),
     Stage(
+        name="convert_tflite", script="convert_tflite.py", module="tflite", over=MODEL,
+        doc="float graph IR -> Keras -> float32 and int8 (TFLite post-training quantization) .tflite",
+        args="--graph {input.graph} --data {input.data}"
+             " --out-float {output.float32} --out-int8 {output.int8}",
+        inputs={"graph": FLOAT_GRAPH, "weights": FLOAT_WEIGHTS, "data": PREPARED},
+        outputs={"float32": _out(MODEL_DIR + "/float32.tflite"), "int8": _out(MODEL_DIR + "/int8.tflite")},
+        params=("frameworks.tflite-micro.representative_samples",),
+        code=("microai/data", "microai/tflite", *GRAPH_CODE), threaded=True,
+    ),
+    Stage(
+        name="evaluate_tflm", script="evaluate_tflm.py", module="tflite", over=PRECISION,
+        values={"precision": TFLM_PRECISIONS},
+        doc="accuracy and arena of a .tflite model in the TFLite Micro host runtime",
+        args="--tflite {input.tflite} --graph {input.graph} --data {input.data} --precision {precision}"
+             " --out {output.result}",
+        inputs={"tflite": TFLITE, "graph": FLOAT_GRAPH, "weights": FLOAT_WEIGHTS, "data": PREPARED},
+        outputs={"result": _out(RUN_DIR + "/tflite-micro/{precision}.eval.json")},
+        code=("microai/data", "microai/tflite", *GRAPH_CODE),
+    ),
+    Stage(
         name="generate_c", script="-m codegen", module=None, over=PRECISION, deploy_runs=True,
         doc="C library from the graph IR (codegen)",
         args="{input.graph} -o {output.c}",
         inputs={"graph": GRAPH, "weights": WEIGHTS}, outputs={"c": _out(BUILD_DIR + "/c", "dir")},
-        code=("microai/__init__.py", *GRAPH_CODE), local=True,
+        code=("microai/__init__.py", "microai/tflite", *GRAPH_CODE), local=True,
     ),
     Stage(
         name="check_host", script="check_host.py", module="host", over=PRECISION, deploy_runs=True,
@@ -225,12 +256,27 @@ STAGES: tuple[Stage, ...] = (
             **{f"plot_{name}": _out(f"results/plots/{name}.csv", "git") for name in PLOT_DATA},
             **{f"figure_{name}": _out(f"results/figures/{name}.png", report=name) for name in FIGURES},
         },
-        params=("sweep", "deploy.runs"), local=True,
-        code=("microai/report", "microai/deploy", "microai/pipeline.py"),
+        params=("sweep", "deploy.runs"), facts=("tflm_tree",), local=True,
+        code=("microai/report", "microai/deploy", "microai/tflite", "microai/pipeline.py"),
     ),
 )
 
 STAGE_BY_NAME = {s.name: s for s in STAGES}
+
+
+def tflm_tree(params: dict[str, Any]) -> str:
+    """The TFLite Micro tree the tflite-micro rows depend on (params, else MICROAI_TFLM_TREE), or why
+    there is none: naming, moving or removing the tree reruns the stages that read it."""
+    from microai.tflite.tree import NoTFLMTree, find_tree
+
+    try:
+        return str(find_tree(params))
+    except NoTFLMTree as err:
+        return f"unavailable: {err}"
+
+
+#: Facts of this machine a stage's results depend on, beside its files and parameters.
+ENVIRONMENT_FACTS = {"tflm_tree": tflm_tree}
 
 
 def check_resources(params: dict[str, Any], source: str) -> None:
@@ -268,4 +314,6 @@ def sweep_results(params: dict[str, Any], root: str | Path = SWEEP_RESULTS) -> l
                         if run in deploy_runs(params):
                             files.append(folder / f"{precision}.check.json")
                             files += [folder / f"{precision}.{board}.json" for board in sweep["boards"]]
+                    if "tflite-micro" in sweep.get("frameworks", []):
+                        files += [folder / "tflite-micro" / f"{p}.eval.json" for p in TFLM_PRECISIONS]
     return files

@@ -30,8 +30,12 @@ def test_table_has_every_precision_board_and_framework(tiny_run):
     assert (qemu.outputs_match_reference == 1.0).all()
     assert (qemu.instructions > 0).all() and (qemu.est_cycles > 0).all()
     assert (ours.rom_bytes > 0).all()
-    others = table[table.framework != "microai"]
-    assert others.note.str.contains("unavailable: ").all() and others.rom_bytes.isna().all()
+    tflm = table[table.framework == "tflite-micro"]  # TFLite's float32 and int8 PTQ, TFLM host runtime
+    assert sorted(tflm.precision.unique()) == ["float32", "int8"] and (tflm.runs == 1).all()
+    assert tflm.accuracy_mean.between(0, 100).all() and (tflm.arena_bytes > 0).all()
+    assert tflm.how_measured.str.contains("TFLM host runtime").all()
+    cube = table[table.framework == "stm32cubeai"]
+    assert cube.note.str.contains("unavailable: ").all() and cube.rom_bytes.isna().all()
 
 
 def test_metrics_and_plot_data_come_from_the_table(tiny_run):
@@ -42,7 +46,7 @@ def test_metrics_and_plot_data_come_from_the_table(tiny_run):
         assert cell[row.precision]["accuracy_mean"] == pytest.approx(row.accuracy_mean, rel=1e-5)
         assert cell[row.precision][row.board]["rom_bytes"] == row.rom_bytes
     acc = pd.read_csv(tiny_run / "results" / "plots" / "accuracy_vs_filters.csv")
-    assert sorted(acc.series) == ["float32", "int16", "int8"]
+    assert sorted(acc.series) == ["float32", "int16", "int8", "tflite-micro float32", "tflite-micro int8"]
     at_max = pd.read_csv(tiny_run / "results" / "plots" / "deployment_at_max_filters.csv")
     # 3 precisions x 2 boards; the unavailable frameworks' rows have no numbers and are left out
     assert len(at_max) == 6 and (at_max.filters == 4).all()

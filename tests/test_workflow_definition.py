@@ -85,11 +85,13 @@ def test_snakemake_and_dvc_run_the_same_stages():
 
 def test_sweep_results_name_exactly_the_current_sweep():
     params = load_params(ROOT / "params.yaml")
-    params["sweep"].update(runs=[0], boards=["qemu-m4"], precisions=["int8"])
+    params["sweep"].update(runs=[0], boards=["qemu-m4"], precisions=["int8"], frameworks=["microai"])
     files = {f.as_posix() for f in sweep_results(params, "r")}
-    assert files == {"r/synthetic-har/resnetv1-6-f16/run0/int8.eval.json",
-                     "r/synthetic-har/resnetv1-6-f16/run0/int8.check.json",
-                     "r/synthetic-har/resnetv1-6-f16/run0/int8.qemu-m4.json"}
+    run = "r/synthetic-har/resnetv1-6-f16/run0"
+    assert files == {f"{run}/int8.eval.json", f"{run}/int8.check.json", f"{run}/int8.qemu-m4.json"}
+    params["sweep"]["frameworks"] = ["microai", "tflite-micro"]
+    files_with_tflm = {f.as_posix() for f in sweep_results(params, "r")}
+    assert files_with_tflm - files == {f"{run}/tflite-micro/{p}.eval.json" for p in ("float32", "int8")}
 
 
 def test_deploy_runs_must_be_swept():

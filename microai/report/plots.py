@@ -23,13 +23,16 @@ def _measured(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def accuracy_vs_filters(table: pd.DataFrame) -> pd.DataFrame:
-    """Figures 5/7/9 (and 6/8/10 with param_kib): accuracy of each precision against the filters."""
-    acc = table[table.framework == "microai"].drop_duplicates(["dataset", "model", "filters", "precision"])
-    out = acc[["dataset", "model", "precision", "filters", "params", "param_bytes", "runs", "accuracy_mean",
-               "accuracy_std"]].copy()
-    out.insert(2, "series", out.precision)
+    """Figures 5/7/9 (and 6/8/10 with param_kib): accuracy of each precision against the filters;
+    another framework's precisions (e.g. TFLite's int8 in the TFLM host runtime) are series of their own."""
+    acc = table[table.accuracy_mean.notna()].drop_duplicates(["dataset", "model", "filters", "framework",
+                                                              "precision"])
+    out = acc[["dataset", "model", "framework", "precision", "filters", "params", "param_bytes", "runs",
+               "accuracy_mean", "accuracy_std"]].copy()
+    ours = out.framework == "microai"
+    out.insert(2, "series", out.precision.where(ours, out.framework + " " + out.precision))
     out["param_kib"] = out.pop("param_bytes") / 1024.0
-    return out.sort_values(["dataset", "model", "precision", "filters"]).reset_index(drop=True)
+    return out.sort_values(["dataset", "model", "series", "filters"]).reset_index(drop=True)
 
 
 def deployment_vs_filters(table: pd.DataFrame) -> pd.DataFrame:
@@ -77,8 +80,8 @@ def metrics(table: pd.DataFrame) -> dict[str, Any]:
     for row in table.itertuples(index=False):
         node = out.setdefault(row.dataset, {}).setdefault(f"{row.model}-f{row.filters}", {})
         entry = node.setdefault(row.framework, {}).setdefault(row.precision, {})
-        if row.framework == "microai":
-            for key in ("accuracy_mean", "accuracy_std", "runs", "c_matches_reference"):
+        if row.board == table.board.iloc[0]:  # board-independent columns, once
+            for key in ("accuracy_mean", "accuracy_std", "runs", "c_matches_reference", "arena_bytes"):
                 if (value := _number(getattr(row, key))) is not None:
                     entry[key] = value
         board = {k: v for k in BOARD_METRICS if (v := _number(getattr(row, k))) is not None}

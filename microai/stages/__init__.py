@@ -12,7 +12,9 @@ from microai.stages.deploy import compile_firmware, flash, measure
 from microai.stages.host import check_host
 from microai.stages.quant import import_graph, quantize, quantize_ptq, quantize_qat
 from microai.stages.report import aggregate
+from microai.stages.tflite import convert_tflite, evaluate_tflm
 from microai.stages.train import train_float
 
-__all__ = ["aggregate", "check_host", "compile_firmware", "download", "evaluate", "flash", "import_graph",
-           "measure", "prepare", "quantize", "quantize_ptq", "quantize_qat", "train_float"]
+__all__ = ["aggregate", "check_host", "compile_firmware", "convert_tflite", "download", "evaluate",
+           "evaluate_tflm", "flash", "import_graph", "measure", "prepare", "quantize", "quantize_ptq",
+           "quantize_qat", "train_float"]

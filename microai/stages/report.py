@@ -28,7 +28,7 @@ def aggregate(params: dict[str, Any], runs_dir: Path, out_dir: Path) -> None:
     sweep = params["sweep"]
     boards = list(sweep["boards"])
     records = read_results(files)
-    unavailable = unavailable_rows(list(sweep.get("frameworks", ["microai"])), boards)
+    unavailable = unavailable_rows(list(sweep.get("frameworks", ["microai"])), boards, params)
     table = results_table(records, boards, unavailable)
     if table.empty:
         raise ValueError("no evaluation results to aggregate")

@@ -37,9 +37,11 @@ def stage_outputs(stage):
 
 
 def stage_params(stage):
-    """Every parameter a stage reads, so that changing it reruns the stage (and only what reads it)."""
-    return {re.sub(r"\W+", "_", key).strip("_"): (lambda w, key=key: lookup(config, key.format(**w)))
-            for key in stage.params}
+    """Every parameter a stage reads, so that changing it reruns the stage (and only what reads it),
+    and the facts of this machine it depends on."""
+    params = {re.sub(r"\W+", "_", key).strip("_"): (lambda w, key=key: lookup(config, key.format(**w)))
+              for key in stage.params}
+    return {**params, **{fact: pipeline.ENVIRONMENT_FACTS[fact](config) for fact in stage.facts}}
 
 
 def job_resources(stage):
