@@ -47,8 +47,9 @@ def _no_data(ax, why: str) -> None:
 
 
 def accuracy(data: pd.DataFrame, x: str, xlabel: str, title: str, out_png: Path) -> None:
-    """Accuracy (mean +- std over runs) of each precision against ``x``."""
-    groups = list(data.groupby(["dataset", "model"]))
+    """Accuracy (mean +- std over runs) of each precision against ``x`` (series without ``x``, such as
+    TFLite models on the parameter-memory axis, are left out)."""
+    groups = list(data[data[x].notna()].groupby(["dataset", "model"]))
     fig, axes = _panels(groups, title)
     for ax, ((dataset, model), df) in zip(axes, groups, strict=False):
         series = list(df.groupby("series"))
