@@ -15,10 +15,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m codegen", description=__doc__)
     parser.add_argument("artifact", type=Path, help="graph artifact (<stem>, <stem>.json or <stem>.npz)")
     parser.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the generated C library")
+    parser.add_argument("--force", action="store_true",
+                        help="write into a non-empty folder that is not a codegen output "
+                             "(its other files are kept)")
     args = parser.parse_args(argv)
     try:
-        result = convert(Graph.load(args.artifact), args.outdir)
-    except (CodegenError, GraphError) as e:
+        result = convert(Graph.load(args.artifact), args.outdir, force=args.force)
+    except (CodegenError, GraphError, OSError) as e:
         print(f"codegen: {args.artifact}: {e}", file=sys.stderr)
         return 1
     print(f"{args.outdir}: {len(result.layers)} layers, {result.macs} MACs, activations "
