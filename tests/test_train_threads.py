@@ -17,9 +17,9 @@ from microai.train.parallel import ShardedStep, ShardingError, shard_bounds
 SHAPE = (9, 128)  # UCI-HAR's, where PyTorch's own multi-threaded kernels change the weights
 
 
-def _data(n: int = 256, classes: int = 6) -> tuple[np.ndarray, np.ndarray]:
+def _data(n: int = 256, classes: int = 6, shape: tuple[int, ...] = SHAPE) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    return rng.standard_normal((n, *SHAPE)).astype(np.float32), rng.integers(0, classes, n)
+    return rng.standard_normal((n, *shape)).astype(np.float32), rng.integers(0, classes, n)
 
 
 def _bytes(model: nn.Module) -> bytes:
@@ -33,17 +33,22 @@ def _cfg(threads: int, **kw) -> TrainConfig:
                           "mixup_alpha": 0.2, "shards": 2, "num_threads": threads, **kw})
 
 
-def _trained(threads: int, model: str = "resnetv1-6", **options) -> nn.Module:
-    x, y = _data()
+def _trained(threads: int, model: str = "resnetv1-6", shape: tuple[int, ...] = SHAPE, **options) -> nn.Module:
+    x, y = _data(shape=shape)
     torch.manual_seed(0)
-    net = build_model(model, SHAPE, 6, 8, **options)
+    net = build_model(model, shape, 6, 8, **options)
     train(net, x, y, _cfg(threads), seed=0, progress=False)
     return net
 
 
-@pytest.mark.parametrize("model,options", [("resnetv1-6", {}), ("resnet", {"batch_norm": True})])
-def test_float_training_gives_the_same_bytes_with_1_and_2_threads(model: str, options: dict) -> None:
-    assert _bytes(_trained(1, model, **options)) == _bytes(_trained(2, model, **options))
+@pytest.mark.parametrize("model,shape,options", [
+    ("resnetv1-6", SHAPE, {}),
+    ("resnet", SHAPE, {"batch_norm": True}),
+    ("resnetv1-6", (3, 16, 16), {}),  # 2D: trained in the channels-last memory format
+])
+def test_float_training_gives_the_same_bytes_with_1_and_2_threads(model: str, shape: tuple,
+                                                                  options: dict) -> None:
+    assert _bytes(_trained(1, model, shape, **options)) == _bytes(_trained(2, model, shape, **options))
 
 
 def test_batch_norm_statistics_are_merged_from_the_shards() -> None:
@@ -56,8 +61,8 @@ def test_batch_norm_statistics_are_merged_from_the_shards() -> None:
 def test_qat_gives_the_same_bytes_with_1_and_2_threads() -> None:
     x, y = _data()
     float_model = _trained(1)
-    qat = [train_qat(float_model, x, y, _cfg(t, lr=0.005, mixup_alpha=0.0), width=8, seed=1, progress=False)[0]
-           for t in (1, 2)]
+    cfg = [_cfg(t, lr=0.005, mixup_alpha=0.0) for t in (1, 2)]
+    qat = [train_qat(float_model, x, y, c, width=8, seed=1, progress=False)[0] for c in cfg]
     assert _bytes(qat[0]) == _bytes(qat[1])
 
 

@@ -10,8 +10,9 @@ Formats follow the paper: ``m = 1 + floor(log2(max|x|))``, ``n = w - m - 1``; ac
 moving averages of the batch ``max|x|`` re-estimated at every training step, weight ranges are the
 exact ``max|w|``; switching to eval mode freezes them. Training splits each batch into shards
 (``microai.train.parallel``): a shard quantizes with the range updated by its own ``max|x|``, and the
-step keeps the largest, which is the average updated with the batch's ``max|x|``. ``export_qat`` writes the quantized graph IR
-with these frozen formats; the integer reference executor reproduces the eval-mode QAT model.
+step keeps the largest, which is the average updated with the batch's ``max|x|``. ``export_qat``
+writes the quantized graph IR with these frozen formats; the integer reference executor reproduces
+the eval-mode QAT model.
 """
 
 from __future__ import annotations

@@ -120,8 +120,8 @@ class FakeQuantizer(nn.Module):
     def format(self) -> QFormat:
         return QFormat(self.width, int(self.frac))
 
-    def update(self, x: torch.Tensor) -> None:
-        """Fold ``max|x|`` into the range and recompute the format."""
+    def update(self, x: torch.Tensor) -> int:
+        """Fold ``max|x|`` into the range and recompute the format; return its fractional bits."""
         current = 0.0
         if x.numel():
             low, high = torch.aminmax(x.detach())  # max|x| in one pass
@@ -132,7 +132,7 @@ class FakeQuantizer(nn.Module):
             value = self.momentum * float(self.range) + (1.0 - self.momentum) * current
         self.range.fill_(value)
         self.observed.fill_(True)
-        self.refresh()
+        return self._set_format(value)
 
     def merge_shard_buffers(self, shards: list[dict[str, torch.Tensor]]) -> None:
         """After a sharded training step (``microai.train.parallel``): the largest range of the shards.
@@ -140,22 +140,27 @@ class FakeQuantizer(nn.Module):
         Each shard folded its own ``max|x|`` into the moving average, so the largest result is the
         average updated with the whole batch's ``max|x|``.
         """
-        self.range.copy_(torch.stack([s["range"] for s in shards]).max())
-        self.observed.copy_(torch.stack([s["observed"] for s in shards]).any())
-        self.refresh()
+        value = max(float(s["range"]) for s in shards)
+        self.range.fill_(value)
+        self.observed.fill_(any(bool(s["observed"]) for s in shards))
+        self._set_format(value)
 
     def refresh(self) -> None:
         """Recompute ``frac`` from the range (or the group's largest range)."""
-        value = float(self.range)
+        self._set_format(float(self.range))
+
+    def _set_format(self, value: float) -> int:
+        """``frac`` for a range of ``value`` (per network: the group's largest range)."""
         if self.group_ranges is not None:
             self.group_ranges[self.slot] = value
             value = float(self.group_ranges.max())
-        self.frac.fill_(frac_bits_for(value, self.width))
+        frac = frac_bits_for(value, self.width)
+        self.frac.fill_(frac)
+        return frac
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            self.update(x)
-        return fake_quantize(x, int(self.frac), self.width, self.rounding)
+        frac = self.update(x) if self.training else int(self.frac)
+        return fake_quantize(x, frac, self.width, self.rounding)
 
     def extra_repr(self) -> str:
         return f"width={self.width}, rounding={self.rounding}, observe={self.observe}, frac={int(self.frac)}"
