@@ -127,37 +127,37 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, val: tuple[torch.
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, cfg.gamma)
     starts = [s for s in range(0, len(x), cfg.batch_size) if len(x) - s > 1 or s == 0]
     model.train()
-    sharded = ShardedStep(model, cfg.shards, threads)
-    for epoch in range(1, cfg.epochs + 1):
-        lr = optimizer.param_groups[0]["lr"]
-        model.train()
-        order = torch.from_numpy(rng.permutation(len(x)))
-        loss_sum = correct = seen = 0.0
-        bar = tqdm(starts, desc=f"epoch {epoch}/{cfg.epochs}", file=sys.stderr, disable=not progress,
-                   leave=False, unit="batch")
-        for batch, start in enumerate(bar):
-            idx = order[start:start + cfg.batch_size]
-            xb, yb = x[idx], y[idx]
-            if cfg.mixup_alpha > 0:
-                xb, ya, yb2, lam = mix_batch(xb, yb, cfg.mixup_alpha, rng)
-            else:
-                ya, yb2, lam = yb, yb, 1.0
-            loss, logits = sharded.step(xb, (ya, yb2), partial(mixed_cross_entropy, lam=lam))
-            if not math.isfinite(loss.item()):
-                raise TrainingError(f"training diverged: loss {loss.item()} at epoch {epoch}, "
-                                    f"batch {batch} (lr {lr}); lower the learning rate")
-            optimizer.step()
-            loss_sum += loss.item() * len(idx)
-            correct += mixed_correct(logits, ya, yb2, lam)
-            seen += len(idx)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}", refresh=False)
-        scheduler.step()
-        history["epoch"].append(epoch)
-        history["lr"].append(lr)
-        history["train_loss"].append(loss_sum / seen)
-        history["train_accuracy"].append(correct / seen)
-        if val is not None:
-            val_loss, val_acc = _validation(model, *val, threads)
-            history["val_loss"].append(val_loss)
-            history["val_accuracy"].append(val_acc)
+    with ShardedStep(model, cfg.shards, threads) as sharded:
+        for epoch in range(1, cfg.epochs + 1):
+            lr = optimizer.param_groups[0]["lr"]
+            model.train()
+            order = torch.from_numpy(rng.permutation(len(x)))
+            loss_sum = correct = seen = 0.0
+            bar = tqdm(starts, desc=f"epoch {epoch}/{cfg.epochs}", file=sys.stderr, disable=not progress,
+                       leave=False, unit="batch")
+            for batch, start in enumerate(bar):
+                idx = order[start:start + cfg.batch_size]
+                xb, yb = x[idx], y[idx]
+                if cfg.mixup_alpha > 0:
+                    xb, ya, yb2, lam = mix_batch(xb, yb, cfg.mixup_alpha, rng)
+                else:
+                    ya, yb2, lam = yb, yb, 1.0
+                loss, logits = sharded.step(xb, (ya, yb2), partial(mixed_cross_entropy, lam=lam))
+                if not math.isfinite(loss.item()):
+                    raise TrainingError(f"training diverged: loss {loss.item()} at epoch {epoch}, "
+                                        f"batch {batch} (lr {lr}); lower the learning rate")
+                optimizer.step()
+                loss_sum += loss.item() * len(idx)
+                correct += mixed_correct(logits, ya, yb2, lam)
+                seen += len(idx)
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}", refresh=False)
+            scheduler.step()
+            history["epoch"].append(epoch)
+            history["lr"].append(lr)
+            history["train_loss"].append(loss_sum / seen)
+            history["train_accuracy"].append(correct / seen)
+            if val is not None:
+                val_loss, val_acc = _validation(model, *val, threads)
+                history["val_loss"].append(val_loss)
+                history["val_accuracy"].append(val_acc)
     return history

@@ -64,13 +64,17 @@ def default_threads() -> int:
     return torch.get_num_threads()
 
 
-def map_in_order(fn: Callable[[int], object], count: int, threads: int) -> list:
-    """``[fn(0), ..., fn(count - 1)]`` computed by ``threads`` workers with single-threaded kernels."""
+def map_in_order(fn: Callable[[int], object], count: int, threads: int,
+                 pool: ThreadPoolExecutor | None = None) -> list:
+    """``[fn(0), ..., fn(count - 1)]`` computed by ``threads`` workers (of ``pool`` if given) with
+    single-threaded kernels."""
     with single_threaded_kernels():
         if threads <= 1 or count <= 1:
             return [fn(i) for i in range(count)]
-        with ThreadPoolExecutor(min(threads, count)) as pool:
+        if pool is not None:
             return list(pool.map(fn, range(count)))
+        with ThreadPoolExecutor(min(threads, count)) as own:
+            return list(own.map(fn, range(count)))
 
 
 def inference(model: nn.Module, x: torch.Tensor, chunk: int, threads: int) -> torch.Tensor:
@@ -92,7 +96,7 @@ class _Replica:
 
 
 @dataclass
-class ShardResult:
+class _ShardResult:
     loss: torch.Tensor
     logits: torch.Tensor
     grads: list[torch.Tensor | None]
@@ -102,7 +106,8 @@ class ShardResult:
 class ShardedStep:
     """Sets the model's ``.grad`` to the gradient of a batch's mean loss, summed over fixed shards.
 
-    See the module docstring; ``threads`` workers each own a replica of ``model``.
+    See the module docstring; ``threads`` workers each own a replica of ``model``. Use it as a
+    context manager (its worker threads stop at the end).
     """
 
     def __init__(self, model: nn.Module, shards: int, threads: int) -> None:
@@ -124,6 +129,14 @@ class ShardedStep:
                         for module, merge in _mergers(model)]
         merged = {i for _, positions in self.mergers for i in positions.values()}
         self.unmerged = [(i, name) for i, (name, _) in enumerate(model.named_buffers()) if i not in merged]
+        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+
+    def __enter__(self) -> ShardedStep:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
 
     def step(self, x: torch.Tensor, targets: Sequence[torch.Tensor],
              loss_fn: Callable[..., torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,12 +145,12 @@ class ShardedStep:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
 
-        def run(i: int) -> ShardResult:
+        def run(i: int) -> _ShardResult:
             start, stop = bounds[i]
             return self._shard(x[start:stop], [t[start:stop] for t in targets], loss_fn,
                                (stop - start) / len(x))
 
-        results: Sequence[ShardResult] = map_in_order(run, len(bounds), self.threads)
+        results: Sequence[_ShardResult] = map_in_order(run, len(bounds), self.threads, self.pool)
         with torch.no_grad():
             for j, p in enumerate(self.params):
                 p.grad = _ordered_sum([r.grads[j] for r in results if r.grads[j] is not None])
@@ -146,7 +159,7 @@ class ShardedStep:
         return loss, torch.cat([r.logits for r in results])
 
     def _shard(self, x: torch.Tensor, targets: list[torch.Tensor], loss_fn: Callable[..., torch.Tensor],
-               weight: float) -> ShardResult:
+               weight: float) -> _ShardResult:
         replica = self.replicas.get()
         try:
             params, buffers = replica.params, replica.buffers
@@ -157,12 +170,12 @@ class ShardedStep:
             logits = replica.module(x)
             loss = loss_fn(logits, *targets) * weight
             loss.backward()
-            return ShardResult(loss.detach(), logits.detach(), [p.grad for p in params],
+            return _ShardResult(loss.detach(), logits.detach(), [p.grad for p in params],
                                [b.detach().clone() for b in buffers])
         finally:
             self.replicas.put(replica)
 
-    def _merge_buffers(self, results: Sequence[ShardResult]) -> None:
+    def _merge_buffers(self, results: Sequence[_ShardResult]) -> None:
         for merge, positions in self.mergers:
             merge([{name: r.buffers[i] for name, i in positions.items()} for r in results])
         for i, name in self.unmerged:
