@@ -42,7 +42,7 @@ def _readme(path: Path) -> Path:
 def test_block_is_rewritten_from_the_table_and_the_run_record(tmp_path: Path) -> None:
     table = _table(tmp_path / "results" / "tables.csv")
     record = tmp_path / "logs" / "make-run.json"
-    assert record_run(table, time.time() - 120.0, "2", ROOT, record)
+    assert record_run(table, time.time() - 120.0, "2", "abc1234+changes", record)
     readme = _readme(tmp_path / "README.md")
     update_readme(readme, table, record)
     text = readme.read_text()
@@ -53,14 +53,14 @@ def test_block_is_rewritten_from_the_table_and_the_run_record(tmp_path: Path) ->
     assert "| int8 | 2 | 88.75 +- 0.65 | 1 | 11248 |" in text and "20341" not in text  # qemu-m4 rows only
     assert "tflite-micro" not in text and "synthetic data" in text
     facts = json.loads(record.read_text())
-    assert f"commit `{facts['commit']}`" in text and facts["date"] in text and facts["machine"] in text
+    assert "commit `abc1234+changes`" in text and facts["date"] in text and facts["machine"] in text
     assert facts["wall_s"] >= 120 and f"{facts['wall_s']:g} s wall time with `--cores 2`" in text
 
 
 def test_a_record_of_another_table_is_refused(tmp_path: Path) -> None:
     table = _table(tmp_path / "tables.csv")
     record = tmp_path / "make-run.json"
-    record_run(table, time.time() - 1.0, "2", ROOT, record)
+    record_run(table, time.time() - 1.0, "2", "abc1234", record)
     table.write_text(table.read_text().replace("88.634", "90.0"))
     readme = _readme(tmp_path / "README.md")
     before = readme.read_text()
@@ -71,7 +71,7 @@ def test_a_record_of_another_table_is_refused(tmp_path: Path) -> None:
 
 def test_a_run_that_did_not_write_the_table_records_nothing(tmp_path: Path) -> None:
     table = _table(tmp_path / "tables.csv")
-    assert not record_run(table, time.time() + 60.0, "2", ROOT, tmp_path / "make-run.json")
+    assert not record_run(table, time.time() + 60.0, "2", "abc1234", tmp_path / "make-run.json")
     assert not (tmp_path / "make-run.json").exists()
 
 

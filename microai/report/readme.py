@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -44,22 +43,9 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPUs{model}, {platform.system()} {platform.release()}"
 
 
-def commit(repo: Path) -> str:
-    """The short commit hash, with ``+changes`` when tracked files differ from it."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                              check=True).stdout.strip()
-
-    try:
-        head = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return head + ("+changes" if dirty else "")
-
-
-def record_run(table: Path, started: float, cores: str, repo: Path, out: Path) -> bool:
-    """After ``make run``: record its wall time, cores, machine, commit and the table's sha256.
+def record_run(table: Path, started: float, cores: str, commit: str, out: Path) -> bool:
+    """After ``make run``: record its wall time, cores, machine, the commit it started from
+    (``git describe --always --dirty``) and the table's sha256.
 
     Nothing is recorded when the run did not write ``table`` (Snakemake had nothing to do), so the
     record always describes the run that produced the current table. Returns whether it recorded.
@@ -69,7 +55,7 @@ def record_run(table: Path, started: float, cores: str, repo: Path, out: Path) -
         return False
     finished = time.time()
     record = {"wall_s": round(finished - started, 1), "cores": cores, "machine": machine(),
-              "commit": commit(repo), "date": time.strftime("%Y-%m-%d", time.localtime(finished)),
+              "commit": commit, "date": time.strftime("%Y-%m-%d", time.localtime(finished)),
               "table": str(table), "table_sha256": _sha256(table)}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,6 @@ from pathlib import Path
 from microai import cli
 from microai.report.readme import record_run, update_readme
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-
 
 def main() -> None:
     p = cli.parser(__doc__)
@@ -16,6 +14,7 @@ def main() -> None:
     record.add_argument("--table", type=Path, default=Path("results/tables.csv"))
     record.add_argument("--started", type=float, required=True, help="start of the run (epoch seconds)")
     record.add_argument("--cores", required=True)
+    record.add_argument("--commit", required=True, help="the commit the run started from")
     record.add_argument("--out", type=Path, required=True)
     update = sub.add_parser("update", help="rewrite README.md's default-run block")
     update.add_argument("--table", type=Path, default=Path("results/tables.csv"))
@@ -24,7 +23,7 @@ def main() -> None:
     update.add_argument("readme", type=Path)
     args = p.parse_args()
     if args.command == "record":
-        if not record_run(args.table, args.started, args.cores, ROOT, args.out):
+        if not record_run(args.table, args.started, args.cores, args.commit, args.out):
             print(f"{args.table} was not rewritten by this run: {args.out} keeps the run that wrote it")
     else:
         print(update_readme(args.readme, args.table, args.record, args.board))
