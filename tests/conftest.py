@@ -1,4 +1,4 @@
-"""Hypothesis profiles, and no silent skips in CI.
+"""Hypothesis profiles, data fixtures shared by several test modules, and no silent skips in CI.
 
 ``make test`` and CI use ``repeatable``: every property test draws the same examples on every machine,
 so a red CI run can be reproduced locally and a green one is not luck. To search for new failures,
@@ -20,6 +20,18 @@ from hypothesis import settings
 settings.register_profile("repeatable", derandomize=True, print_blob=True)
 settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile("repeatable")
+
+
+@pytest.fixture(scope="session")
+def synthetic_har(tmp_path_factory):
+    """The default configuration's prepared synthetic-har (UCI-HAR's shape; 7352 train / 2947 test)."""
+    from microai.data import download_dataset, load_prepared, prepare_dataset
+
+    root = tmp_path_factory.mktemp("synthetic-har")
+    cfg = {"seed": 0, "n_train": 7352, "n_test": 2947}
+    download_dataset("synthetic-har", cfg, root / "raw")
+    return load_prepared(prepare_dataset("synthetic-har", cfg, root / "raw", root / "synthetic-har.npz"))
+
 
 #: Skip-reason substrings CI may show, each with why CI cannot provide what the test needs (none yet:
 #: CI has every dataset and tool the tests use).

@@ -28,7 +28,10 @@ def _table(path: Path) -> Path:
                          "accuracy_mean": acc, "accuracy_std": std, "c_matches_reference": 1.0,
                          "rom_bytes": rom + (board != "qemu-m4"), "ram_bytes": 5464, "est_ms": ms,
                          "outputs_match_reference": 1.0, "note": "synthetic data", "how_measured": "..."})
-    rows.append({**model, "precision": "int8", "framework": "tflite-micro", "board": "qemu-m4",
+    rows.append({**model, "precision": "int8", "framework": "tflite-micro", "board": "qemu-m4", "runs": 2,
+                 "accuracy_mean": 88.62, "accuracy_std": 0.55, "arena_bytes": 10384,
+                 "note": "not measured on this board"})
+    rows.append({**model, "precision": "int8", "framework": "stm32cubeai", "board": "qemu-m4",
                  "note": "unavailable: not installed"})
     write_csv(pd.DataFrame(rows, columns=COLUMNS), path)
     return path
@@ -48,10 +51,11 @@ def test_block_is_rewritten_from_the_table_and_the_run_record(tmp_path: Path) ->
     text = readme.read_text()
     assert text.startswith("# Title\n\nbefore\n") and text.endswith(f"{END}\nafter\n")
     assert "88.51" not in text
-    assert "| synthetic-har | resnetv1-6 | 16 | float32 | 2 | 88.63 +- 0.48 | 1 | 20340 | 5464 | 51.9 | 1 |" \
-        in text
+    model = "| synthetic-har | resnetv1-6 | 16 |"
+    assert f"| microai {model} float32 | 2 | 88.63 +- 0.48 | 1 | 20340 | 5464 | - | 51.9 | 1 |" in text
+    assert f"| tflite-micro {model} int8 | 2 | 88.62 +- 0.55 | - | - | - | 10384 |" in text
     assert "| int8 | 2 | 88.75 +- 0.65 | 1 | 11248 |" in text and "20341" not in text  # qemu-m4 rows only
-    assert "tflite-micro" not in text and "synthetic data" in text
+    assert "stm32cubeai" not in text and "synthetic data" in text
     facts = json.loads(record.read_text())
     assert "commit `abc1234+changes`" in text and facts["date"] in text and facts["machine"] in text
     assert facts["wall_s"] >= 120 and f"{facts['wall_s']:g} s wall time with `--cores 2`" in text

@@ -68,11 +68,12 @@ def _cell(value: Any, fmt: str) -> str:
 
 
 def default_run_block(table_csv: Path, record: dict[str, Any] | None, board: str = "qemu-m4") -> str:
-    """Markdown: how the run was made, then one row per dataset / model / filters / precision."""
+    """Markdown: how the run was made, then one row per framework / dataset / model / filters /
+    precision that has an accuracy, on ``board``."""
     table = pd.read_csv(table_csv)
-    rows = table[(table.framework == "microai") & (table.board == board)]
+    rows = table[(table.board == board) & table.accuracy_mean.notna()]
     if rows.empty:
-        raise ReadmeError(f"{table_csv} has no MicroAI rows on board {board}")
+        raise ReadmeError(f"{table_csv} has no rows with an accuracy on board {board}")
     if record is not None and record.get("table_sha256") != _sha256(table_csv):
         raise ReadmeError(f"the run record ({record.get('table')}) was written for another {table_csv}: "
                           f"run `make run` again, or drop the record to publish the table without its timing")
@@ -88,15 +89,16 @@ def default_run_block(table_csv: Path, record: dict[str, Any] | None, board: str
                  f"over the runs (reference executor, test set); time: `est_ms`, estimated by the Cortex-M4 "
                  f"timing model at 48 MHz.")
     lines.append("")
-    lines.append("| dataset | model | F | precision | runs | test accuracy (%) | C = reference | ROM (B) | "
-                 "RAM (B) | est. ms @48 MHz | outputs on board = reference |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows.sort_values(["dataset", "model", "filters", "precision"]).itertuples():
+    lines.append("| framework | dataset | model | F | precision | runs | test accuracy (%) | C = reference | "
+                 "ROM (B) | RAM (B) | TFLM arena (B) | est. ms @48 MHz | outputs on board = reference |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows.sort_values(["framework", "dataset", "model", "filters", "precision"]).itertuples():
         lines.append(
-            f"| {r.dataset} | {r.model} | {r.filters} | {r.precision} | {_cell(r.runs, '.0f')} | "
+            f"| {r.framework} | {r.dataset} | {r.model} | {r.filters} | {r.precision} | "
+            f"{_cell(r.runs, '.0f')} | "
             f"{r.accuracy_mean:.2f} +- {r.accuracy_std:.2f} | {_cell(r.c_matches_reference, 'g')} | "
-            f"{_cell(r.rom_bytes, '.0f')} | {_cell(r.ram_bytes, '.0f')} | {_cell(r.est_ms, '.1f')} | "
-            f"{_cell(r.outputs_match_reference, 'g')} |")
+            f"{_cell(r.rom_bytes, '.0f')} | {_cell(r.ram_bytes, '.0f')} | {_cell(r.arena_bytes, '.0f')} | "
+            f"{_cell(r.est_ms, '.1f')} | {_cell(r.outputs_match_reference, 'g')} |")
     lines.append(END)
     return "\n".join(lines)
 
