@@ -86,8 +86,8 @@ def default_run_block(table_csv: Path, record: dict[str, Any] | None, board: str
     lines = [BEGIN, how, ""]
     notes = sorted({n for n in rows.note.dropna() for n in n.split("; ") if n == "synthetic data"})
     lines.append(f"Rows on `{board}`{' (' + ', '.join(notes) + ')' if notes else ''}; accuracy: mean +- std "
-                 f"over the runs (reference executor, test set); time: `est_ms`, estimated by the Cortex-M4 "
-                 f"timing model at 48 MHz.")
+                 f"over the runs on the test set; time: `est_ms`, estimated by the Cortex-M4 timing model at "
+                 f"48 MHz; how each number was obtained: the row's `how_measured` in `{table_csv}`.")
     lines.append("")
     lines.append("| framework | dataset | model | F | precision | runs | test accuracy (%) | C = reference | "
                  "ROM (B) | RAM (B) | TFLM arena (B) | est. ms @48 MHz | outputs on board = reference |")
