@@ -52,8 +52,10 @@ FLOAT_GRAPH = MODEL_DIR + "/float32.json"
 FLOAT_WEIGHTS = MODEL_DIR + "/float32.npz"
 TFLITE = MODEL_DIR + "/{precision}.tflite"
 
-#: Code every stage script runs: argument parsing, parameter loading, the stage functions' package.
-COMMON_CODE = ("microai/__init__.py", "microai/cli.py", "microai/config.py", "microai/stages/__init__.py")
+#: Code every stage script runs: argument parsing, parameter loading, the stage functions' package
+#: (and the data package, whose errors the command line reports).
+COMMON_CODE = ("microai/__init__.py", "microai/cli.py", "microai/config.py", "microai/stages/__init__.py",
+               "microai/data")
 #: The graph IR and everything that reads it: operators, quantization, the reference, codegen.
 GRAPH_CODE = ("microai/graph", "microai/ops", "microai/quant", "codegen")
 SOURCE_SUFFIXES = {".py", ".j2", ".c", ".h", ".ld", ".cc", ".s", ".S"}

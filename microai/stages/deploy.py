@@ -50,6 +50,25 @@ def _board(board_name: str, board_cfg: dict[str, Any]):
     return get_board(board_name, **{k: v for k, v in board_cfg.items() if v is not None})
 
 
+def _energy_uwh(ms: float, board: Any) -> float:
+    """The paper's energy: time x supply voltage x the board's run current, in micro-watt-hours."""
+    return ms / 3.6e6 * board.supply_v * board.run_current_a * 1e6
+
+
+def _measured(board: Any, counts: int) -> tuple[dict[str, Any], str]:
+    """A run's mean per-inference count in the columns of what it is, and how the derived ones are made."""
+    if board.run_counts == "instructions":
+        return {"instructions": counts}, ""
+    if board.run_counts == "ns":
+        return {"host_wall_ms": counts / 1e6}, "; host_wall_ms: wall time of the native build on this machine"
+    fields: dict[str, Any] = {"cycles": counts, "ms": counts / board.clock_hz * 1e3}
+    derived = f"; ms = measured cycles at {board.clock_hz / 1e6:g} MHz"
+    if board.run_current_a is not None:
+        fields["energy_uwh"] = _energy_uwh(fields["ms"], board)
+        derived += f"; energy_uwh = ms x {board.supply_v} V x {board.run_current_a * 1e3:g} mA (datasheet)"
+    return fields, derived
+
+
 def flash(board_name: str, board_cfg: dict[str, Any], elf: Path, out_json: Path) -> dict[str, Any]:
     """Program a real board (pyocd); an absent probe is recorded as "unavailable: <reason>", not an error."""
     from microai.deploy.errors import BoardUnavailable
@@ -70,9 +89,11 @@ def measure(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_
             emulated_elf: Path | None = None) -> dict[str, Any]:
     """Run the firmware, check its outputs against the reference executor, estimate time and energy.
 
-    Time is reported at the board's clock (48 MHz, as in the paper) from the measured cycles of
-    an attached board, else from the Cortex-M4 cycle estimate (Unicorn). A real board that is
-    not attached is not run: its row keeps its own ROM, and the cycle estimate and stack
+    What a run measures goes in columns of its own: an attached board's DWT ``cycles`` with the
+    ``ms`` and ``energy_uwh`` they give at the board's clock, QEMU's ``instructions``, the host's
+    ``host_wall_ms``. Estimates of the Cortex-M4 timing model (Unicorn) are ``est_cycles``,
+    ``est_ms`` and ``est_energy_uwh`` at the board's clock (48 MHz, as in the paper). A real board
+    that is not attached is not run: its row keeps its own ROM, and the cycle estimate and stack
     high-water mark come from ``emulated_elf``, the qemu-m4 build of the same generated code.
     """
     import json
@@ -98,28 +119,26 @@ def measure(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_
         run = board.run(Path(build["elf"]), timeout=timeout)
         expected = reference.run(graph, x)
         result["outputs_match_reference"] = float(matching_vectors(graph, run.outputs, expected).mean())
-        unit = "instructions" if run.how_measured.startswith("instructions") else "cycles"
-        result[unit] = int(run.cycles.mean())
+        fields, measured_how = _measured(board, int(run.cycles.mean()))
+        result.update(fields)
         stack = run.stack_bytes_used
-        how.append(f"outputs + {run.how_measured}, {len(x)} test vectors")
+        how.append(f"outputs + {run.how_measured}, {len(x)} test vectors{measured_how}")
         estimate_from, what = (Path(build["elf"]), "this ELF") if board.estimable else (None, "")
     if estimate_from is not None:
         est = estimate_elf(estimate_from, timeout=timeout)
         result["est_cycles"] = int(est.cycles_per_inference)
+        result["est_ms"] = result["est_cycles"] / board.clock_hz * 1e3
+        if board.run_current_a is not None:
+            result["est_energy_uwh"] = _energy_uwh(result["est_ms"], board)
         result["layer_cycles"] = {k: int(v) for k, v in est.layer_cycles.items()}
         result["estimator"] = est.assumptions
         stack = stack if stack is not None else est.stack_bytes_used
-        how.append(f"cycles: estimated with the Cortex-M4 timing model (Unicorn) on {what}")
+        how.append(f"est_*: estimated with the Cortex-M4 timing model (Unicorn) on {what}, "
+                   f"at {board.clock_hz / 1e6:g} MHz")
     if stack is not None:
         result["stack_bytes_used"] = int(stack)
         result["ram_bytes"] = build["data"] + build["bss"] + int(stack)
         how.append("RAM = data + bss + stack high-water mark")
-    cycles = result.get("cycles", result.get("est_cycles"))
-    if cycles is not None:
-        result["est_ms"] = cycles / board.clock_hz * 1e3
-        if board.run_current_a is not None:
-            # energy = time x 3.3 V x run current (the paper's method), in micro-watt-hours
-            result["est_energy_uwh"] = result["est_ms"] / 3.6e6 * board.supply_v * board.run_current_a * 1e6
     result["how_measured"] = "; ".join(how)
     write_json(out_json, result)
     return result

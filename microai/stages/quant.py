@@ -38,18 +38,19 @@ def quantize_ptq(graph_path: Path, prepared_npz: Path, precision: dict[str, Any]
 
 def quantize_qat(ckpt: Path, prepared_npz: Path, run: int, qat_schedule: dict[str, Any],
                  precision: dict[str, Any], out_graph: Path, out_metrics: Path, threads: int = 1) -> None:
-    """Quantization-aware training from the trained float model, exported with its learned formats."""
-    import torch
+    """Quantization-aware training from the trained float model, exported with its learned formats.
 
+    ``threads`` sets the speed only: the exported graph is the same for any value.
+    """
     from microai.data import load_prepared
     from microai.quant.qat import export_qat, train_qat
     from microai.train import TrainConfig, load_checkpoint
 
-    torch.set_num_threads(threads)
     data = load_prepared(Path(prepared_npz))
     net = load_checkpoint(Path(ckpt))
+    cfg = TrainConfig.from_dict({**qat_schedule, "num_threads": threads})
     qat_model, history = train_qat(
-        net, data.x_train, data.y_train, TrainConfig.from_dict(qat_schedule), width=precision["width"],
+        net, data.x_train, data.y_train, cfg, width=precision["width"],
         seed=run, granularity=precision.get("granularity", "layer"),
         rounding=precision.get("rounding", "floor"), quant_rounding=precision.get("quant_rounding"),
     )
