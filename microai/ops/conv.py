@@ -103,25 +103,28 @@ class Conv(Operator):
 
     def _lower_integer(self, ctx: LoweringContext, node: Node, params: dict, rows: np.ndarray,
                        bias: np.ndarray, template: str) -> Layer:
-        """Kernel rows pre-arranged for number_block_<step>_<unroll> (see optimized/_conv.c.j2)."""
+        """Kernel rows pre-arranged for number_conv_<step>_<unroll> (see optimized/_conv.c.j2)."""
         c_out, kh, kw, c_in = rows.shape
         c_pad = c_in + c_in % 2  # even: every window starts on a word of the band
         steps, unroll = block_steps(kw * c_pad)
         rows = np.pad(rows, ((0, 0), (0, 0), (0, 0), (0, c_pad - c_in))).reshape(c_out, kh, -1)
         arranged = arrange_pairs(rows, steps, ctx.narrow)
         step = params["stride"][1] * c_pad
-        width = params["in_size"][1] + params["pad"][2] + params["pad"][3]
-        last = (-(-params["out_size"][1] // 4) - 1) * 4 + 3  # last position the last block computes
-        band = max(kh * width * c_pad, (kh - 1) * width * c_pad + last * step + 2 * steps)
-        band += band % 2
+        cols = params["out_size"][1]
+        # int8 widens each channel pair's kernel once per band, so its band spans the row; int16 one block
+        chunk = -(-cols // 4) * 4 if ctx.narrow else 4
+        span = (chunk - 1) * params["stride"][1] + max(kw, -(-2 * steps // c_pad))  # pixels a band row holds
+        band = kh * span * c_pad
         weights = kh * steps * 4
         arrays = ctx.arrays(node, params, kernel=arranged, bias=bias)
         params |= {"c_pad": c_pad, "narrow": ctx.narrow, "block": f"{step}_{unroll}", "steps": steps,
-                   "band": band, "weights": weights}
-        block = ctx.helper("optimized/_block.c.j2", step=step, unroll=unroll,
-                           asm=6 * step + 4 * unroll <= ASM_OFFSET_LIMIT)
+                   "chunk": chunk, "span": span, "band": band, "weights": weights}
+        helpers = [ctx.helper("optimized/_band_row.c.j2"),
+                   ctx.helper("optimized/_block.c.j2", step=step, unroll=unroll, rows=kh, out_step=c_out,
+                              inner="positions" if ctx.narrow else "pairs",
+                              asm=6 * step + 4 * unroll <= ASM_OFFSET_LIMIT)]
         return ctx.layer(node, template, params, arrays, scratch_bytes=2 * (band + weights * ctx.narrow),
-                         helpers=[block])
+                         helpers=helpers)
 
 
 def arrange_pairs(rows: np.ndarray, steps: int, narrow: bool) -> np.ndarray:
