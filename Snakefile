@@ -8,9 +8,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# The repository's params.yaml, also with `-d OTHER_DIR`; --configfile extends it (a mapping is
-# merged key by key, a list replaced), so a profile names every list it sweeps.
-configfile: str(Path(workflow.basedir) / "params.yaml")
+# The working directory's params.yaml, or the repository's where it has none (`-d OTHER_DIR`);
+# --configfile extends it (a mapping is merged key by key, a list replaced), so a profile names
+# every list it sweeps.
+configfile: "params.yaml" if Path("params.yaml").is_file() else str(Path(workflow.basedir) / "params.yaml")
 
 
 report: "workflow/report/workflow.rst"
