@@ -4,14 +4,16 @@ The image runs exactly as on QEMU: the harness's UART, its counter and the AIRCR
 modelled with MMIO callbacks. A block hook counts executions per translation block (the block's
 cost is computed once, see :mod:`microai.deploy.timing`); each read of the counter snapshots the
 totals, so per-vector numbers cover the same instructions as QEMU's icount measurement.
-Blocks are attributed to the ``layer_*`` function containing them (everything else: "other").
+Blocks are attributed to the ``layer_*`` function containing them; a block of another function that runs
+after a layer's code and before the model entry ``cnn`` runs again (a helper the layer called: a shared
+block kernel, memset) counts for that layer; everything else is "other".
 """
 
 from __future__ import annotations
 
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ from microai.deploy.timing import BlockCost, BlockCoster, TimingModel
 from microai.deploy.toolchain import FIRMWARE, memory_regions
 
 LAYER_PREFIX = "layer_"
+ENTRY = "cnn"  # the generated model's entry point: code between two layer calls
 OTHER = "other"
 PERIPHERALS = (0x40000000, 0x30000)  # CMSDK timers, UART0 and FPGAIO of mps2-an386
 UART0_DATA, UART0_STATE = 0x4000, 0x4004
@@ -60,6 +63,8 @@ class _Run:
         self.coster = coster
         self.max_instructions = max_instructions
         self.blocks: dict[int, BlockCost] = {}
+        self.called: dict[tuple[int, str], BlockCost] = {}  # helper blocks, per calling layer
+        self.caller: str | None = None
         self.uart = bytearray()
         self.snapshots: list[tuple[dict[str, int], dict[str, int]]] = []
         self.exited = False
@@ -73,6 +78,11 @@ class _Run:
         block = self.blocks.get(key)
         if block is None:
             block = self.blocks[key] = self.coster.cost(bytes(uc.mem_read(address, size)), address)
+        if block.layer == OTHER:
+            if self.caller is not None:
+                block = self._called(key, block)
+        else:
+            self.caller = None if block.layer == ENTRY else block.layer
         block.hits += 1
         previous = self.previous
         if address == self.previous_end:
@@ -87,13 +97,22 @@ class _Run:
             self.over_budget = True
             uc.emu_stop()
 
+    def _called(self, key: int, block: BlockCost) -> BlockCost:
+        """The copy of a helper's block that counts for the calling layer."""
+        copy = self.called.get((key, self.caller))
+        if copy is None:
+            copy = self.called[(key, self.caller)] = replace(block, layer=self.caller, hits=0, pipelined=0,
+                                                             taken=0)
+        return copy
+
     def totals(self) -> tuple[dict[str, int], dict[str, int]]:
         cycles: dict[str, int] = {}
         instructions: dict[str, int] = {}
         model = self.coster.model
-        for b in self.blocks.values():
-            cycles[b.layer] = cycles.get(b.layer, 0) + b.total(model)
-            instructions[b.layer] = instructions.get(b.layer, 0) + b.hits * b.instructions
+        for b in (*self.blocks.values(), *self.called.values()):
+            layer = OTHER if b.layer == ENTRY else b.layer
+            cycles[layer] = cycles.get(layer, 0) + b.total(model)
+            instructions[layer] = instructions.get(layer, 0) + b.hits * b.instructions
         return cycles, instructions
 
     def on_peripheral_read(self, uc: Uc, offset: int, size: int, _: object) -> int:
@@ -125,11 +144,11 @@ def estimate(elf_path: Path, model: TimingModel | None = None, max_instructions:
     model = model or TimingModel()
     with elf_path.open("rb") as f:
         segments = [(s["p_paddr"], s.data()) for s in ELFFile(f).iter_segments() if s["p_type"] == "PT_LOAD"]
-    functions = FunctionMap(elf_path, LAYER_PREFIX)
+    functions = FunctionMap(elf_path)
 
     def layer_of(address: int) -> str:
         hit = functions.lookup(address)
-        return hit[0] if hit else OTHER
+        return hit[0] if hit and (hit[0].startswith(LAYER_PREFIX) or hit[0] == ENTRY) else OTHER
     uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
     uc.ctl_set_cpu_model(UC_CPU_ARM_CORTEX_M4)
     for origin, length in memory_regions(FIRMWARE / "boards" / "qemu-m4" / "linker.ld").values():
