@@ -59,7 +59,11 @@ class IntegerSemantics:
     ``run`` is what the reference executor computes (and the generated C must reproduce);
     ``accumulator_bound`` the worst-case magnitude of its int32 intermediates (0: none), checked by
     the quantizers and codegen; ``formats`` the quantizer's rule for the formats of its tensors.
+    ``applies_activation``: ``run`` computes a fused activation itself (the tflite scheme clamps its
+    output); otherwise the executor applies ``max(out, 0)`` after it.
     """
+
+    applies_activation: ClassVar[bool] = False
 
     def run(self, graph: Graph, node: Node, ins: list[np.ndarray]) -> np.ndarray:
         raise GraphError(f"{node.describe()}: no integer implementation")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from microai.graph.ir import GraphError, Node
+from microai.ops import tflite
 from microai.ops.base import Operator, Shape, per_channel, single, spatial
 from microai.ops.pow2 import POW2, Linear
 from microai.ops.windows import conv_sum
@@ -29,7 +30,7 @@ class Conv(Operator):
     def __init__(self, dims: int) -> None:
         self.dims = dims
         self.name = f"Conv{dims}D"
-        self.integer = {POW2: Linear("kernel", self._products)}
+        self.integer = {POW2: Linear("kernel", self._products), tflite.TFLITE: tflite.Linear(self._products)}
 
     # ------------------------------------------------------------ attributes
     def stride(self, node: Node) -> list[int]:

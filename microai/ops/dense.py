@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from microai.graph.ir import GraphError, Node
+from microai.ops import tflite
 from microai.ops.base import Operator, Shape, single
 from microai.ops.conv import arrange_pairs
 from microai.ops.pow2 import POW2, Linear
@@ -27,7 +28,7 @@ class Dense(Operator):
     weights = ("kernel", "bias")
     relu_fusable = True
     folds_scale = True
-    integer = {POW2: Linear("kernel", _products)}
+    integer = {POW2: Linear("kernel", _products), tflite.TFLITE: tflite.Linear(_products)}
 
     def shape(self, node: Node, ins: list[Shape]) -> Shape:
         x, k = single(ins, node), node.weights["kernel"]

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from microai.graph.ir import GraphError, Node
+from microai.graph.ir import Graph, GraphError, Node
+from microai.ops import tflite
 from microai.ops.base import Operator, Shape, single, spatial
 from microai.ops.pow2 import POW2, PassThrough
 from microai.ops.windows import zero_pad
@@ -16,18 +17,30 @@ if TYPE_CHECKING:
     from codegen.lowering import Layer, LoweringContext
 
 
+class _PadWithZeroPoint(tflite.TFLiteSemantics):
+    """TFLite's PAD of a quantized tensor: the padding holds the zero point (real 0); same format in, out."""
+
+    def __init__(self, op: ZeroPadding) -> None:
+        self.op = op
+
+    def run(self, graph: Graph, node: Node, ins: list[np.ndarray]) -> np.ndarray:
+        tflite.require_same_format(graph, node)
+        zp = tflite.affine(node).zero_point[0]
+        return self.op.pad(node, ins[0] - zp) + zp
+
+
 class ZeroPadding(Operator):
     keeps_input_format = True
 
     def __init__(self, dims: int) -> None:
         self.dims = dims
         self.name = f"ZeroPadding{dims}D"
-        self.integer = {POW2: PassThrough(self._pad)}
+        self.integer = {POW2: PassThrough(self.pad), tflite.TFLITE: _PadWithZeroPoint(self)}
 
     def padding(self, node: Node) -> list[int]:
         return spatial(node, "padding", 2 * self.dims)
 
-    def _pad(self, node: Node, x: np.ndarray) -> np.ndarray:
+    def pad(self, node: Node, x: np.ndarray) -> np.ndarray:
         return zero_pad(x, self.padding(node))
 
     def shape(self, node: Node, ins: list[Shape]) -> Shape:
@@ -37,7 +50,7 @@ class ZeroPadding(Operator):
         return (x[0], *[x[1 + d] + pad[2 * d] + pad[2 * d + 1] for d in range(self.dims)])
 
     def run_float(self, node: Node, ins: list[np.ndarray]) -> np.ndarray:
-        return self._pad(node, ins[0])
+        return self.pad(node, ins[0])
 
     def lower(self, ctx: LoweringContext, node: Node) -> Layer:
         ctx.require_natural_layout(node)
