@@ -101,12 +101,26 @@ class Add(Operator):
             out = out + other
         return out
 
-    def lower(self, ctx: LoweringContext, node: Node) -> Layer:
+    def lower_tflite(self, ctx: LoweringContext, node: Node) -> Layer:
+        self._same_layouts(ctx, node)
+        ctx.check_bound(node)
+        graph = ctx.graph
+        fa, fb = (tflite.input_affine(graph, node, i) for i in (0, 1))
+        params = {**TFLiteAdd().parameters(graph, node), **tflite.io_params(graph, node), "size": math.prod(node.shape),
+                  "a_t": tflite.c_type(fa), "b_t": tflite.c_type(fb), "zp_a": fa.zero_point[0],
+                  "zp_b": fb.zero_point[0]}
+        return ctx.layer(node, "tflite_add.c.j2", params)
+
+    @staticmethod
+    def _same_layouts(ctx: LoweringContext, node: Node) -> None:
         layouts = {ctx.layout[i] for i in node.inputs}
         if len(layouts) != 1:
             raise ctx.error(f"{node.describe()}: operands are laid out differently in memory "
                             f"({sorted(layouts)})")
         ctx.layout[node.name] = layouts.pop()
+
+    def lower(self, ctx: LoweringContext, node: Node) -> Layer:
+        self._same_layouts(ctx, node)
         ctx.check_bound(node)
         if ctx.integer:
             fracs = [ctx.input_fmt(node, i).frac for i in range(len(node.inputs))]

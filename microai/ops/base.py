@@ -115,7 +115,11 @@ class Operator:
         """The C layer computing ``node``: template name, its parameters and constant arrays."""
         raise ctx.error(f"{node.describe()}: operator not supported by the C generator")
 
+    def lower_tflite(self, ctx: LoweringContext, node: Node) -> Layer:
+        """:meth:`lower` for a graph of the tflite scheme (TFLite's arithmetic, its own templates)."""
+        raise ctx.error(f"{node.describe()}: operator not supported by the C generator in the tflite scheme")
+
     @property
     def lowers_to_c(self) -> bool:
-        """True when the operator has a C template of its own (aliases and Input need none)."""
-        return type(self).lower is not Operator.lower
+        """True when the operator has a C template of its own in some scheme (aliases and Input need none)."""
+        return type(self).lower is not Operator.lower or type(self).lower_tflite is not Operator.lower_tflite

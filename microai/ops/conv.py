@@ -81,11 +81,8 @@ class Conv(Operator):
             arrays = ctx.arrays(node, params, kernel=channels_last.reshape(c_out, -1), bias=bias)
             return ctx.layer(node, template, params, arrays)
         # the optimized kernels see a Conv1D as a Conv2D of one row
-        as_2d = {"in_size": [1, *params["in_size"]][-2:], "out_size": [1, *params["out_size"]][-2:],
-                 "kernel_size": [1, *ksize][-2:], "stride": [1, *params["stride"]][-2:],
-                 "pad": [0, 0, *params["pad"]][-4:], "dims": self.dims}
-        params |= as_2d
-        kh, kw = as_2d["kernel_size"]
+        params |= {**as_2d(params), "dims": self.dims}
+        kh, kw = params["kernel_size"]
         rows = channels_last.reshape(c_out, kh, kw, c_in)
         bias = np.pad(bias, (0, c_out % 2))
         if ctx.integer:
@@ -101,6 +98,19 @@ class Conv(Operator):
         arrays = ctx.arrays(node, params, kernel=arranged, bias=bias)
         return ctx.layer(node, template, params, arrays, scratch_bytes=2 * kh * row * 4,
                          helpers=[ctx.helper("optimized/_block_f.c.j2")])
+
+    def lower_tflite(self, ctx: LoweringContext, node: Node) -> Layer:
+        kernel = ctx.weights(node, "kernel")
+        c_out, c_in, *ksize = kernel.shape
+        params = {"c_in": c_in, "c_out": c_out, **as_2d(self.geometry(ctx, node))}
+        rows = np.moveaxis(kernel, 1, -1).reshape(c_out, -1)  # (out, kh, kw, in): channels-last windows
+        return tflite.lower_linear(ctx, node, "tflite_conv.c.j2", params, rows)
+
+    def geometry(self, ctx: LoweringContext, node: Node) -> dict:
+        """``in_size``, ``out_size``, ``kernel_size``, ``stride``, ``pad`` of the layer (its own dimensions)."""
+        return {"in_size": list(ctx.input_shape(node)[1:]), "out_size": list(node.shape[1:]),
+                "kernel_size": list(node.weights["kernel"].shape[2:]), "stride": self.stride(node),
+                "pad": self.padding(node)}
 
     def _lower_integer(self, ctx: LoweringContext, node: Node, params: dict, rows: np.ndarray,
                        bias: np.ndarray, template: str) -> Layer:
@@ -123,6 +133,14 @@ class Conv(Operator):
                            asm=6 * step + 4 * unroll <= ASM_OFFSET_LIMIT)
         return ctx.layer(node, template, params, arrays, scratch_bytes=2 * (band + weights * ctx.narrow),
                          helpers=[block])
+
+
+def as_2d(geometry: dict) -> dict:
+    """Window geometry (``in_size``, ``out_size``, ``kernel_size``, ``stride``, ``pad``) of a 1D or 2D operator as
+    that of a 2D one: a 1D operator is a 2D operator over one row."""
+    return {"in_size": [1, *geometry["in_size"]][-2:], "out_size": [1, *geometry["out_size"]][-2:],
+            "kernel_size": [1, *geometry["kernel_size"]][-2:], "stride": [1, *geometry["stride"]][-2:],
+            "pad": [0, 0, *geometry["pad"]][-4:]}
 
 
 def arrange_pairs(rows: np.ndarray, steps: int, narrow: bool) -> np.ndarray:

@@ -44,6 +44,11 @@ class Dense(Operator):
         y = ins[0].astype(np.float32) @ node.weights["kernel"].astype(np.float32).T
         return y + node.weights["bias"].astype(np.float32).reshape(1, -1)
 
+    def lower_tflite(self, ctx: LoweringContext, node: Node) -> Layer:
+        kernel = ctx.weights(node, "kernel")[:, ctx.memory_order(ctx.layout[node.inputs[0]])]
+        params = {"n_in": kernel.shape[1], "n_out": kernel.shape[0]}
+        return tflite.lower_linear(ctx, node, "tflite_dense.c.j2", params, kernel)
+
     def lower(self, ctx: LoweringContext, node: Node) -> Layer:
         ctx.check_bound(node)
         kernel = ctx.weights(node, "kernel")

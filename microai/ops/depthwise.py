@@ -15,7 +15,7 @@ import numpy as np
 from microai.graph.ir import GraphError, Node
 from microai.ops import tflite
 from microai.ops.base import Operator, Shape, per_channel, single, spatial
-from microai.ops.conv import conv_out
+from microai.ops.conv import as_2d, conv_out
 from microai.ops.windows import windows, zero_pad
 
 if TYPE_CHECKING:
@@ -70,6 +70,15 @@ class DepthwiseConv(Operator):
 
     def _products(self, node: Node, x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
         return np.rint(self._sum(node, x, kernel, np.float64)).astype(np.int64)
+
+    def lower_tflite(self, ctx: LoweringContext, node: Node) -> Layer:
+        kernel = ctx.weights(node, "kernel")
+        in_shape = ctx.input_shape(node)
+        geometry = {"in_size": list(in_shape[1:]), "out_size": list(node.shape[1:]),
+                    "kernel_size": list(kernel.shape[2:]), "stride": self.stride(node), "pad": self.padding(node)}
+        params = {"c_in": in_shape[0], "c_out": len(kernel), "depth_multiplier": self.multiplier(node, in_shape[0]),
+                  **as_2d(geometry)}
+        return tflite.lower_linear(ctx, node, "tflite_depthwise.c.j2", params, kernel.reshape(len(kernel), -1))
 
 
 OPERATORS = (DepthwiseConv(1), DepthwiseConv(2))

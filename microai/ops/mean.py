@@ -66,5 +66,14 @@ class Mean(Operator):
         x = ins[0]
         return x.reshape(len(x), x.shape[1], -1).mean(axis=-1, dtype=np.float32)
 
+    def lower_tflite(self, ctx: LoweringContext, node: Node) -> Layer:
+        ctx.require_natural_layout(node)
+        ctx.check_bound(node)
+        count, multiplier, shift = mean_requantization(ctx.graph, node)
+        fout = tflite.affine(node)
+        params = {**tflite.io_params(ctx.graph, node), "channels": node.shape[0], "positions": count,
+                  "multiplier": multiplier, "shift": shift, "out_min": fout.min_int, "out_max": fout.max_int}
+        return ctx.layer(node, "tflite_mean.c.j2", params)
+
 
 OPERATORS = (Mean(),)

@@ -17,6 +17,7 @@ import numpy as np
 from microai.graph.ir import Graph, GraphError, Node
 from microai.ops import tflite
 from microai.ops.base import IntegerSemantics, Operator, Shape, single, spatial
+from microai.ops.conv import as_2d
 from microai.ops.pow2 import POW2, PassThrough, check_long, require_input_format
 from microai.ops.windows import pool_windows
 from microai.quant.formats import saturate
@@ -63,6 +64,16 @@ class Pool(Operator):
             raise GraphError(f"{node.describe()}: padding {pad} not smaller than the pool {pool}")
         return (x[0], *[pool_out(x[1 + d] + pad[2 * d] + pad[2 * d + 1], pool[d], stride[d], node.describe())
                         for d in range(self.dims)])
+
+    def lower_tflite(self, ctx: LoweringContext, node: Node) -> Layer:
+        ctx.require_natural_layout(node)
+        ctx.require_same_format(node)
+        in_shape = ctx.input_shape(node)
+        geometry = as_2d({"in_size": list(in_shape[1:]), "out_size": list(node.shape[1:]),
+                          "kernel_size": self.pool_size(node), "stride": self.stride(node), "pad": self.padding(node)})
+        params = {"channels": in_shape[0], **geometry, "pool_size": geometry["kernel_size"],
+                  "kind": self.kind.lower(), **tflite.io_params(ctx.graph, node)}
+        return ctx.layer(node, "tflite_pool.c.j2", params)
 
     def lower(self, ctx: LoweringContext, node: Node) -> Layer:
         if any(self.padding(node)):

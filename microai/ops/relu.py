@@ -39,6 +39,13 @@ class ReLU(Operator):
     def run_float(self, node: Node, ins: list[np.ndarray]) -> np.ndarray:
         return np.maximum(ins[0], np.float32(0))
 
+    def lower_tflite(self, ctx: LoweringContext, node: Node) -> Layer:
+        ctx.require_same_format(node)
+        ctx.layout[node.name] = ctx.layout[node.inputs[0]]
+        params = {"size": math.prod(node.shape), "in_t": tflite.c_type(tflite.affine(node)),
+                  "zp": tflite.affine(node).zero_point[0]}
+        return ctx.layer(node, "tflite_relu.c.j2", params)
+
     def lower(self, ctx: LoweringContext, node: Node) -> Layer:
         ctx.require_same_format(node)
         ctx.layout[node.name] = ctx.layout[node.inputs[0]]

@@ -92,6 +92,15 @@ class Softmax(Operator):
         beta = node.attrs.get("beta", 1.0)
         return softmax(ins[0] if beta == 1.0 else ins[0] * np.float32(beta))
 
+    def lower_tflite(self, ctx: LoweringContext, node: Node) -> Layer:
+        if len(node.shape) != 1:
+            raise ctx.error(f"{node.describe()}: Softmax over a {len(node.shape)}-D tensor {node.shape} "
+                            f"is not supported (Flatten first)")
+        ctx.layout[node.name] = ctx.layout[node.inputs[0]]
+        multiplier, shift, diff_min = softmax_parameters(ctx.graph, node)
+        params = {"size": node.shape[0], "multiplier": multiplier, "shift": shift, "diff_min": diff_min}
+        return ctx.layer(node, "tflite_softmax.c.j2", params)
+
     def lower(self, ctx: LoweringContext, node: Node) -> Layer:
         if len(node.shape) != 1:
             raise ctx.error(f"{node.describe()}: Softmax over a {len(node.shape)}-D tensor {node.shape} "

@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from microai.graph.ir import AffineFormat, Graph, GraphError, Node
 from microai.ops.base import IntegerSemantics, per_channel
 from microai.ops.pow2 import LONG_MAX, LONG_MIN, AccumulatorOverflow, check_long
+
+if TYPE_CHECKING:
+    from codegen.lowering import Layer, LoweringContext
 
 #: The scheme's name in ``Operator.integer``.
 TFLITE = "tflite"
@@ -177,6 +181,36 @@ def linear_requantization(graph: Graph, node: Node, weight: str) -> tuple[np.nda
     scales = affine(node, weight).scales(len(node.weights[weight]))
     pairs = [quantize_multiplier(effective_scale(s_in, s_w, divisor=s_out)) for s_w in scales]
     return (np.array([m for m, _ in pairs], dtype=np.int64), np.array([s for _, s in pairs], dtype=np.int64))
+
+
+# ------------------------------------------------------------------ C
+C_TYPES = {8: "int8_t", 16: "int16_t", 32: "int32_t", 64: "int64_t"}
+
+
+def c_type(fmt: AffineFormat) -> str:
+    """The C type of a tensor of ``fmt``."""
+    return C_TYPES[fmt.width]
+
+
+def io_params(graph: Graph, node: Node) -> dict[str, Any]:
+    """Types, zero points and activation clamp of a one-input layer (template parameters)."""
+    fin, fout = input_affine(graph, node), affine(node)
+    lo, hi = activation_range(node, fout)
+    return {"in_t": c_type(fin), "out_t": c_type(fout), "zp_in": fin.zero_point[0], "zp_out": fout.zero_point[0],
+            "act_min": lo, "act_max": hi}
+
+
+def lower_linear(ctx: LoweringContext, node: Node, template: str, params: dict[str, Any],
+                 kernel: np.ndarray) -> Layer:
+    """The C layer of a multiply-accumulate node: geometry ``params`` and the kernel rows as C stores them, plus
+    the bias, per-channel multipliers and shifts, types, zero points and clamp (``p``, for ``_tflite.j2``)."""
+    graph = ctx.graph
+    ctx.check_bound(node)
+    multiplier, shift = linear_requantization(graph, node, "kernel")
+    p = {**io_params(graph, node), "acc_t": "int32_t" if input_affine(graph, node).width == 8 else "int64_t"}
+    arrays = ctx.typed_arrays(node, p, kernel=("int8_t", kernel), bias=(p["acc_t"], ctx.weights(node, "bias")),
+                              multiplier=("int32_t", multiplier), shift=("int32_t", shift))
+    return ctx.layer(node, template, {**params, **p, "p": p}, arrays)
 
 
 # ------------------------------------------------------------------ semantics shared by several operators

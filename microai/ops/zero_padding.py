@@ -10,6 +10,7 @@ import numpy as np
 from microai.graph.ir import Graph, GraphError, Node
 from microai.ops import tflite
 from microai.ops.base import Operator, Shape, single, spatial
+from microai.ops.conv import as_2d
 from microai.ops.pow2 import POW2, PassThrough
 from microai.ops.windows import zero_pad
 
@@ -51,6 +52,16 @@ class ZeroPadding(Operator):
 
     def run_float(self, node: Node, ins: list[np.ndarray]) -> np.ndarray:
         return self.pad(node, ins[0])
+
+    def lower_tflite(self, ctx: LoweringContext, node: Node) -> Layer:
+        ctx.require_natural_layout(node)
+        ctx.require_same_format(node)
+        in_shape = ctx.input_shape(node)
+        geometry = as_2d({"in_size": list(in_shape[1:]), "out_size": list(node.shape[1:]), "kernel_size": [1],
+                          "stride": [1], "pad": self.padding(node)})
+        params = {"channels": in_shape[0], **geometry, "in_t": tflite.c_type(tflite.affine(node)),
+                  "zp": tflite.affine(node).zero_point[0]}
+        return ctx.layer(node, "tflite_pad.c.j2", params)
 
     def lower(self, ctx: LoweringContext, node: Node) -> Layer:
         ctx.require_natural_layout(node)
