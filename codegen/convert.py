@@ -15,6 +15,7 @@ from codegen.errors import CodegenError
 from codegen.lowering import Layer, Lowered, lower
 from codegen.memory import Buffer, Placement, lower_bound, plan, pool_allocation
 from codegen.render import render
+from microai import ops
 from microai.graph import Graph, GraphError
 from microai.graph.passes import simplify
 
@@ -124,10 +125,8 @@ def _buffers(g: Graph, lowered: Lowered) -> list[Buffer]:
 
 def _layer_summary(g: Graph, layer: Layer, placement: Placement) -> dict[str, Any]:
     node = layer.node
-    kernel = node.weights.get("kernel")
-    macs = math.prod(node.shape) * math.prod(kernel.shape[1:]) if kernel is not None else 0
     summary = {"function": layer.function, "node": node.name, "op": node.op, "output_shape": list(node.shape),
-               "macs": macs, "arena_offset": placement.offsets.get(node.name)}
+               "macs": ops.of(node).macs(node), "arena_offset": placement.offsets.get(node.name)}
     if g.is_quantized:
         summary["formats"] = {k: str(f) for k, f in node.formats.items()}
     return summary

@@ -22,9 +22,9 @@ from test_deploy_support import needs_qemu
 
 import codegen
 from codegen.convert import prepare
-from codegen.lowering import _interior
 from microai.deploy.boards import get_board
 from microai.graph import Graph
+from microai.ops.conv import interior
 from microai.quant import reference
 from microai.quant.ptq import quantize_ptq
 
@@ -38,7 +38,7 @@ def test_interior_positions_are_exactly_the_unpadded_windows(in_size: int, kerne
     assume(out_size >= 1)
     starts = [pos * stride - pad_before for pos in range(out_size)]
     inside = [pos for pos, start in enumerate(starts) if start >= 0 and start + kernel <= in_size]
-    first, end = _interior(in_size, out_size, kernel, stride, pad_before)
+    first, end = interior(in_size, out_size, kernel, stride, pad_before)
     assert list(range(first, end)) == inside
 
 

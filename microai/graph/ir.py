@@ -8,13 +8,13 @@ Weights keep PyTorch layouts: Conv1D kernel ``(out, in, k)``, Conv2D kernel
 A graph is saved as two files with one stem: ``<stem>.json`` (structure,
 attributes, number formats; human readable) and ``<stem>.npz`` (weights).
 The integer arithmetic every backend must reproduce is specified in
-``docs/arithmetic.md``.
+``docs/arithmetic.md``. What each operator is (weights, attributes, shape rule, semantics) is
+defined in :mod:`microai.ops`; this module only knows nodes, formats and files.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,28 +22,6 @@ from typing import Any
 import numpy as np
 
 FORMAT_VERSION = 1
-
-#: Operators and the weight names each one carries.
-OPERATORS: dict[str, tuple[str, ...]] = {
-    "Input": (),
-    "Conv1D": ("kernel", "bias"),
-    "Conv2D": ("kernel", "bias"),
-    "Dense": ("kernel", "bias"),
-    "MaxPool1D": (),
-    "MaxPool2D": (),
-    "AvgPool1D": (),
-    "AvgPool2D": (),
-    "Add": (),
-    "ReLU": (),
-    "BatchNorm": ("mean", "var", "gamma", "beta"),  # folded to ("scale", "bias") by codegen passes
-    "Scale": ("scale", "bias"),  # per-channel multiply-add (a BatchNorm without a conv to fold into)
-    "Flatten": (),
-    "ZeroPadding1D": (),
-    "ZeroPadding2D": (),
-    "Softmax": (),
-    "Identity": (),
-}
-
 
 class GraphError(ValueError):
     """A graph that cannot be built, saved, loaded or run; the message names the node."""
@@ -160,16 +138,17 @@ class Graph:
     # -------------------------------------------------------------- checking
     def validate(self) -> None:
         """Check names, operators, topological order and weights; then infer shapes."""
+        from microai import ops  # deferred: the operator modules build on this module's types
+
         seen: set[str] = set()
         for n in self.nodes:
-            if n.op not in OPERATORS:
-                raise GraphError(f"{n.describe()}: unsupported operator; supported: {sorted(OPERATORS)}")
+            op = ops.of(n)
             if n.name in seen:
                 raise GraphError(f"{n.describe()}: duplicate node name")
             for i in n.inputs:
                 if i not in seen:
                     raise GraphError(f"{n.describe()}: input '{i}' is not defined before it")
-            missing = [w for w in OPERATORS[n.op] if w not in n.weights]
+            missing = [w for w in op.weights if w not in n.weights]
             if missing:
                 raise GraphError(f"{n.describe()}: missing weights {missing}")
             seen.add(n.name)
@@ -187,11 +166,9 @@ class Graph:
 
     def macs(self) -> int:
         """Multiply-accumulates per inference of Conv and Dense layers (the paper's count)."""
-        total = 0
-        for n in self.nodes:
-            if n.op in ("Conv1D", "Conv2D", "Dense"):
-                total += int(np.prod(n.shape)) * int(np.prod(n.weights["kernel"].shape[1:]))
-        return total
+        from microai import ops
+
+        return sum(ops.of(n).macs(n) for n in self.nodes)
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
@@ -270,86 +247,13 @@ def artifact_paths(path: str | Path) -> tuple[Path, Path]:
 
 
 # ---------------------------------------------------------------- shape inference
-def _pool_out(length: int, pool: int, stride: int, where: str) -> int:
-    if pool > length:
-        raise GraphError(f"{where}: pool size {pool} larger than input length {length}")
-    return (length - pool) // stride + 1
-
-
-def _conv_out(length: int, k: int, stride: int, pad: int, where: str) -> int:
-    out = (length + pad - k) // stride + 1
-    if out < 1:
-        raise GraphError(f"{where}: kernel {k} larger than padded input {length + pad}")
-    return out
-
-
 def infer_shapes(g: Graph) -> None:
-    """Compute every node's output shape in place; raise GraphError naming the node on mismatch.
+    """Compute every node's output shape in place with its operator's shape rule (:mod:`microai.ops`);
+    raise GraphError naming the node on mismatch."""
+    from microai import ops
 
-    Attributes: Conv ``stride``, ``padding`` (1D: [left, right]; 2D: [top, bottom, left, right]);
-    pools ``pool_size`` and ``stride`` (lists for 2D); ZeroPadding ``padding`` (same layout as Conv).
-    """
     shapes: dict[str, tuple[int, ...]] = {}
     for n in g.nodes:
-        where = n.describe()
-        ins = [shapes[i] for i in n.inputs]
-        a = n.attrs
-        if n.op == "Input":
-            shape = tuple(int(s) for s in a["shape"])
-        elif n.op in ("Conv1D", "Conv2D"):
-            dims = 1 if n.op == "Conv1D" else 2
-            (x,) = ins
-            k = n.weights["kernel"]
-            if len(x) != dims + 1 or k.ndim != dims + 2:
-                raise GraphError(f"{where}: input shape {x} / kernel {k.shape} do not make a {n.op}")
-            if k.shape[1] != x[0]:
-                raise GraphError(f"{where}: kernel expects {k.shape[1]} input channels, input has {x[0]}")
-            stride = _as_list(a.get("stride", 1), dims)
-            pad = a.get("padding", [0] * 2 * dims)
-            spatial = [
-                _conv_out(x[1 + d], k.shape[2 + d], stride[d], pad[2 * d] + pad[2 * d + 1], where)
-                for d in range(dims)
-            ]
-            shape = (k.shape[0], *spatial)
-        elif n.op == "Dense":
-            (x,) = ins
-            k = n.weights["kernel"]
-            if len(x) != 1 or k.shape[1] != x[0]:
-                raise GraphError(f"{where}: kernel {k.shape} does not accept input {x} (Flatten first?)")
-            shape = (k.shape[0],)
-        elif n.op in ("MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D"):
-            dims = int(n.op[-2])
-            (x,) = ins
-            if len(x) != dims + 1:
-                raise GraphError(f"{where}: input shape {x} is not {dims}D")
-            pool = _as_list(a["pool_size"], dims)
-            stride = _as_list(a.get("stride", pool), dims)
-            shape = (x[0], *[_pool_out(x[1 + d], pool[d], stride[d], where) for d in range(dims)])
-        elif n.op in ("ZeroPadding1D", "ZeroPadding2D"):
-            dims = int(n.op[-2])
-            (x,) = ins
-            pad = a["padding"]
-            shape = (x[0], *[x[1 + d] + pad[2 * d] + pad[2 * d + 1] for d in range(dims)])
-        elif n.op == "Add":
-            if len(ins) < 2 or any(s != ins[0] for s in ins):
-                raise GraphError(f"{where}: operands must have equal shapes, got {ins}")
-            shape = ins[0]
-        elif n.op == "Flatten":
-            (x,) = ins
-            shape = (math.prod(x),)
-        elif n.op in ("BatchNorm", "Scale"):
-            (x,) = ins
-            w = n.weights["gamma" if n.op == "BatchNorm" else "scale"]
-            if w.shape != (x[0],):
-                raise GraphError(f"{where}: {w.shape[0]} channels of parameters for input {x}")
-            shape = x
-        elif n.op in ("ReLU", "Softmax", "Identity"):
-            (shape,) = ins
-        else:  # pragma: no cover - validate() rejects unknown operators first
-            raise GraphError(f"{where}: no shape rule")
+        shape = ops.of(n).shape(n, [shapes[i] for i in n.inputs])
         n.shape = tuple(int(s) for s in shape)
         shapes[n.name] = n.shape
-
-
-def _as_list(v: int | list[int], dims: int) -> list[int]:
-    return [int(v)] * dims if isinstance(v, int) else [int(x) for x in v]

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from microai import ops
 from microai.graph.ir import Graph, GraphError, Node
-
-#: Producers a following ReLU can be fused into (``attrs["activation"] = "relu"``).
-RELU_FUSABLE = ("Conv1D", "Conv2D", "Dense", "MaxPool1D", "MaxPool2D", "Add", "Scale")
 
 
 def remove_identity(g: Graph) -> Graph:
@@ -25,12 +23,13 @@ def remove_identity(g: Graph) -> Graph:
 
 
 def fold_zero_padding(g: Graph) -> Graph:
-    """Merge a ZeroPadding whose consumers are all convolutions of its dimension into their padding."""
+    """Merge a ZeroPadding whose consumers all absorb padding of its dimension (convolutions) into theirs."""
     g = g.copy()
     for pad in [n for n in g.nodes if n.op in ("ZeroPadding1D", "ZeroPadding2D")]:
-        conv_op = "Conv" + pad.op[-2:]
+        dims = ops.of(pad).dims
         users = g.consumers(pad.name)
-        if not users or pad.name == g.output or any(u.op != conv_op for u in users):
+        if not users or pad.name == g.output or any(not ops.of(u).absorbs_padding or ops.of(u).dims != dims
+                                                     for u in users):
             continue
         for conv in users:
             old = conv.attrs.get("padding", [0] * len(pad.attrs["padding"]))
@@ -65,7 +64,7 @@ def fold_scale_into_conv(g: Graph) -> Graph:
     g = g.copy()
     for scale in [n for n in g.nodes if n.op == "Scale"]:
         prod = g.node(scale.inputs[0])
-        if (prod.op not in ("Conv1D", "Conv2D", "Dense") or "activation" in prod.attrs
+        if (not ops.of(prod).folds_scale or "activation" in prod.attrs
                 or prod.name == g.output or len(g.consumers(prod.name)) != 1):
             continue
         if g.is_quantized:
@@ -83,11 +82,11 @@ def fold_scale_into_conv(g: Graph) -> Graph:
 
 
 def fuse_relu(g: Graph) -> Graph:
-    """ReLU after a Conv/Dense/MaxPool/Add/Scale used only by it -> ``attrs["activation"] = "relu"``."""
+    """ReLU after a ``relu_fusable`` producer used only by it -> ``attrs["activation"] = "relu"``."""
     g = g.copy()
     for relu in [n for n in g.nodes if n.op == "ReLU"]:
         prod = g.node(relu.inputs[0])
-        if (prod.op not in RELU_FUSABLE or "activation" in prod.attrs or prod.name == g.output
+        if (not ops.of(prod).relu_fusable or "activation" in prod.attrs or prod.name == g.output
                 or len(g.consumers(prod.name)) != 1):
             continue
         if g.is_quantized and relu.formats.get("output") != prod.formats.get("output"):

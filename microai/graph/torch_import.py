@@ -19,6 +19,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from microai.graph.ir import Graph, GraphError, Node
+from microai.ops.base import as_list
 
 _SHAPE_PROBE_BATCH = 2  # > 1 so that a reshape that does not keep the batch dimension is caught
 
@@ -93,10 +94,6 @@ def _np(t: torch.Tensor | None, like: int | None = None, fill: float = 0.0) -> n
     if t is None:
         return np.full(like, fill, dtype=np.float32)
     return t.detach().cpu().to(torch.float32).numpy().copy()
-
-
-def _pair(v: Any, dims: int) -> list[int]:
-    return [int(v)] * dims if isinstance(v, int) else [int(i) for i in v]
 
 
 class _Importer:
@@ -216,8 +213,8 @@ class _Importer:
             totals = [k - 1 for k in m.kernel_size]  # PyTorch puts the odd extra sample on the right
             pad = [p for t in totals for p in (t // 2, t - t // 2)]
         else:
-            pad = [p for p in _pair(m.padding, dims) for _ in range(2)]
-        stride = _pair(m.stride, dims)
+            pad = [p for p in as_list(m.padding, dims) for _ in range(2)]
+        stride = as_list(m.stride, dims)
         self._unary(fx_node, f"Conv{dims}D",
                     {"stride": stride[0] if dims == 1 else stride, "padding": pad},
                     {"kernel": _np(m.weight), "bias": _np(m.bias, m.out_channels)})
@@ -229,16 +226,16 @@ class _Importer:
         is_max = isinstance(m, (nn.MaxPool1d, nn.MaxPool2d))
         dims = 1 if isinstance(m, (nn.MaxPool1d, nn.AvgPool1d)) else 2
         what = type(m).__name__
-        if any(p != 0 for p in _pair(m.padding, dims)):
+        if any(p != 0 for p in as_list(m.padding, dims)):
             self._fail(fx_node, f"{what} with padding={m.padding}")
         if m.ceil_mode:
             self._fail(fx_node, f"{what} with ceil_mode=True")
-        if is_max and (any(d != 1 for d in _pair(m.dilation, dims)) or m.return_indices):
+        if is_max and (any(d != 1 for d in as_list(m.dilation, dims)) or m.return_indices):
             self._fail(fx_node, f"{what} with dilation or return_indices")
         if not is_max and getattr(m, "divisor_override", None) is not None:  # AvgPool1d has none
             self._fail(fx_node, f"{what} with divisor_override")
-        pool = _pair(m.kernel_size, dims)
-        stride = _pair(m.stride if m.stride is not None else m.kernel_size, dims)
+        pool = as_list(m.kernel_size, dims)
+        stride = as_list(m.stride if m.stride is not None else m.kernel_size, dims)
         self._pool(fx_node, is_max, dims, pool, stride)
 
     def adaptive_pool(self, fx_node: fx.Node, m: nn.Module) -> None:

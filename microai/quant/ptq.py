@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from microai import ops
 from microai.graph.ir import Graph, GraphError, Node, QFormat
 from microai.graph.passes import simplify
 from microai.quant import reference
@@ -27,8 +28,6 @@ from microai.quant.formats import check_width, frac_bits_for, quantize_array
 GRANULARITIES = ("network", "layer")
 SHIFT_ROUNDINGS = ("floor", "nearest")
 QUANT_ROUNDINGS = ("trunc", "nearest")
-#: Operators whose output keeps the input format (their integer values pass unchanged or are averaged).
-KEEPS_INPUT_FORMAT = reference.PASS_THROUGH + ("AvgPool1D", "AvgPool2D")
 
 
 def calibrate(graph: Graph, x: np.ndarray, batch_size: int = reference.DEFAULT_BATCH) -> dict[str, float]:
@@ -116,19 +115,8 @@ def _frac_chooser(g: Graph, activations: dict[str, float], width: int, granulari
 
 def _formats(g: Graph, n: Node, frac_of: Callable[[Node, str], int], width: int,
              coarsen: int = 0) -> dict[str, QFormat]:
-    """Formats of node ``n``; ``coarsen`` drops that many fractional bits of its kernel/scale so the
-    worst-case int32 accumulator fits (per-layer formats only)."""
-    if n.op in KEEPS_INPUT_FORMAT:
+    """Formats of node ``n`` by its operator's rule; ``coarsen`` drops that many fractional bits of its
+    kernel/scale so the worst-case int32 accumulator fits (per-layer formats only)."""
+    if ops.of(n).keeps_input_format:
         return {"output": g.node(n.inputs[0]).formats["output"]}
-    if n.op == "Softmax":
-        return {"output": QFormat(width, width - 1)}
-    if n.op == "BatchNorm":  # pragma: no cover - simplify() turned every BatchNorm into a Scale
-        raise GraphError(f"{n.describe()}: BatchNorm left after simplify")
-    formats = {key: QFormat(width, frac_of(n, key)) for key in ("output", *n.weights)}
-    if "bias" in formats:
-        w_key = "scale" if n.op == "Scale" else "kernel"
-        formats[w_key] = QFormat(width, formats[w_key].frac - coarsen)
-        # Bits below the accumulator's resolution would be shifted away: cap the bias precision.
-        n_acc = g.node(n.inputs[0]).formats["output"].frac + formats[w_key].frac
-        formats["bias"] = QFormat(width, min(formats["bias"].frac, n_acc))
-    return formats
+    return ops.integer(g, n).formats(g, n, frac_of, width, coarsen)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.experimental.optimization import fuse
 
+from microai import ops
 from microai.graph.ir import Graph, GraphError, QFormat
 from microai.graph.passes import simplify
 from microai.graph.torch_import import from_torch, is_shape_query, pooling_module
@@ -290,8 +291,6 @@ def train_qat(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, cfg: T
 
 
 # ------------------------------------------------------------------------------------ export
-_KEEP_FORMAT = ("MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D", "ReLU", "Flatten", "Identity",
-                "ZeroPadding1D", "ZeroPadding2D")
 
 def export_qat(qat_model: QATModel, input_shape: tuple[int, ...], width: int) -> Graph:
     """The quantized graph IR of ``qat_model`` with its frozen formats and fixed-point weights.
@@ -312,7 +311,7 @@ def export_qat(qat_model: QATModel, input_shape: tuple[int, ...], width: int) ->
     for node in graph.nodes:
         if node.name in qat_model.quantizers:
             formats[node.name] = qat_model.output_quantizer(node.name).format
-        elif node.op in _KEEP_FORMAT:
+        elif ops.of(node).keeps_input_format:
             formats[node.name] = formats[node.inputs[0]]
         else:
             raise QATError(f"{settings.model_name}: {node.describe()} has no QAT format "

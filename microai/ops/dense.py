@@ -1,0 +1,58 @@
+"""Dense (fully connected): ``y = kernel @ x + bias`` on a vector.
+
+Weights: ``kernel`` (out, in) as in PyTorch, ``bias`` (out,). Attribute: ``activation``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from microai.graph.ir import GraphError, Node
+from microai.ops.base import Operator, Shape, single
+from microai.ops.pow2 import POW2, Linear
+
+if TYPE_CHECKING:
+    from codegen.lowering import Layer, LoweringContext
+
+
+def _products(node: Node, x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    return np.rint(x.astype(np.float64) @ kernel.astype(np.float64).T).astype(np.int64)
+
+
+class Dense(Operator):
+    name = "Dense"
+    weights = ("kernel", "bias")
+    relu_fusable = True
+    folds_scale = True
+    integer = {POW2: Linear("kernel", _products)}
+
+    def shape(self, node: Node, ins: list[Shape]) -> Shape:
+        x, k = single(ins, node), node.weights["kernel"]
+        if len(x) != 1 or k.shape[1] != x[0]:
+            raise GraphError(f"{node.describe()}: kernel {k.shape} does not accept input {x} "
+                             f"(Flatten first?)")
+        return (k.shape[0],)
+
+    def macs(self, node: Node) -> int:
+        return int(np.prod(node.shape)) * int(np.prod(node.weights["kernel"].shape[1:]))
+
+    def run_float(self, node: Node, ins: list[np.ndarray]) -> np.ndarray:
+        y = ins[0].astype(np.float32) @ node.weights["kernel"].astype(np.float32).T
+        return y + node.weights["bias"].astype(np.float32).reshape(1, -1)
+
+    def lower(self, ctx: LoweringContext, node: Node) -> Layer:
+        ctx.check_bound(node)
+        kernel = ctx.weights(node, "kernel")
+        # the input may be a flattened channels-last tensor: permute the columns to its memory order
+        kernel = kernel[:, ctx.memory_order(ctx.layout[node.inputs[0]])]
+        acc_frac = ctx.input_fmt(node).frac + ctx.fmt(node, "kernel").frac if ctx.integer else 0
+        arrays = [ctx.array(node, "kernel", "number_t", kernel),
+                  ctx.array(node, "bias", "long_number_t", ctx.bias(node, acc_frac))]
+        params = {"n_in": kernel.shape[1], "n_out": kernel.shape[0], "kernel": arrays[0].name,
+                  "bias": arrays[1].name, **ctx.finish(node, acc_frac)}
+        return ctx.layer(node, "dense.c.j2", params, arrays)
+
+
+OPERATORS = (Dense(),)
