@@ -1,4 +1,5 @@
-"""CLI: ``python -m codegen MODEL_ARTIFACT -o OUTDIR`` (artifact = a Graph.save stem, .json or .npz)."""
+"""CLI: ``python -m codegen MODEL -o OUTDIR``: MODEL is a graph artifact (a Graph.save stem, .json or
+.npz) or a Keras model (.keras, .h5), converted to a float32 graph first."""
 
 from __future__ import annotations
 
@@ -9,15 +10,17 @@ from pathlib import Path
 from codegen.convert import convert
 from codegen.errors import CodegenError
 from microai.graph import Graph, GraphError
+from microai.graph.keras_io import KERAS_SUFFIXES, load_keras
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m codegen", description=__doc__)
-    parser.add_argument("artifact", type=Path, help="graph artifact (<stem>, <stem>.json or <stem>.npz)")
+    parser.add_argument("artifact", type=Path,
+                        help="graph artifact (<stem>, <stem>.json, <stem>.npz) or Keras model (.keras, .h5)")
     parser.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the generated C library")
     args = parser.parse_args(argv)
     try:
-        result = convert(Graph.load(args.artifact), args.outdir)
+        result = convert(_load(args.artifact), args.outdir)
     except (CodegenError, GraphError) as e:
         print(f"codegen: {args.artifact}: {e}", file=sys.stderr)
         return 1
@@ -25,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{result.activation_bytes_planned} B planned ({result.activation_bytes_pools} B with the "
           f"paper's pools, lower bound {result.activation_bytes_lower_bound} B)", file=sys.stderr)
     return 0
+
+
+def _load(path: Path) -> Graph:
+    if path.suffix.lower() in KERAS_SUFFIXES:
+        return load_keras(path)  # imports TensorFlow (seconds): only for Keras models
+    return Graph.load(path)
 
 
 if __name__ == "__main__":

@@ -56,8 +56,12 @@ def test_table_has_every_precision_board_and_framework(pipeline_run):
     assert (qemu.outputs_match_reference == 1.0).all()
     assert (qemu.instructions > 0).all() and (qemu.est_cycles > 0).all()
     assert (ours.rom_bytes > 0).all()
-    others = table[table.framework != "microai"]
-    assert others.note.str.contains("unavailable: ").all() and others.rom_bytes.isna().all()
+    tflm = table[table.framework == "tflite-micro"]  # TFLite's float32 and int8 PTQ, TFLM host runtime
+    assert sorted(tflm.precision.unique()) == ["float32", "int8"] and (tflm.runs == 1).all()
+    assert tflm.accuracy_mean.between(0, 100).all() and (tflm.arena_bytes > 0).all()
+    assert tflm.how_measured.str.contains("TFLM host runtime").all()
+    cube = table[table.framework == "stm32cubeai"]
+    assert cube.note.str.contains("unavailable: ").all() and cube.rom_bytes.isna().all()
 
 
 def test_second_call_has_nothing_to_do(pipeline_run):

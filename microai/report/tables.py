@@ -2,8 +2,10 @@
 
 Per-run results live at ``results/runs/<dataset>/<model>-f<filters>/run<run>/<precision>.<kind>.json``
 with kind ``eval`` (accuracy, reference executor), ``check`` (generated C built on the host, whole
-test set) or a board name (firmware measurement). Nothing here invents a number: a missing measurement is
-an empty cell with the reason in ``note``.
+test set) or a board name (firmware measurement). Another framework's results sit in a folder named
+after it: ``run<run>/tflite-micro/<precision>.eval.json`` (TFLM host runtime) and
+``run<run>/tflite-micro/<precision>.<board>.json``. Nothing here invents a number: a missing
+measurement is an empty cell with the reason in ``note``.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ import pandas as pd
 COLUMNS = [
     "dataset", "model", "filters", "params", "macs", "precision", "framework", "board", "runs",
     "accuracy_mean", "accuracy_std", "param_bytes", "c_accuracy_mean", "c_matches_reference",
-    "activation_bytes_pools", "activation_bytes_planned", "rom_bytes", "ram_bytes", "instructions",
-    "est_cycles", "est_ms", "est_energy_uwh", "outputs_match_reference", "how_measured", "note",
+    "activation_bytes_pools", "activation_bytes_planned", "arena_bytes", "rom_bytes", "ram_bytes",
+    "instructions", "est_cycles", "est_ms", "est_energy_uwh", "outputs_match_reference", "how_measured",
+    "note",
 ]
 KEY = ["dataset", "model", "filters", "precision"]
 _PATH = re.compile(r"(?P<dataset>[^/]+)/(?P<model>[^/]+)-f(?P<filters>\d+)/run(?P<run>\d+)/"
-                   r"(?P<precision>[^/]+?)\.(?P<kind>[^./]+)\.json$")
+                   r"(?:(?P<framework>[^/]+)/)?(?P<precision>[^/]+?)\.(?P<kind>[^./]+)\.json$")
+#: The framework of results stored directly in a run folder.
+OWN_FRAMEWORK = "microai"
 #: Board-measurement fields copied to the table as they are.
 BOARD_FIELDS = ["rom_bytes", "ram_bytes", "instructions", "est_cycles", "est_ms", "est_energy_uwh",
                 "outputs_match_reference"]
@@ -38,9 +43,10 @@ def read_results(paths: Iterable[Path]) -> list[dict[str, Any]]:
         m = _PATH.search(path.as_posix())
         if not m:
             raise ValueError(f"{path}: not a per-run result path "
-                             "(<dataset>/<model>-f<F>/run<i>/<precision>.<kind>.json)")
+                             "(<dataset>/<model>-f<F>/run<i>/[<framework>/]<precision>.<kind>.json)")
         ids = m.groupdict()
         ids["filters"], ids["run"] = int(ids["filters"]), int(ids["run"])
+        ids["framework"] = ids["framework"] or OWN_FRAMEWORK
         records.append({**ids, "data": json.loads(path.read_text()), "path": str(path)})
     return records
 
@@ -54,49 +60,78 @@ def results_table(records: list[dict[str, Any]], boards: list[str],
                   unavailable: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
     """Long-format table: one row per dataset x model x filters x precision x framework x board.
 
-    ``unavailable`` maps (framework, board) to a reason; those rows carry only the model's
-    identity and ``note = "unavailable: <reason>"``.
+    A framework's rows come from its own records (``eval`` for accuracy, one per board for the
+    measurements). ``unavailable`` maps (framework, board) to a reason: those rows keep their
+    accuracy, if any, and say ``note = "unavailable: <reason>"`` instead of board figures. A
+    framework without any record gets such a row for every model and precision of ``microai``.
     """
-    by_kind: dict[tuple, dict[str, list[dict[str, Any]]]] = {}
+    unavailable = unavailable or {}
+    groups: dict[tuple, dict[str, dict[str, list[dict[str, Any]]]]] = {}
     for r in records:
-        by_kind.setdefault(tuple(r[k] for k in KEY), {}).setdefault(r["kind"], []).append(r)
+        key = tuple(r[k] for k in KEY)
+        groups.setdefault(key, {}).setdefault(r["framework"], {}).setdefault(r["kind"], []).append(r)
+    measured = {f for by_fw in groups.values() for f, kinds in by_fw.items() if kinds.get("eval")}
     rows = []
-    for key, kinds in sorted(by_kind.items()):
-        evals = kinds.get("eval", [])
-        if not evals:
+    for key, by_framework in sorted(groups.items()):
+        ours = by_framework.get(OWN_FRAMEWORK, {})
+        if not ours.get("eval"):
             continue
-        base = dict(zip(KEY, key, strict=True))
-        acc = np.array([e["data"]["accuracy"] for e in evals]) * 100.0
-        first = evals[0]["data"]
-        hosts = [h["data"] for h in kinds.get("check", [])]
-        notes = ["synthetic data"] if first.get("synthetic") else []
-        how = [f"accuracy: {first['how_measured']}"] if first.get("how_measured") else []
-        if hosts and hosts[0].get("how_measured"):
-            how.append(f"C check: {hosts[0]['how_measured']}")
-        base.update(
-            params=first["params"], macs=first["macs"], runs=len(evals),
-            accuracy_mean=float(acc.mean()), accuracy_std=float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-            param_bytes=first["param_bytes"],
-            c_accuracy_mean=_mean(h.get("c_accuracy", None) for h in hosts) * 100.0 if hosts else np.nan,
-            c_matches_reference=_mean(h["matches"] for h in hosts) if hosts else np.nan,
-            activation_bytes_pools=hosts[0].get("activation_bytes_pools") if hosts else np.nan,
-            activation_bytes_planned=hosts[0].get("activation_bytes_planned") if hosts else np.nan,
-        )
-        for board in boards:
-            measured = kinds.get(board, [])
-            row = {**base, "framework": "microai", "board": board, "how_measured": "; ".join(how)}
-            if measured:
-                m = measured[0]["data"]
-                row.update({f: m.get(f) for f in BOARD_FIELDS})
-                row["how_measured"] = "; ".join(how + ([m["how_measured"]] if m.get("how_measured") else []))
-                row["note"] = "; ".join(notes + ([m["note"]] if m.get("note") else []))
-            else:
-                row["note"] = "; ".join(notes + ["not measured on this board"])
-            rows.append(row)
-        for (framework, board), reason in (unavailable or {}).items():
-            rows.append({**{k: base[k] for k in (*KEY, "params", "macs")}, "framework": framework,
-                         "board": board, "note": "; ".join(notes + [f"unavailable: {reason}"])})
+        for framework in sorted(by_framework, key=lambda f: (f != OWN_FRAMEWORK, f)):
+            if by_framework[framework].get("eval"):
+                rows += _framework_rows(key, framework, by_framework[framework], boards, unavailable)
+        identity = _base(key, ours)
+        for (framework, board), reason in unavailable.items():
+            if framework not in measured:
+                notes = ["synthetic data"] if ours["eval"][0]["data"].get("synthetic") else []
+                rows.append({**{k: identity[k] for k in (*KEY, "params", "macs")}, "framework": framework,
+                             "board": board, "note": "; ".join(notes + [f"unavailable: {reason}"])})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _base(key: tuple, kinds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The board-independent columns of one framework's model: identity, accuracy, host checks."""
+    evals = kinds["eval"]
+    base = dict(zip(KEY, key, strict=True))
+    acc = np.array([e["data"]["accuracy"] for e in evals]) * 100.0
+    first = evals[0]["data"]
+    hosts = [h["data"] for h in kinds.get("check", [])]
+    base.update(
+        params=first["params"], macs=first["macs"], runs=len(evals),
+        accuracy_mean=float(acc.mean()), accuracy_std=float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+        param_bytes=first.get("param_bytes"),
+        c_accuracy_mean=_mean(h.get("c_accuracy", None) for h in hosts) * 100.0 if hosts else np.nan,
+        c_matches_reference=_mean(h["matches"] for h in hosts) if hosts else np.nan,
+        activation_bytes_pools=hosts[0].get("activation_bytes_pools") if hosts else np.nan,
+        activation_bytes_planned=hosts[0].get("activation_bytes_planned") if hosts else np.nan,
+        arena_bytes=first.get("arena_bytes"),
+    )
+    return base
+
+
+def _framework_rows(key: tuple, framework: str, kinds: dict[str, list[dict[str, Any]]], boards: list[str],
+                    unavailable: dict[tuple[str, str], str]) -> list[dict[str, Any]]:
+    base = _base(key, kinds)
+    first = kinds["eval"][0]["data"]
+    hosts = [h["data"] for h in kinds.get("check", [])]
+    notes = ["synthetic data"] if first.get("synthetic") else []
+    how = [f"accuracy: {first['how_measured']}"] if first.get("how_measured") else []
+    if hosts and hosts[0].get("how_measured"):
+        how.append(f"C check: {hosts[0]['how_measured']}")
+    rows = []
+    for board in boards:
+        measured = kinds.get(board, [])
+        row = {**base, "framework": framework, "board": board, "how_measured": "; ".join(how)}
+        if (framework, board) in unavailable:
+            row["note"] = "; ".join(notes + [f"unavailable: {unavailable[framework, board]}"])
+        elif measured:
+            m = measured[0]["data"]
+            row.update({f: m.get(f) for f in BOARD_FIELDS})
+            row["how_measured"] = "; ".join(how + ([m["how_measured"]] if m.get("how_measured") else []))
+            row["note"] = "; ".join(notes + ([m["note"]] if m.get("note") else []))
+        else:
+            row["note"] = "; ".join(notes + ["not measured on this board"])
+        rows.append(row)
+    return rows
 
 
 def paper_layout(table: pd.DataFrame) -> pd.DataFrame:

@@ -5,6 +5,10 @@ def report_inputs(wildcards):
     files = sweep_targets(RUN_DIR + "/{precision}.eval.json")
     files += sweep_targets(RUN_DIR + "/{precision}.check.json", runs=DEPLOY_RUNS)
     files += sweep_targets(RUN_DIR + "/{precision}.{board}.json", runs=DEPLOY_RUNS, board=SWEEP["boards"])
+    if "tflite-micro" in FRAMEWORKS:
+        files += expand(RUN_DIR + "/tflite-micro/{tflm_precision}.eval.json", dataset=SWEEP["datasets"],
+                        model=SWEEP["models"], filters=SWEEP["filters"], run=SWEEP["runs"],
+                        tflm_precision=TFLM_PRECISIONS)
     return files
 
 
@@ -18,6 +22,7 @@ rule aggregate:
         figure="results/figures/summary.png",
     params:
         sweep=SWEEP,
+        tflm_tree=tflm_tree_status(),
     log:
         "logs/aggregate.log",
     shell:

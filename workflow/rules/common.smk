@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from microai.config import ConfigError, validate_params
+from microai.tflite.tree import NoTFLMTree, find_tree
 
 try:
     validate_params(config, "configuration (params.yaml / --configfile / --config)")
@@ -18,6 +19,9 @@ PRECISIONS = config["precisions"]
 PTQ_PRECISIONS = [p for p in SWEEP["precisions"] if PRECISIONS[p]["method"] == "ptq"]
 QAT_PRECISIONS = [p for p in SWEEP["precisions"] if PRECISIONS[p]["method"] == "qat"]
 DEPLOY_RUNS = [r for r in config["deploy"]["runs"] if r in SWEEP["runs"]]
+FRAMEWORKS = SWEEP.get("frameworks", ["microai"])
+# TFLite Micro has float32 and int8 (TFLite's post-training quantization) models, no int16.
+TFLM_PRECISIONS = ["float32", "int8"]
 # The interpreter running Snakemake (the project's .venv) runs every stage; paths to the scripts
 # are absolute so that `snakemake -d OTHER_DIR` works.
 PYTHON = sys.executable
@@ -58,6 +62,7 @@ wildcard_constraints:
     ptq_precision=_alternatives(PTQ_PRECISIONS),
     qat_precision=_alternatives(QAT_PRECISIONS),
     board=_alternatives(BOARDS),
+    tflm_precision=_alternatives(TFLM_PRECISIONS),
 
 
 # Path patterns (one model = dataset x model x filters x run).
@@ -66,6 +71,15 @@ RUN_DIR = "results/runs/{dataset}/{model}-f{filters}/run{run}"
 BUILD_DIR = "build/{dataset}/{model}-f{filters}/run{run}/{precision}"
 EMULATED_BUILD = BUILD_DIR + "/qemu-m4"
 PREPARED = "data/prepared/{dataset}.npz"
+
+
+def tflm_tree_status():
+    """The TFLite Micro tree the rows depend on (params, else MICROAI_TFLM_TREE): a rule parameter,
+    so that naming, moving or removing the tree reruns the rules that read it."""
+    try:
+        return str(find_tree(config))
+    except NoTFLMTree as err:
+        return f"unavailable: {err}"
 
 
 def graph_files(pattern):

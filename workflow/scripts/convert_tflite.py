@@ -1,0 +1,22 @@
+"""Stage convert_tflite: float graph IR -> Keras -> float32.tflite and int8.tflite (TFLite PTQ)."""
+
+from pathlib import Path
+
+from microai import cli, stages
+
+
+def main() -> None:
+    p = cli.parser(__doc__)
+    cli.params_arg(p)
+    p.add_argument("--graph", type=Path, required=True, help="float32 graph artifact")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset (.npz): representative inputs")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out-float", type=Path, required=True, help="float32 .tflite")
+    p.add_argument("--out-int8", type=Path, required=True, help="int8 .tflite")
+    args = p.parse_args()
+    stages.convert_tflite(args.graph, args.data, cli.load(args), args.out_float, args.out_int8,
+                          threads=args.threads)
+
+
+if __name__ == "__main__":
+    cli.run(main)
