@@ -31,10 +31,8 @@ struct MicroaiTflmOperator {
     const void *invoke;
     const char *name;
 };
-extern "C" {
-__attribute__((used)) MicroaiTflmOperator microai_tflm_operators[kTflmOperatorCount];
-__attribute__((used)) const uint32_t microai_tflm_operator_count = kTflmOperatorCount;
-}
+extern "C" __attribute__((used)) MicroaiTflmOperator microai_tflm_operators[kTflmOperatorCount];
+MicroaiTflmOperator microai_tflm_operators[kTflmOperatorCount];
 
 namespace {
 

@@ -23,8 +23,9 @@ ADAPTER = ADAPTER_DIR / "tflm_adapter.cc"
 _MISSING_KERNEL = re.compile(r"undefined reference to [`']tflite::Register_(\w+)\(\)")
 
 
-def build_tflm_firmware(board: Board, tflite: Path, tree: TflmTree, library: TflmLibrary, host_arena_bytes: int,
-                        vectors: np.ndarray, out_dir: Path, opt: str = "-O2") -> tuple[BuildResult, ModelSources]:
+def build_tflm_firmware(board: Board, tflite: Path, tree: TflmTree, library: TflmLibrary,
+                        host_arena_bytes: int, vectors: np.ndarray, out_dir: Path,
+                        opt: str = "-O2") -> tuple[BuildResult, ModelSources]:
     """Build ``tflite`` for ``board`` with ``vectors`` (raw input-tensor values, one row per vector).
 
     ``opt`` must be the level ``library`` was built at. Raises BuildError naming a missing kernel or
@@ -40,7 +41,8 @@ def build_tflm_firmware(board: Board, tflite: Path, tree: TflmTree, library: Tfl
     run_checked([require_tool(CXX), *library.cxx_flags, f"-I{FIRMWARE}", f"-I{sources.folder}",
                  "-c", ADAPTER, "-o", adapter], f"compiling the TFLite Micro adapter for {tflite}")
     try:
-        build = board.build(sources.folder, vectors, out_dir, opt, link=[adapter, library.archive, "-lstdc++"])
+        build = board.build(sources.folder, vectors, out_dir, opt,
+                            link=[adapter, library.archive, "-lstdc++"])
     except BuildError as e:
         kernels = sorted(set(_MISSING_KERNEL.findall(str(e))))
         if kernels:

@@ -116,7 +116,8 @@ def _build(tree: TflmTree, opt: str, target: Sequence[str], key: str, folder: Pa
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             objects = sorted(pool.map(compile_one, tree.sources))
-        run_checked([ar, "rcsD", staging / ARCHIVE, *objects], f"archiving the TFLite Micro library in {staging}")
+        run_checked([ar, "rcsD", staging / ARCHIVE, *objects],
+                    f"archiving the TFLite Micro library in {staging}")
         built = {"key": key, "compiler": _compiler_identity(CXX), "objects": len(objects),
                  "build_seconds": round(time.perf_counter() - started, 1), "jobs": jobs}
         (staging / MANIFEST).write_text(json.dumps(built, indent=1) + "\n")

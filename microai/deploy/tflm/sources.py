@@ -7,16 +7,18 @@ an op resolver registering only the model's operators, the operators in executio
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import numpy as np
 
 from microai.deploy.errors import BuildError
-from microai.deploy.tflm.model_file import TENSOR_TYPES, TfliteFacts, read_tflite
 from microai.deploy.tflm.tree import TflmTree
 from microai.deploy.toolchain import FIRMWARE
+from microai.tflite.runtime import TensorSpec, operators, read_model, tensor_specs
 
 ADAPTER_DIR = FIRMWARE / "tflm"
 RESOLVER_HEADER = "tensorflow/lite/micro/micro_mutable_op_resolver.h"
@@ -26,12 +28,22 @@ _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(ADAPTER_DIR), undefined
                           trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 #: TFLM's arena alignment: buffers start on 16-byte boundaries.
 ARENA_ALIGNMENT = 16
+#: Tensor dtypes the harness's number_t can carry: numpy dtype -> (C type, TfLiteType).
+NUMBER_TYPES = {
+    np.dtype(np.int8): ("int8_t", "kTfLiteInt8"),
+    np.dtype(np.int16): ("int16_t", "kTfLiteInt16"),
+    np.dtype(np.float32): ("float", "kTfLiteFloat32"),
+}
 
 
 @dataclass(frozen=True)
 class ModelSources:
+    """The generated folder; ``operators`` in execution order; the arena reserved on the board."""
+
     folder: Path
-    facts: TfliteFacts
+    operators: tuple[str, ...]
+    input: TensorSpec
+    output: TensorSpec
     arena_bytes: int
     host_arena_bytes: int
 
@@ -58,26 +70,26 @@ def resolver_methods(tree: TflmTree) -> dict[str, str]:
 def write_model_sources(tflite: Path, tree: TflmTree, host_arena_bytes: int, out_dir: Path) -> ModelSources:
     """Render the model's adapter sources into ``out_dir`` (created); BuildError names a missing operator."""
     tflite = Path(tflite)
-    facts = read_tflite(tflite)
-    if facts.input.dtype != facts.output.dtype:
-        raise BuildError(f"{tflite}: input is {facts.input.dtype} but output is {facts.output.dtype}; the "
-                         "harness carries one number type (convert with the same inference input and output type)")
+    ops = operators(tflite)
+    input_spec, output_spec = tensor_specs(tflite)
+    if input_spec.dtype != output_spec.dtype or input_spec.dtype not in NUMBER_TYPES:
+        raise BuildError(f"{tflite}: input {input_spec.dtype} and output {output_spec.dtype}; the harness "
+                         f"carries one number type, one of {sorted(str(t) for t in NUMBER_TYPES)}")
     methods = resolver_methods(tree)
-    missing = [op for op in facts.used if op not in methods]
+    used = sorted(set(ops))
+    missing = [op for op in used if op not in methods]
     if missing:
         raise BuildError(f"{tflite}: operator(s) {missing} have no MicroMutableOpResolver::Add... in the "
                          f"TFLite Micro tree {tree.root} ({RESOLVER_HEADER})")
     arena_bytes, margin, reason = arena_size(host_arena_bytes)
-    dtype = facts.input.dtype
-    _, ctype, tensor_type = next(t for t in TENSOR_TYPES.values() if t[0] == dtype)
-    quant = facts.input
+    ctype, tensor_type = NUMBER_TYPES[input_spec.dtype]
     context = {
-        "name": facts.name, "dtype": str(dtype), "ctype": ctype, "tensor_type": tensor_type,
-        "input_shape": facts.input.shape, "output_shape": facts.output.shape,
-        "input_size": facts.input.size, "output_size": facts.output.size,
-        "input_quantization": (f"scale {quant.scale!r}, zero_point {quant.zero_point}"
-                               if quant.scale is not None else ""),
-        "registrations": [methods[op] for op in facts.used], "operators": facts.operators,
+        "name": tflite.stem, "dtype": str(input_spec.dtype), "ctype": ctype, "tensor_type": tensor_type,
+        "input_shape": input_spec.shape, "output_shape": output_spec.shape,
+        "input_size": math.prod(input_spec.shape), "output_size": math.prod(output_spec.shape),
+        "input_quantization": (f"scale {input_spec.scale!r}, zero_point {input_spec.zero_point}"
+                               if input_spec.quantized else ""),
+        "registrations": [methods[op] for op in used], "operators": ops,
         "arena_bytes": arena_bytes, "host_arena_bytes": host_arena_bytes, "arena_margin_bytes": margin,
         "arena_margin_reason": reason,
     }
@@ -85,13 +97,15 @@ def write_model_sources(tflite: Path, tree: TflmTree, host_arena_bytes: int, out
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in ("model.h", "number.h", "tflm_model.h"):
         (out_dir / name).write_text(_ENV.get_template(name + ".j2").render(context))
-    (out_dir / "model_data.c").write_text(render_model_data(tflite.read_bytes(), tflite.name))
-    return ModelSources(out_dir, facts, arena_bytes, host_arena_bytes)
+    (out_dir / "model_data.c").write_text(render_model_data(read_model(tflite), tflite.name))
+    return ModelSources(out_dir, tuple(ops), input_spec, output_spec, arena_bytes, host_arena_bytes)
 
 
 def render_model_data(data: bytes, source: str) -> str:
     """The flatbuffer as ``tflm_model_data[]``: const (it stays in flash), aligned as TFLM requires."""
-    rows = ",\n".join("    " + ", ".join(f"0x{b:02x}" for b in data[i:i + 16]) for i in range(0, len(data), 16))
+    rows = ",\n".join("    " + ", ".join(f"0x{b:02x}" for b in data[i:i + 16])
+                      for i in range(0, len(data), 16))
     return (f"/* {source} ({len(data)} bytes) as a C array. Generated; do not edit. */\n"
-            f"const unsigned char tflm_model_data[{len(data)}] __attribute__((aligned({ARENA_ALIGNMENT}))) = {{\n"
+            f"const unsigned char tflm_model_data[{len(data)}]"
+            f" __attribute__((aligned({ARENA_ALIGNMENT}))) = {{\n"
             f"{rows}\n}};\n")

@@ -1,8 +1,8 @@
-"""A TFLite Micro + CMSIS-NN source tree: where it is, what builds it, and a digest of its content.
+"""What builds a TFLite Micro + CMSIS-NN source tree, and a digest of its content.
 
-The tree is an input like a dataset archive: ``frameworks.tflite-micro.source`` in params.yaml or the
-environment variable ``MICROAI_TFLM_TREE`` names it; MicroAI never copies it. Its layout is that of
-TFLM's ``create_tflm_tree.py`` output for ``OPTIMIZED_KERNEL_DIR=cmsis_nn`` (``tensorflow/``,
+:mod:`microai.tflite.tree` finds the tree the user names; this module checks that it can be built and
+reads how. The layout is that of TFLM's ``create_tflm_tree.py`` output for
+``OPTIMIZED_KERNEL_DIR=cmsis_nn`` (``tensorflow/``,
 ``third_party/{cmsis_nn,flatbuffers,gemmlowp,ruy}``). Two optional files describe the build:
 ``sources.txt`` (the .cc/.c files, one per line; default: every source under ``tensorflow/`` and
 ``third_party/``) and ``flags.txt`` (``KEY=value`` lines: INCLUDES, DEFINES, COMMON, CXXFLAGS,
@@ -12,15 +12,14 @@ CFLAGS; default: :data:`DEFAULT_FLAGS`).
 from __future__ import annotations
 
 import hashlib
-import os
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ENV_VAR = "MICROAI_TFLM_TREE"
-NO_TREE = ("no TFLite Micro source tree (set frameworks.tflite-micro.source or MICROAI_TFLM_TREE; "
-           "see README)")
+from microai.tflite.tree import find_tree
+
 #: What the adapter and the firmware build need from any tree.
 REQUIRED_FILES = (
     "tensorflow/lite/micro/micro_interpreter.h",
@@ -61,7 +60,7 @@ class TflmTree:
     @property
     def include_dirs(self) -> list[str]:
         """The INCLUDES flags made absolute (for compiling code that lives outside the tree)."""
-        return [f"-I{self.root / flag[2:]}" if flag.startswith("-I") else flag for flag in self.flags["INCLUDES"]]
+        return [f"-I{self.root / f[2:]}" if f.startswith("-I") else f for f in self.flags["INCLUDES"]]
 
     def digest(self) -> str:
         """SHA-256 of every file's path and content, and of the flags: the library cache key's tree part."""
@@ -74,15 +73,9 @@ class TflmTree:
         return h.hexdigest()
 
 
-def tree_location(params: dict[str, Any] | None, environ: dict[str, str] | None = None) -> Path | None:
-    """The tree a run uses: ``frameworks.tflite-micro.source``, else ``$MICROAI_TFLM_TREE``, else None.
-
-    Relative paths are taken from the working directory, as a dataset's local path is.
-    """
-    source = (((params or {}).get("frameworks") or {}).get("tflite-micro") or {}).get("source")
-    if not source:
-        source = (os.environ if environ is None else environ).get(ENV_VAR)
-    return Path(source).expanduser().absolute() if source else None
+def named_tree(params: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> TflmTree:
+    """The tree params.yaml or ``$MICROAI_TFLM_TREE`` names, validated (NoTFLMTree if none is named)."""
+    return load_tree(find_tree(params, environ))
 
 
 def load_tree(root: Path) -> TflmTree:
@@ -95,8 +88,8 @@ def load_tree(root: Path) -> TflmTree:
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         raise TflmTreeError(f"TFLite Micro source tree {root} lacks {len(missing)} file(s): {shown} "
-                            "(a tree made by create_tflm_tree.py with OPTIMIZED_KERNEL_DIR=cmsis_nn has them; "
-                            "see README)")
+                            "(a tree made by create_tflm_tree.py with OPTIMIZED_KERNEL_DIR=cmsis_nn has "
+                            "them; see README)")
     return TflmTree(root, sources, _flags(root))
 
 
