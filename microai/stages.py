@@ -6,6 +6,7 @@ Each stage reads files, calls the library and writes its outputs atomically; the
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -273,6 +274,14 @@ def _build_into(out_dir: Path, build: Callable[[Path], dict[str, Any]],
     return result
 
 
+def _unavailable(build_json: Path) -> str | None:
+    """The reason a build.json (or library.json) gives for not having been built, if any."""
+    import json
+
+    path = Path(build_json)
+    return json.loads(path.read_text()).get("unavailable") if path.is_file() else None
+
+
 def _build_fields(build: Any) -> dict[str, Any]:
     """A BuildResult as JSON-ready values."""
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(build).items()}
@@ -285,11 +294,15 @@ def _board(board_name: str, board_cfg: dict[str, Any]):
 
 
 def flash(board_name: str, board_cfg: dict[str, Any], elf: Path, out_json: Path) -> dict[str, Any]:
-    """Program a real board (pyocd); an absent probe is recorded as "unavailable: <reason>", not an error."""
+    """Program a real board (pyocd); an absent probe is recorded as "unavailable: <reason>", not an error,
+    and so is an image whose build.json says why it could not be built."""
     from microai.deploy.errors import BoardUnavailable
 
     board = _board(board_name, board_cfg)
+    not_built = _unavailable(Path(elf).parent / "build.json")
     try:
+        if not_built is not None:
+            raise BoardUnavailable(f"no image: {not_built}")
         board.flash(Path(elf))
         status = "flashed" if board.physical else "loaded at run time (emulator or host)"
     except BoardUnavailable as e:
@@ -386,14 +399,19 @@ def tflm_library(params: dict[str, Any], opt: str, out_library: Path, threads: i
     from dataclasses import asdict
 
     from microai.data.atomic import atomic_output
+    from microai.deploy.frameworks import unavailable_reason
     from microai.deploy.tflm.library import build_library
     from microai.deploy.tflm.tree import named_tree
 
-    library = build_library(named_tree(params), opt, jobs=threads)
     out_library = Path(out_library)
-    with atomic_output(out_library) as tmp:
-        shutil.copyfile(library.archive, tmp)
-    result = {**asdict(library), "archive": str(out_library)}
+    reason = unavailable_reason("tflite-micro", "qemu-m4", params)
+    if reason is not None:  # DVC runs every stage; Snakemake plans none of TFLM's board rules then
+        result = {"unavailable": reason}
+    else:
+        library = build_library(named_tree(params), opt, jobs=threads)
+        with atomic_output(out_library) as tmp:
+            shutil.copyfile(library.archive, tmp)
+        result = {**asdict(library), "archive": str(out_library)}
     write_json(out_library.with_suffix(".json"), result)
     return result
 
@@ -406,13 +424,22 @@ def compile_tflm_firmware(board_name: str, tflite: Path, library_json: Path, pre
 
     from microai.data import load_prepared
     from microai.deploy.boards import get_board
+    from microai.deploy.frameworks import unavailable_reason
     from microai.deploy.tflm.firmware import build_tflm_firmware
     from microai.deploy.tflm.library import TflmLibrary
     from microai.deploy.tflm.tree import named_tree
     from microai.tflite.runtime import arena_bytes, quantize_input
 
     board = get_board(board_name)
-    library = TflmLibrary(**json.loads(Path(library_json).read_text()))
+    described = json.loads(Path(library_json).read_text())
+    reason = described.get("unavailable") or unavailable_reason("tflite-micro", board_name, params)
+    if reason is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result = {"board": board_name, "unavailable": reason}
+        write_json(out_dir / "build.json", result)
+        return result
+    library = TflmLibrary(**described)
     inputs = quantize_input(tflite, load_prepared(Path(prepared_npz)).x_test[:vectors])
     host_arena = arena_bytes(tflite).total
 
@@ -421,7 +448,7 @@ def compile_tflm_firmware(board_name: str, tflite: Path, library_json: Path, pre
                                               inputs.reshape(len(inputs), -1), folder, opt)
         return {**_build_fields(result), "host_arena_bytes": host_arena,
                 "arena_reserved_bytes": sources.arena_bytes, "operators": list(sources.operators),
-                "library": library.key}
+                "library": library.key, "elf_sha256": hashlib.sha256(result.elf.read_bytes()).hexdigest()}
 
     return _build_into(Path(out_dir), build, {"board": board_name, "opt": opt, "vectors": vectors,
                                              "framework": "tflite-micro"})
@@ -437,6 +464,12 @@ def measure_tflm(board_name: str, board_cfg: dict[str, Any], build_json: Path, f
     from microai.data import load_prepared
     from microai.deploy.tflm.measure import outputs_match
     from microai.tflite.runtime import run_tflm
+
+    reason = _unavailable(build_json)
+    if reason is not None:
+        result = {"board": board_name, "framework": "tflite-micro", "note": f"unavailable: {reason}"}
+        write_json(out_json, result)
+        return result
 
     def check(outputs: np.ndarray) -> float:
         x = load_prepared(Path(prepared_npz)).x_test[:len(outputs)]

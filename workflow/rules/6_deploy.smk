@@ -43,7 +43,7 @@ if TFLM_BOARDS:
             code=code("microai/deploy/tflm"),
         output:
             library=TFLM_LIBRARY,
-            manifest=TFLM_LIBRARY.replace(".a", ".json"),
+            manifest=TFLM_LIBRARY_JSON,
         params:
             opt=config["deploy"]["opt"],
             tree=tflm_tree_status(),

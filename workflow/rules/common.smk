@@ -89,6 +89,7 @@ TFLM_BOARDS = [b for b in SWEEP["boards"] if "tflite-micro" in FRAMEWORKS
 TFLM_BUILD = "build/{dataset}/{model}-f{filters}/run{run}/tflite-micro/{tflm_precision}"
 # One library for every Cortex-M4F board (same compiler and flags), from a content-keyed cache.
 TFLM_LIBRARY = "build/tflm/cortex-m4f/libtflm.a"
+TFLM_LIBRARY_JSON = "build/tflm/cortex-m4f/libtflm.json"  # written beside it by the same rule
 
 
 def tflm_library_key():
