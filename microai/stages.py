@@ -6,8 +6,10 @@ Each stage reads files, calls the library and writes its outputs atomically; the
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -250,17 +252,34 @@ def compile_firmware(board_name: str, c_dir: Path, graph_path: Path, prepared_np
 
     board = get_board(board_name)
     packed = pack_input(*_test_vectors(graph_path, prepared_npz, vectors))
-    out_dir = Path(out_dir)
+
+    def build(folder: Path) -> dict[str, Any]:
+        return _build_fields(board.build(Path(c_dir), packed, folder, opt=opt))
+
+    return _build_into(Path(out_dir), build, {"board": board_name, "opt": opt, "vectors": vectors})
+
+
+def _build_into(out_dir: Path, build: Callable[[Path], dict[str, Any]],
+                fields: dict[str, Any]) -> dict[str, Any]:
+    """Run ``build(folder)`` in a scratch folder, then replace ``out_dir`` with it and write its build.json
+    (``fields`` + what ``build`` returned); a failed build leaves ``out_dir`` as it was."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
-        build = board.build(Path(c_dir), packed, Path(tmp) / "build", opt=opt)
-        result = {"board": board_name, "opt": opt, "vectors": vectors, **_build_fields(build)}
+        result = {**fields, **build(Path(tmp) / "build")}
         if out_dir.exists():
             shutil.rmtree(out_dir)
         shutil.move(str(Path(tmp) / "build"), out_dir)
     result["elf"] = str(out_dir / Path(result["elf"]).name)
     write_json(out_dir / "build.json", result)
     return result
+
+
+def _unavailable(build_json: Path) -> str | None:
+    """The reason a build.json (or library.json) gives for not having been built, if any."""
+    import json
+
+    path = Path(build_json)
+    return json.loads(path.read_text()).get("unavailable") if path.is_file() else None
 
 
 def _build_fields(build: Any) -> dict[str, Any]:
@@ -275,11 +294,15 @@ def _board(board_name: str, board_cfg: dict[str, Any]):
 
 
 def flash(board_name: str, board_cfg: dict[str, Any], elf: Path, out_json: Path) -> dict[str, Any]:
-    """Program a real board (pyocd); an absent probe is recorded as "unavailable: <reason>", not an error."""
+    """Program a real board (pyocd); an absent probe is recorded as "unavailable: <reason>", not an error,
+    and so is an image whose build.json says why it could not be built."""
     from microai.deploy.errors import BoardUnavailable
 
     board = _board(board_name, board_cfg)
+    not_built = _unavailable(Path(elf).parent / "build.json")
     try:
+        if not_built is not None:
+            raise BoardUnavailable(f"no image: {not_built}")
         board.flash(Path(elf))
         status = "flashed" if board.physical else "loaded at run time (emulator or host)"
     except BoardUnavailable as e:
@@ -299,11 +322,27 @@ def measure(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_
     not attached is not run: its row keeps its own ROM, and the cycle estimate and stack
     high-water mark come from ``emulated_elf``, the qemu-m4 build of the same generated code.
     """
+    from microai.quant import reference
+    from microai.quant.compare import matching_vectors
+
+    def check(outputs: np.ndarray) -> float:
+        graph, x = _test_vectors(graph_path, prepared_npz, len(outputs))
+        return float(matching_vectors(graph, outputs, reference.run(graph, x)).mean())
+
+    result = _measure_board(board_name, board_cfg, build_json, flash_json, timeout, emulated_elf, check)
+    write_json(out_json, result)
+    return result
+
+
+def _measure_board(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_json: Path,
+                   timeout: float, emulated_elf: Path | None,
+                   check: Callable[[np.ndarray], float]) -> dict[str, Any]:
+    """What :func:`measure` and :func:`measure_tflm` share; ``check(outputs)`` is the fraction of
+    vectors equal to the framework's reference."""
     import json
 
     from microai.deploy.estimate import estimate_elf
-    from microai.quant import reference
-    from microai.quant.compare import matching_vectors
+    from microai.deploy.tflm.measure import arena_ram_bytes
 
     build = json.loads(Path(build_json).read_text())
     flashed = json.loads(Path(flash_json).read_text())
@@ -311,21 +350,19 @@ def measure(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_
     result: dict[str, Any] = {"board": board_name, "rom_bytes": build["rom_bytes"],
                               "ram_bytes": build["ram_bytes"], "vectors": build["vectors"]}
     how = [f"ROM: arm-none-eabi-size of the {board_name} ELF ({build['opt']}), test inputs excluded"]
-    stack = None
+    stack = arena = None
     if flashed["status"].startswith("unavailable"):
         result["note"] = f"not run on {board_name}: {flashed['status']}"
         if emulated_elf is None:
             raise ValueError(f"{board_name} is not attached and no qemu-m4 build was given to estimate")
         estimate_from, what = Path(emulated_elf), "the qemu-m4 build of the same code"
     else:
-        graph, x = _test_vectors(graph_path, prepared_npz, build["vectors"])
         run = board.run(Path(build["elf"]), timeout=timeout)
-        expected = reference.run(graph, x)
-        result["outputs_match_reference"] = float(matching_vectors(graph, run.outputs, expected).mean())
+        result["outputs_match_reference"] = check(run.outputs)
         unit = "instructions" if run.how_measured.startswith("instructions") else "cycles"
         result[unit] = int(run.cycles.mean())
-        stack = run.stack_bytes_used
-        how.append(f"outputs + {run.how_measured}, {len(x)} test vectors")
+        stack, arena = run.stack_bytes_used, run.arena_bytes
+        how.append(f"outputs + {run.how_measured}, {len(run.outputs)} test vectors")
         estimate_from, what = (Path(build["elf"]), "this ELF") if board.estimable else (None, "")
     if estimate_from is not None:
         est = estimate_elf(estimate_from, timeout=timeout)
@@ -333,11 +370,15 @@ def measure(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_
         result["layer_cycles"] = {k: int(v) for k, v in est.layer_cycles.items()}
         result["estimator"] = est.assumptions
         stack = stack if stack is not None else est.stack_bytes_used
+        arena = arena or est.arena_bytes
         how.append(f"cycles: estimated with the Cortex-M4 timing model (Unicorn) on {what}")
     if stack is not None:
         result["stack_bytes_used"] = int(stack)
-        result["ram_bytes"] = build["data"] + build["bss"] + int(stack)
-        how.append("RAM = data + bss + stack high-water mark")
+        result["ram_bytes"] = arena_ram_bytes(build["data"], build["bss"], int(stack), arena)
+        how.append("RAM = data + bss + stack high-water mark"
+                   + (", tensor arena at the bytes used on the board" if arena else ""))
+    if arena:
+        result["arena_used_bytes"], result["arena_reserved_bytes"] = arena
     cycles = result.get("cycles", result.get("est_cycles"))
     if cycles is not None:
         result["est_ms"] = cycles / board.clock_hz * 1e3
@@ -345,6 +386,100 @@ def measure(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_
             # energy = time x 3.3 V x run current (the paper's method), in micro-watt-hours
             result["est_energy_uwh"] = result["est_ms"] / 3.6e6 * board.supply_v * board.run_current_a * 1e6
     result["how_measured"] = "; ".join(how)
+    return result
+
+
+# -------------------------------------------------------------- TFLite Micro on boards
+
+
+def tflm_library(params: dict[str, Any], opt: str, out_library: Path, threads: int = 1) -> dict[str, Any]:
+    """TFLM + CMSIS-NN of the named tree as a static library for the Cortex-M4F boards at ``opt``:
+    taken from the content-keyed cache (built there on a miss), copied to ``out_library``, described
+    in ``<out_library>.json``."""
+    from dataclasses import asdict
+
+    from microai.data.atomic import atomic_output
+    from microai.deploy.frameworks import unavailable_reason
+    from microai.deploy.tflm.library import build_library
+    from microai.deploy.tflm.tree import named_tree
+
+    out_library = Path(out_library)
+    reason = unavailable_reason("tflite-micro", "qemu-m4", params)
+    if reason is not None:  # DVC runs every stage; Snakemake plans none of TFLM's board rules then
+        result = {"unavailable": reason}
+    else:
+        library = build_library(named_tree(params), opt, jobs=threads)
+        with atomic_output(out_library) as tmp:
+            shutil.copyfile(library.archive, tmp)
+        result = {**asdict(library), "archive": str(out_library)}
+    write_json(out_library.with_suffix(".json"), result)
+    return result
+
+
+def compile_tflm_firmware(board_name: str, tflite: Path, library_json: Path, prepared_npz: Path, vectors: int,
+                          opt: str, params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Build a ``.tflite`` model with the TFLM adapter and library for a board, its first ``vectors``
+    test inputs quantized as the TFLM host runtime feeds them; DoesNotFit names the limits."""
+    import json
+
+    from microai.data import load_prepared
+    from microai.deploy.boards import get_board
+    from microai.deploy.frameworks import unavailable_reason
+    from microai.deploy.tflm.firmware import build_tflm_firmware
+    from microai.deploy.tflm.library import TflmLibrary
+    from microai.deploy.tflm.tree import named_tree
+    from microai.tflite.runtime import arena_bytes, quantize_input
+
+    board = get_board(board_name)
+    described = json.loads(Path(library_json).read_text())
+    reason = described.get("unavailable") or unavailable_reason("tflite-micro", board_name, params)
+    if reason is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result = {"board": board_name, "unavailable": reason}
+        write_json(out_dir / "build.json", result)
+        return result
+    library = TflmLibrary(**described)
+    inputs = quantize_input(tflite, load_prepared(Path(prepared_npz)).x_test[:vectors])
+    host_arena = arena_bytes(tflite).total
+
+    def build(folder: Path) -> dict[str, Any]:
+        result, sources = build_tflm_firmware(board, Path(tflite), named_tree(params), library, host_arena,
+                                              inputs.reshape(len(inputs), -1), folder, opt)
+        return {**_build_fields(result), "host_arena_bytes": host_arena,
+                "arena_reserved_bytes": sources.arena_bytes, "operators": list(sources.operators),
+                "library": library.key, "elf_sha256": hashlib.sha256(result.elf.read_bytes()).hexdigest()}
+
+    return _build_into(Path(out_dir), build, {"board": board_name, "opt": opt, "vectors": vectors,
+                                             "framework": "tflite-micro"})
+
+
+def measure_tflm(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_json: Path, tflite: Path,
+                 prepared_npz: Path, timeout: float, out_json: Path,
+                 emulated_elf: Path | None = None) -> dict[str, Any]:
+    """:func:`measure` for a TFLM image: outputs compared bit for bit with the TFLM host runtime's on the
+    same vectors, cycles per operator, RAM with the tensor arena at the bytes TFLM used on the board."""
+    from importlib.metadata import version
+
+    from microai.data import load_prepared
+    from microai.deploy.tflm.measure import outputs_match
+    from microai.tflite.runtime import run_tflm
+
+    reason = _unavailable(build_json)
+    if reason is not None:
+        result = {"board": board_name, "framework": "tflite-micro", "note": f"unavailable: {reason}"}
+        write_json(out_json, result)
+        return result
+
+    def check(outputs: np.ndarray) -> float:
+        x = load_prepared(Path(prepared_npz)).x_test[:len(outputs)]
+        return float(outputs_match(run_tflm(tflite, x).outputs, outputs).mean())
+
+    result = _measure_board(board_name, board_cfg, build_json, flash_json, timeout, emulated_elf, check)
+    result["framework"] = "tflite-micro"
+    result["how_measured"] += ("; outputs compared bit for bit with the TFLM host runtime (PyPI tflite-micro "
+                               f"{version('tflite-micro')}); cycles per operator: from entering its "
+                               "kernel's invoke function to returning")
     write_json(out_json, result)
     return result
 

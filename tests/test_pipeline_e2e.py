@@ -1,6 +1,8 @@
 """The whole pipeline on a tiny configuration, in a scratch working directory (slow: minutes)."""
 
 import copy
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ import yaml
 from microai.config import load_params
 
 ROOT = Path(__file__).resolve().parent.parent
+TFLM_TREE = ROOT.parent / "shared" / "tflm"  # as .ci/run names it
 pytestmark = pytest.mark.slow
 
 
@@ -28,7 +31,8 @@ def tiny_params() -> dict:
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
            "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    env = {**os.environ, "MICROAI_TFLM_TREE": str(TFLM_TREE)}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +66,26 @@ def test_table_has_every_precision_board_and_framework(pipeline_run):
     assert tflm.how_measured.str.contains("TFLM host runtime").all()
     cube = table[table.framework == "stm32cubeai"]
     assert cube.note.str.contains("unavailable: ").all() and cube.rom_bytes.isna().all()
+
+
+@pytest.mark.skipif(not TFLM_TREE.is_dir(), reason=f"no TFLite Micro tree at {TFLM_TREE}")
+def test_tflm_rows_are_measured_on_the_boards(pipeline_run):
+    table = pd.read_csv(pipeline_run / "results" / "tables.csv")
+    tflm = table[table.framework == "tflite-micro"]
+    assert set(tflm.board) == {"qemu-m4", "nucleo-l452re-p"} and (tflm.rom_bytes > 0).all()
+    assert (tflm.est_cycles > 0).all() and (tflm.ram_bytes > 0).all()
+    qemu = tflm[tflm.board == "qemu-m4"]
+    assert sorted(qemu.precision) == ["float32", "int8"]
+    assert (qemu.outputs_match_reference == 1.0).all() and (qemu.instructions > 0).all()
+    assert qemu.how_measured.str.contains("bit for bit with the TFLM host runtime").all()
+    nucleo = tflm[tflm.board == "nucleo-l452re-p"]
+    assert nucleo.note.str.contains("not run on nucleo-l452re-p").all()
+    run_dir = next((pipeline_run / "results" / "runs").rglob("run0"))
+    measured = json.loads((run_dir / "tflite-micro" / "int8.qemu-m4.json").read_text())
+    profile = measured["layer_cycles"]  # per operator, in execution order
+    assert any(k.endswith(" CONV_2D") for k in profile)
+    assert abs(sum(profile.values()) - measured["est_cycles"]) <= len(profile)  # means, truncated
+    assert 0 < measured["arena_used_bytes"] <= measured["arena_reserved_bytes"]
 
 
 def test_second_call_has_nothing_to_do(pipeline_run):

@@ -134,20 +134,38 @@ def _framework_rows(key: tuple, framework: str, kinds: dict[str, list[dict[str, 
     return rows
 
 
+#: Ratios MicroAI / TFLite Micro of the paper layout: metric -> table column (same run, same precision).
+RATIOS = {"est_cycles_ratio": "est_cycles", "rom_ratio": "rom_bytes", "ram_ratio": "ram_bytes"}
+PEER_FRAMEWORK = "tflite-micro"
+
+
 def paper_layout(table: pd.DataFrame) -> pd.DataFrame:
     """The paper's Tables A3-A5: ROM (KiB), time (ms) and energy (uWh) against filters,
-    one row per dataset / model / framework / board / precision / metric."""
+    one row per dataset / model / framework / board / precision / metric; then, framework
+    "microai / tflite-micro", the ratios :data:`RATIOS` of the two frameworks' figures for the same
+    dataset, model, board and precision (int8 vs int8, float32 vs float32)."""
+    ids = ["dataset", "model", "framework", "board", "precision", "filters"]
     metrics = {"rom_kib": table["rom_bytes"] / 1024.0, "time_ms": table["est_ms"],
                "energy_uwh": table["est_energy_uwh"]}
-    long = pd.concat(
-        [table[["dataset", "model", "framework", "board", "precision", "filters"]]
-         .assign(metric=name, value=v) for name, v in metrics.items()],
-        ignore_index=True,
-    )
+    long = pd.concat([table[ids].assign(metric=name, value=v) for name, v in metrics.items()]
+                     + [_ratios(table)], ignore_index=True)
     wide = long.pivot_table(index=["dataset", "model", "framework", "board", "precision", "metric"],
                             columns="filters", values="value", aggfunc="first")
     wide.columns = [f"F{c}" for c in wide.columns]
     return wide.reset_index()
+
+
+def _ratios(table: pd.DataFrame) -> pd.DataFrame:
+    keys = ["dataset", "model", "board", "precision", "filters"]
+    ours = table[table.framework == OWN_FRAMEWORK].set_index(keys)
+    peer = table[table.framework == PEER_FRAMEWORK].set_index(keys)
+    both = ours.merge(peer, left_index=True, right_index=True, suffixes=("", "_peer"))
+    framework = f"{OWN_FRAMEWORK} / {PEER_FRAMEWORK}"
+    parts = [pd.DataFrame({"metric": name, "framework": framework,
+                           "value": both[col].astype(float) / both[f"{col}_peer"].astype(float)},
+                          index=both.index).reset_index()
+             for name, col in RATIOS.items()]
+    return pd.concat(parts, ignore_index=True)
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:

@@ -9,6 +9,9 @@ def report_inputs(wildcards):
         files += expand(RUN_DIR + "/tflite-micro/{tflm_precision}.eval.json", dataset=SWEEP["datasets"],
                         model=SWEEP["models"], filters=SWEEP["filters"], run=SWEEP["runs"],
                         tflm_precision=TFLM_PRECISIONS)
+        files += expand(RUN_DIR + "/tflite-micro/{tflm_precision}.{board}.json", dataset=SWEEP["datasets"],
+                        model=SWEEP["models"], filters=SWEEP["filters"], run=DEPLOY_RUNS,
+                        tflm_precision=TFLM_PRECISIONS, board=TFLM_BOARDS)
     return files
 
 

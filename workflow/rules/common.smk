@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from microai.config import ConfigError, validate_params
+from microai.deploy.frameworks import unavailable_reason
 from microai.tflite.tree import NoTFLMTree, find_tree
 
 try:
@@ -28,7 +29,7 @@ PYTHON = sys.executable
 SCRIPTS = str(Path(workflow.basedir) / "workflow" / "scripts")
 
 
-SOURCE_SUFFIXES = {".py", ".j2", ".c", ".h", ".ld"}
+SOURCE_SUFFIXES = {".py", ".j2", ".c", ".cc", ".h", ".ld"}
 
 
 def code(*folders):
@@ -80,6 +81,24 @@ def tflm_tree_status():
         return str(find_tree(config))
     except NoTFLMTree as err:
         return f"unavailable: {err}"
+
+
+# TFLite Micro on boards: only where a tree is named (else the table says "unavailable" and no rule runs).
+TFLM_BOARDS = [b for b in SWEEP["boards"] if "tflite-micro" in FRAMEWORKS
+               and unavailable_reason("tflite-micro", b, config) is None]
+TFLM_BUILD = "build/{dataset}/{model}-f{filters}/run{run}/tflite-micro/{tflm_precision}"
+# One library for every Cortex-M4F board (same compiler and flags), from a content-keyed cache.
+TFLM_LIBRARY = "build/tflm/cortex-m4f/libtflm.a"
+TFLM_LIBRARY_JSON = "build/tflm/cortex-m4f/libtflm.json"  # written beside it by the same rule
+
+
+def tflm_library_key():
+    """Compiler, flags and tree content of the TFLM library: a rule parameter, so that any change
+    rebuilds it (the cache folder has the same key)."""
+    from microai.deploy.tflm.library import library_key
+    from microai.deploy.tflm.tree import named_tree
+
+    return library_key(named_tree(config), config["deploy"]["opt"])
 
 
 def graph_files(pattern):
