@@ -112,8 +112,11 @@ def prepare(graph: Graph) -> Graph:
 
 def kernel_set(layer: Layer, kernels: str) -> str:
     """The kernel set whose template computes ``layer``: the one asked for, or ``reference`` when the optimized
-    set has no kernel for it (stated in the report's ``layers[].kernels`` and in the layer's comment)."""
-    return kernels if f"{kernels}/{layer.template}" in ENV.list_templates() else "reference"
+    set has no kernel for it or the lowering chose the reference one (the report's ``layers[].kernels`` and
+    ``layers[].fallback``, and the layer's comment, say so)."""
+    if layer.fallback is None and f"{kernels}/{layer.template}" not in ENV.list_templates():
+        layer.fallback = f"the {kernels} set has no {layer.template}"
+    return "reference" if layer.fallback else kernels
 
 
 def load_report(outdir: Path) -> dict[str, Any]:
@@ -160,6 +163,8 @@ def _layer_summary(g: Graph, layer: Layer, placement: Placement, kernels: str) -
     summary = {"function": layer.function, "node": node.name, "op": node.op, "output_shape": list(node.shape),
                "macs": ops.of(node).macs(node), "arena_offset": placement.offsets.get(node.name),
                "kernels": kernel_set(layer, kernels)}
+    if layer.fallback and kernels != "reference":
+        summary["fallback"] = layer.fallback
     if g.is_quantized:
         summary["formats"] = {k: str(f) for k, f in node.formats.items()}
     return summary
@@ -204,7 +209,7 @@ def _render_all(g: Graph, lowered: Lowered, placement: Placement, sizeof: int,
                       function=layer.function)
         summary_text = _describe(g, layer)
         if summary["kernels"] != result.kernels:
-            summary_text += f"; {summary['kernels']} kernel (the {result.kernels} set has none for it)"
+            summary_text += f"; reference kernel: {layer.fallback}"
         layers.append({"summary": summary_text, "arrays": layer.arrays, "code": code.rstrip("\n")})
         args = [buffer(owner) for owner in layer.inputs] + [buffer(layer.node.name)]
         if layer.scratch_bytes:

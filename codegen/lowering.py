@@ -66,6 +66,8 @@ class Layer:
     arrays: list[CArray] = field(default_factory=list)
     scratch_bytes: int = 0
     helpers: list[Helper] = field(default_factory=list)
+    #: Why the layer uses the reference kernel set although the optimized one was asked for (None: it does not).
+    fallback: str | None = None
 
     @property
     def function(self) -> str:
@@ -245,9 +247,10 @@ class LoweringContext:
 
     @staticmethod
     def layer(node: Node, template: str, params: dict[str, Any], arrays: list[CArray] | None = None,
-              scratch_bytes: int = 0, helpers: list[Helper] | None = None) -> Layer:
-        """A C layer of ``node`` from ``<kernels>/<template>`` (lower() fills in its index and inputs)."""
-        return Layer(-1, node, template, [], params, arrays or [], scratch_bytes, helpers or [])
+              scratch_bytes: int = 0, helpers: list[Helper] | None = None, fallback: str | None = None) -> Layer:
+        """A C layer of ``node`` from ``<kernels>/<template>`` (lower() fills in its index and inputs);
+        ``fallback``: why the reference kernel computes it although the optimized set was asked for."""
+        return Layer(-1, node, template, [], params, arrays or [], scratch_bytes, helpers or [], fallback)
 
     @staticmethod
     def typed_arrays(node: Node, params: dict[str, Any], **values: tuple[str, np.ndarray]) -> list[CArray]:

@@ -19,9 +19,9 @@
 #include "number.h"
 #include "vectors.h"
 
-#define NUMBER_DTYPE _Generic((number_t)0, float: "f32", int8_t: "i8", int16_t: "i16")
+#define NUMBER_DTYPE _Generic((model_output_t)0, float: "f32", int8_t: "i8", int16_t: "i16")
 
-static number_t output[MODEL_OUTPUT_SAMPLES];
+static model_output_t output[MODEL_OUTPUT_SAMPLES];
 
 /* One-time set-up before the timed inferences; 0 on success. Generated C needs none (this default);
  * a runtime such as TFLM's adapter (firmware/tflm) defines its own to build its interpreter. */
@@ -30,7 +30,7 @@ __attribute__((weak)) int model_setup(void)
     return 0;
 }
 
-static void put_number(number_t v)
+static void put_number(model_output_t v)
 {
     _Generic(v, float: put_float_bits, default: put_i32)(v);
 }

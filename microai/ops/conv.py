@@ -103,8 +103,18 @@ class Conv(Operator):
         kernel = ctx.weights(node, "kernel")
         c_out, c_in, *ksize = kernel.shape
         params = {"c_in": c_in, "c_out": c_out, **as_2d(self.geometry(ctx, node))}
-        rows = np.moveaxis(kernel, 1, -1).reshape(c_out, -1)  # (out, kh, kw, in): channels-last windows
-        return tflite.lower_linear(ctx, node, "tflite_conv.c.j2", params, rows)
+        rows = np.moveaxis(kernel, 1, -1)  # (out, k..., in): channels-last windows
+        if not tflite.optimizable(ctx, node):
+            return tflite.lower_linear(ctx, node, "tflite_conv.c.j2", params, rows.reshape(c_out, -1))
+        ctx.check_bound(node)
+        params |= {**tflite.io_params(ctx.graph, node), "dims": self.dims, "pad_value": tflite.input_affine(
+            ctx.graph, node).zero_point[0]}
+        kh, kw = params["kernel_size"]
+        bias = np.pad(tflite.folded_bias(ctx, node, rows), (0, c_out % 2))
+        layer = self._lower_integer(ctx, node, params, rows.reshape(c_out, kh, kw, c_in), bias, "tflite_conv.c.j2")
+        layer.arrays += tflite.requantization_arrays(ctx, node, layer.params)
+        layer.helpers.insert(0, ctx.helper("optimized/_tflite_store.c.j2"))
+        return layer
 
     def geometry(self, ctx: LoweringContext, node: Node) -> dict:
         """``in_size``, ``out_size``, ``kernel_size``, ``stride``, ``pad`` of the layer (its own dimensions)."""

@@ -46,8 +46,17 @@ class Dense(Operator):
 
     def lower_tflite(self, ctx: LoweringContext, node: Node) -> Layer:
         kernel = ctx.weights(node, "kernel")[:, ctx.memory_order(ctx.layout[node.inputs[0]])]
-        params = {"n_in": kernel.shape[1], "n_out": kernel.shape[0]}
-        return tflite.lower_linear(ctx, node, "tflite_dense.c.j2", params, kernel)
+        n_out, n_in = kernel.shape
+        params = {"n_in": n_in, "n_out": n_out}
+        if not tflite.optimizable(ctx, node):
+            return tflite.lower_linear(ctx, node, "tflite_dense.c.j2", params, kernel)
+        ctx.check_bound(node)  # output channels in pairs, the zero point in the bias (optimized/dense.c.j2)
+        params |= {**tflite.io_params(ctx.graph, node), "steps": -(-n_in // 2), "narrow": True}
+        bias = np.pad(tflite.folded_bias(ctx, node, kernel), (0, n_out % 2))
+        arrays = ctx.arrays(node, params, kernel=arrange_pairs(kernel[:, None, :], params["steps"], True),
+                            bias=bias)
+        arrays += tflite.requantization_arrays(ctx, node, params)
+        return ctx.layer(node, "tflite_dense.c.j2", params, arrays, scratch_bytes=2 * 2 * params["steps"])
 
     def lower(self, ctx: LoweringContext, node: Node) -> Layer:
         ctx.check_bound(node)

@@ -78,7 +78,15 @@ class DepthwiseConv(Operator):
                     "kernel_size": list(kernel.shape[2:]), "stride": self.stride(node), "pad": self.padding(node)}
         params = {"c_in": in_shape[0], "c_out": len(kernel), "depth_multiplier": self.multiplier(node, in_shape[0]),
                   **as_2d(geometry)}
-        return tflite.lower_linear(ctx, node, "tflite_depthwise.c.j2", params, kernel.reshape(len(kernel), -1))
+        rows = kernel.reshape(len(kernel), -1)
+        if not tflite.optimizable(ctx, node) or params["depth_multiplier"] != 1:
+            why = "the optimized depthwise kernel takes int8 tensors and a depth multiplier of 1"
+            return tflite.lower_linear(ctx, node, "tflite_depthwise.c.j2", params, rows, why)
+        zp = tflite.input_affine(ctx.graph, node).zero_point[0]
+        params["zp_pair"] = f"0x{(zp & 0xFFFF) * 0x10001:08x}"  # the zero point in both halfwords, for SSUB16
+        layer = tflite.lower_linear(ctx, node, "tflite_depthwise.c.j2", params, np.ascontiguousarray(rows.T))
+        layer.fallback = None
+        return layer
 
 
 OPERATORS = (DepthwiseConv(1), DepthwiseConv(2))

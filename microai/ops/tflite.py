@@ -201,16 +201,33 @@ def io_params(graph: Graph, node: Node) -> dict[str, Any]:
 
 
 def lower_linear(ctx: LoweringContext, node: Node, template: str, params: dict[str, Any],
-                 kernel: np.ndarray) -> Layer:
-    """The C layer of a multiply-accumulate node: geometry ``params`` and the kernel rows as C stores them, plus
-    the bias, per-channel multipliers and shifts, types, zero points and clamp (``p``, for ``_tflite.j2``)."""
-    graph = ctx.graph
+                 kernel: np.ndarray, fallback: str = "the optimized kernels take int8 tensors only") -> Layer:
+    """The C layer of a multiply-accumulate node: geometry ``params`` and the kernel as C stores it, plus the
+    bias, per-channel multipliers and shifts, types, zero points and clamp (``p``, for ``_tflite.j2``);
+    ``fallback`` says why a reference kernel computes it when the optimized set was asked for."""
     ctx.check_bound(node)
-    multiplier, shift = linear_requantization(graph, node, "kernel")
-    p = {**io_params(graph, node), "acc_t": "int32_t" if input_affine(graph, node).width == 8 else "int64_t"}
-    arrays = ctx.typed_arrays(node, p, kernel=("int8_t", kernel), bias=(p["acc_t"], ctx.weights(node, "bias")),
-                              multiplier=("int32_t", multiplier), shift=("int32_t", shift))
-    return ctx.layer(node, template, {**params, **p, "p": p}, arrays)
+    p = {**io_params(ctx.graph, node), "acc_t": "int32_t" if input_affine(ctx.graph, node).width == 8 else "int64_t"}
+    arrays = ctx.typed_arrays(node, p, kernel=("int8_t", kernel), bias=(p["acc_t"], ctx.weights(node, "bias")))
+    arrays += requantization_arrays(ctx, node, p)
+    return ctx.layer(node, template, {**params, **p, "p": p}, arrays, fallback=fallback if ctx.optimized else None)
+
+
+def requantization_arrays(ctx: LoweringContext, node: Node, params: dict[str, Any]) -> list:
+    """The per-channel ``multiplier`` and ``shift`` arrays of a multiply-accumulate node (names into ``params``)."""
+    multiplier, shift = linear_requantization(ctx.graph, node, "kernel")
+    return ctx.typed_arrays(node, params, multiplier=("int32_t", multiplier), shift=("int32_t", shift))
+
+
+def optimizable(ctx: LoweringContext, node: Node) -> bool:
+    """The optimized kernels of the scheme take int8 inputs and outputs (int16 ones use the reference set)."""
+    return ctx.optimized and input_affine(ctx.graph, node).width == 8 and affine(node).width == 8
+
+
+def folded_bias(ctx: LoweringContext, node: Node, kernel: np.ndarray) -> np.ndarray:
+    """``bias - zp_in x sum(kernel row)`` per output channel: the optimized kernels multiply the stored input
+    values, so the zero point's share is taken out once (a padded tap then holds zp_in and adds nothing)."""
+    rows = kernel.reshape(len(kernel), -1).astype(np.int64)
+    return ctx.weights(node, "bias") - input_affine(ctx.graph, node).zero_point[0] * rows.sum(axis=1)
 
 
 # ------------------------------------------------------------------ semantics shared by several operators
