@@ -80,17 +80,28 @@ def import_graph(ckpt: Path, prepared_npz: Path, out_graph: Path) -> None:
 
 
 def quantize_ptq(graph_path: Path, prepared_npz: Path, precision: dict[str, Any], out_graph: Path) -> None:
-    """Post-training quantization calibrated on training data."""
+    """Post-training quantization calibrated on training data: the paper's power-of-two scheme (rounding to
+    nearest unless the precision asks for the paper's floor/truncation), or TFLite's (``scheme: tflite``),
+    calibrated like TFLite's converter on evenly spaced training inputs."""
     from microai.data import load_prepared
     from microai.graph import Graph
     from microai.quant.ptq import quantize_ptq as ptq
 
     data = load_prepared(Path(prepared_npz))
+    if precision.get("scheme", "pow2") == "tflite":
+        from microai.quant.affine import quantize_tflite
+        from microai.tflite.convert import representative_samples
+
+        calibration = representative_samples(data.x_train, precision.get("calibration_samples", 1000))
+        quantized = quantize_tflite(Graph.load(graph_path), calibration, activations=precision.get("activations", 8),
+                                    int16_layers=precision.get("int16_layers", ()))
+        quantized.save(out_graph)
+        return
     n = precision.get("calibration_samples", len(data.x_train))
     quantized = ptq(
         Graph.load(graph_path), data.x_train[:n], width=precision["width"],
         granularity=precision.get("granularity", "layer"), fixed_frac=precision.get("fixed_frac"),
-        rounding=precision.get("rounding", "floor"), quant_rounding=precision.get("quant_rounding", "trunc"),
+        rounding=precision.get("rounding", "nearest"), quant_rounding=precision.get("quant_rounding", "nearest"),
     )
     quantized.save(out_graph)
 
@@ -107,6 +118,18 @@ def quantize_qat(ckpt: Path, prepared_npz: Path, run: int, qat_schedule: dict[st
     torch.set_num_threads(threads)
     data = load_prepared(Path(prepared_npz))
     net = load_checkpoint(Path(ckpt))
+    if precision.get("scheme", "pow2") == "tflite":
+        from microai.graph.torch_import import from_torch
+        from microai.quant.affine_qat import train_qat_tflite
+
+        graph, history = train_qat_tflite(
+            from_torch(net, data.input_shape, name=Path(ckpt).parent.parent.name), data.x_train, data.y_train,
+            TrainConfig.from_dict(qat_schedule), seed=run, activations=precision.get("activations", 8),
+            int16_layers=precision.get("int16_layers", ()),
+            calibration_samples=precision.get("calibration_samples", 1000))
+        graph.save(out_graph)
+        write_json(out_metrics, {"run": run, "scheme": "tflite", "history": history})
+        return
     qat_model, history = train_qat(
         net, data.x_train, data.y_train, TrainConfig.from_dict(qat_schedule), width=precision["width"],
         seed=run, granularity=precision.get("granularity", "layer"),
@@ -122,10 +145,10 @@ def quantize_qat(ckpt: Path, prepared_npz: Path, run: int, qat_schedule: dict[st
 
 def evaluate(graph_path: Path, prepared_npz: Path, precision: str, out_json: Path) -> dict[str, Any]:
     """Test accuracy with the reference executor (float32 or exact integer arithmetic)."""
-    from codegen.ctext import number_bytes
     from microai.data import load_prepared
     from microai.graph import Graph
     from microai.quant import reference
+    from microai.quant.affine import param_bytes
 
     graph = Graph.load(graph_path)
     data = load_prepared(Path(prepared_npz))
@@ -136,7 +159,7 @@ def evaluate(graph_path: Path, prepared_npz: Path, precision: str, out_json: Pat
         "test_vectors": int(len(data.y_test)),
         "params": graph.param_count(),
         "macs": graph.macs(),
-        "param_bytes": graph.param_count() * number_bytes(graph.precision),
+        "param_bytes": param_bytes(graph),
         "synthetic": bool(data.provenance.get("synthetic", False)),
         "how_measured": "reference executor (numpy" + (", exact integer arithmetic)" if graph.is_quantized
                                                         else ", float32)"),
@@ -202,8 +225,12 @@ def evaluate_tflm(tflite_path: Path, graph_path: Path, prepared_npz: Path, preci
                         "whole test set; arena: its RecordingMicroAllocator",
     }
     if precision == "int8":
+        from microai.tflite.engine import check_c_against_tflm
+
         result["how_measured"] += (f"; model: TensorFlow {version('tensorflow-cpu')} full-integer post-"
                                    "training quantization of the float model, calibrated on training inputs")
+        result["microai_c"] = check_c_against_tflm(tflite_path, data.x_test, run)
+        result["microai_c_matches_tflm"] = result["microai_c"]["matches"]
     write_json(out_json, result)
     return result
 

@@ -62,11 +62,17 @@ class _TFLiteSoftmax(tflite.TFLiteSemantics):
     """TFLite's int8 softmax (reference_ops::Softmax): exp of the rescaled differences to the row maximum in
     fixed point, summed, one reciprocal, each exp times it, rounded to int8 (scale 1/256, zero point -128)."""
 
-    def run(self, graph: Graph, node: Node, ins: list[np.ndarray]) -> np.ndarray:
-        tflite.activation_format(tflite.input_affine(graph, node), node, "input")
-        if tflite.input_affine(graph, node).width != 8 or tflite.affine(node) != softmax_output_format():
+    @staticmethod
+    def check(graph: Graph, node: Node) -> None:
+        """TFLite's int8 softmax only: int8 input, int8 output of scale 1/256 and zero point -128."""
+        fin = tflite.activation_format(tflite.input_affine(graph, node), node, "input")
+        if fin.width != 8 or tflite.affine(node) != softmax_output_format():
             raise GraphError(f"{node.describe()}: the tflite scheme's softmax takes int8 and gives int8 with "
-                             f"scale 1/256 and zero point -128, got {tflite.affine(node)}")
+                             f"scale 1/256 and zero point -128, got {fin} -> {tflite.affine(node)} (TFLite's "
+                             f"int16 softmax is not supported)")
+
+    def run(self, graph: Graph, node: Node, ins: list[np.ndarray]) -> np.ndarray:
+        self.check(graph, node)
         multiplier, shift, diff_min = softmax_parameters(graph, node)
         x = ins[0]
         diff = x - x.max(axis=1, keepdims=True)
@@ -97,6 +103,10 @@ class Softmax(Operator):
             raise ctx.error(f"{node.describe()}: Softmax over a {len(node.shape)}-D tensor {node.shape} "
                             f"is not supported (Flatten first)")
         ctx.layout[node.name] = ctx.layout[node.inputs[0]]
+        try:
+            _TFLiteSoftmax.check(ctx.graph, node)
+        except GraphError as e:
+            raise ctx.error(str(e)) from e
         multiplier, shift, diff_min = softmax_parameters(ctx.graph, node)
         params = {"size": node.shape[0], "multiplier": multiplier, "shift": shift, "diff_min": diff_min}
         return ctx.layer(node, "tflite_softmax.c.j2", params)

@@ -45,6 +45,12 @@ def round_half_away(v: float) -> int:
     return int(math.copysign(math.floor(abs(v) + 0.5), v))
 
 
+def round_half_away_array(v: np.ndarray) -> np.ndarray:
+    """:func:`round_half_away` of every value (float64 result)."""
+    v = np.asarray(v, dtype=np.float64)
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)
+
+
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """TFLite's ``QuantizeMultiplier``: ``real ~= m * 2**(shift - 31)`` with ``m`` in [2**30, 2**31).
 
@@ -139,7 +145,7 @@ def quantize_real(x: np.ndarray, fmt: AffineFormat) -> np.ndarray:
     v = (np.asarray(x, dtype=np.float32) / np.float32(fmt.scale[0])).astype(np.float64)
     if not np.all(np.isfinite(v)):
         raise ValueError(f"cannot quantize non-finite values to {fmt}")
-    rounded = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    rounded = round_half_away_array(v)
     return np.clip(rounded + fmt.zero_point[0], fmt.min_int, fmt.max_int).astype(np.int64)
 
 

@@ -23,8 +23,8 @@ COLUMNS = [
     "dataset", "model", "filters", "params", "macs", "precision", "framework", "board", "runs",
     "accuracy_mean", "accuracy_std", "param_bytes", "c_accuracy_mean", "c_matches_reference",
     "activation_bytes_pools", "activation_bytes_planned", "arena_bytes", "rom_bytes", "ram_bytes",
-    "instructions", "est_cycles", "est_ms", "est_energy_uwh", "outputs_match_reference", "how_measured",
-    "note",
+    "instructions", "est_cycles", "est_ms", "est_energy_uwh", "outputs_match_reference",
+    "microai_c_matches_tflm", "how_measured", "note",
 ]
 KEY = ["dataset", "model", "filters", "precision"]
 _PATH = re.compile(r"(?P<dataset>[^/]+)/(?P<model>[^/]+)-f(?P<filters>\d+)/run(?P<run>\d+)/"
@@ -104,6 +104,8 @@ def _base(key: tuple, kinds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         activation_bytes_pools=hosts[0].get("activation_bytes_pools") if hosts else np.nan,
         activation_bytes_planned=hosts[0].get("activation_bytes_planned") if hosts else np.nan,
         arena_bytes=first.get("arena_bytes"),
+        # tflite-micro int8 rows: MicroAI's C of the same .tflite equal to the TFLM host runtime's outputs
+        microai_c_matches_tflm=_mean(e["data"].get("microai_c_matches_tflm") for e in evals),
     )
     return base
 

@@ -46,21 +46,22 @@ class _Value:
 
 def load_tflite(path: str | Path, name: str | None = None) -> Graph:
     """Read a quantized ``.tflite`` file into a validated tflite-scheme graph."""
-    path = Path(path)
-    try:
-        return from_tflite(path, name=name or path.stem)
-    except GraphError as e:
-        raise GraphError(f"{path}: {e}") from e
+    return from_tflite(Path(path), name=name or Path(path).stem)
 
 
 def from_tflite(model: runtime.ModelSource, name: str | None = None) -> Graph:
     """The graph of a quantized TFLite model (path or flatbuffer bytes): int8 activations, or int16 ones with
-    int8 weights (TFLite's 16x8); one input and one output tensor."""
+    int8 weights (TFLite's 16x8); one input and one output tensor. GraphError names the file (or "model
+    bytes"), the operator and its index."""
     try:
         obj = runtime.parse_model(model)
     except runtime.TFLMError as e:
         raise GraphError(str(e)) from e
-    return _Importer(obj, name or "tflite").build()
+    where = "model bytes" if isinstance(model, (bytes, bytearray)) else str(model)
+    try:
+        return _Importer(obj, name or "tflite").build()
+    except GraphError as e:
+        raise GraphError(f"{where}: {e}") from e
 
 
 class _Importer:
@@ -373,6 +374,8 @@ class _Importer:
         value = self._value(op.inputs[0])
         if len(self._ir_shape(value)) != 1:
             self._fail("SOFTMAX over a spatial tensor (only vectors are supported)")
+        if self._activation_format(op.inputs[0]).width != 8:
+            self._fail("int16 SOFTMAX is not supported (TFLite's int8 softmax is)")
         beta = float(op.builtinOptions.beta) if op.builtinOptions is not None else 1.0
         node = Node(f"softmax_{len(self.nodes)}", "Softmax", [value.ir], {"beta": beta} if beta != 1.0 else {},
                     formats={"output": self._activation_format(op.outputs[0])})

@@ -21,7 +21,7 @@ rule evaluate_tflm:
         tflite=MODEL_DIR + "/{tflm_precision}.tflite",
         graph=graph_files(MODEL_DIR + "/float32"),
         data=PREPARED,
-        code=code("microai/tflite", "microai/quant"),
+        code=code("microai/tflite", "microai/quant", "microai/ops", "codegen"),
     output:
         RUN_DIR + "/tflite-micro/{tflm_precision}.eval.json",
     log:
