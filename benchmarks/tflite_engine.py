@@ -1,5 +1,6 @@
-"""MicroAI as an engine for a TFLite int8 model: the same ``.tflite`` run by MicroAI's generated C (imported by
-``microai.tflite.importer``) and by TFLite Micro + CMSIS-NN, side by side on the emulated Cortex-M4F (qemu-m4).
+"""MicroAI as an engine for a TFLite int8 model: the same ``.tflite`` run by MicroAI's generated C
+(imported by ``microai.tflite.importer``) and by TFLite Micro + CMSIS-NN, side by side on the emulated
+Cortex-M4F (qemu-m4).
 
 Models (weights seeded; timing does not depend on them), each converted to a full-integer int8 ``.tflite`` by
 TensorFlow's converter (post-training quantization on seeded calibration inputs):
@@ -160,10 +161,12 @@ def main(argv: list[str] | None = None) -> int:
             theirs = measure_tflm(name, tflite, x[:VECTORS], workdir, ours.macs, tflm)
             for r in (ours, theirs):
                 rows.append(r)
+                exact = "yes" if r.outputs_match_tflm_host else "NO"
                 print(f"{r.model:>14} {r.framework:>24} {r.macs:>9} {r.rom_bytes:>7} {r.ram_bytes:>7} "
-                      f"{r.est_cycles:>11} {r.cycles_per_mac:>7} {'yes' if r.outputs_match_tflm_host else 'NO':>5}")
-            print(f"{'':>14} {'ratio MicroAI / TFLM':>24} cycles {ours.est_cycles / theirs.est_cycles:.2f}, ROM "
-                  f"{ours.rom_bytes / theirs.rom_bytes:.2f}, RAM {ours.ram_bytes / theirs.ram_bytes:.2f}", flush=True)
+                      f"{r.est_cycles:>11} {r.cycles_per_mac:>7} {exact:>5}")
+            print(f"{'':>14} {'ratio MicroAI / TFLM':>24} cycles {ours.est_cycles / theirs.est_cycles:.2f}, "
+                  f"ROM {ours.rom_bytes / theirs.rom_bytes:.2f}, RAM {ours.ram_bytes / theirs.ram_bytes:.2f}",
+                  flush=True)
     from microai.deploy.timing import TimingModel
 
     print(f"qemu-m4 (emulated), {VECTORS} test vectors; cycles estimated: {TimingModel().describe()}; "

@@ -111,9 +111,9 @@ def prepare(graph: Graph) -> Graph:
 
 
 def kernel_set(layer: Layer, kernels: str) -> str:
-    """The kernel set whose template computes ``layer``: the one asked for, or ``reference`` when the optimized
-    set has no kernel for it or the lowering chose the reference one (the report's ``layers[].kernels`` and
-    ``layers[].fallback``, and the layer's comment, say so)."""
+    """The kernel set whose template computes ``layer``: the one asked for, or ``reference`` when the
+    optimized set has no kernel for it or the lowering chose the reference one (the report's
+    ``layers[].kernels`` and ``layers[].fallback``, and the layer's comment, say so)."""
     if layer.fallback is None and f"{kernels}/{layer.template}" not in ENV.list_templates():
         layer.fallback = f"the {kernels} set has no {layer.template}"
     return "reference" if layer.fallback else kernels

@@ -32,8 +32,8 @@ CTYPE_DTYPES = {"float": np.float32, "int8_t": np.int8, "int16_t": np.int16}
 
 
 def tensor_ctype(graph: Graph, node: Node) -> str:
-    """The C type of ``node``'s output buffer: number_t's, or in the tflite scheme (where widths may differ per
-    tensor) the type of its own format."""
+    """The C type of ``node``'s output buffer: number_t's, or in the tflite scheme (where widths may
+    differ per tensor) the type of its own format."""
     if graph.is_quantized and graph.scheme == "tflite":
         return {8: "int8_t", 16: "int16_t"}[node.formats["output"].width]
     return number_ctype(graph.precision)

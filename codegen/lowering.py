@@ -66,7 +66,7 @@ class Layer:
     arrays: list[CArray] = field(default_factory=list)
     scratch_bytes: int = 0
     helpers: list[Helper] = field(default_factory=list)
-    #: Why the layer uses the reference kernel set although the optimized one was asked for (None: it does not).
+    #: Why the layer uses the reference kernels although the optimized ones were asked for (None: it doesn't).
     fallback: str | None = None
 
     @property
@@ -247,7 +247,8 @@ class LoweringContext:
 
     @staticmethod
     def layer(node: Node, template: str, params: dict[str, Any], arrays: list[CArray] | None = None,
-              scratch_bytes: int = 0, helpers: list[Helper] | None = None, fallback: str | None = None) -> Layer:
+              scratch_bytes: int = 0, helpers: list[Helper] | None = None,
+              fallback: str | None = None) -> Layer:
         """A C layer of ``node`` from ``<kernels>/<template>`` (lower() fills in its index and inputs);
         ``fallback``: why the reference kernel computes it although the optimized set was asked for."""
         return Layer(-1, node, template, [], params, arrays or [], scratch_bytes, helpers or [], fallback)

@@ -93,7 +93,8 @@ def quantize_ptq(graph_path: Path, prepared_npz: Path, precision: dict[str, Any]
         from microai.tflite.convert import representative_samples
 
         calibration = representative_samples(data.x_train, precision.get("calibration_samples", 1000))
-        quantized = quantize_tflite(Graph.load(graph_path), calibration, activations=precision.get("activations", 8),
+        quantized = quantize_tflite(Graph.load(graph_path), calibration,
+                                    activations=precision.get("activations", 8),
                                     int16_layers=precision.get("int16_layers", ()))
         quantized.save(out_graph)
         return
@@ -101,7 +102,8 @@ def quantize_ptq(graph_path: Path, prepared_npz: Path, precision: dict[str, Any]
     quantized = ptq(
         Graph.load(graph_path), data.x_train[:n], width=precision["width"],
         granularity=precision.get("granularity", "layer"), fixed_frac=precision.get("fixed_frac"),
-        rounding=precision.get("rounding", "nearest"), quant_rounding=precision.get("quant_rounding", "nearest"),
+        rounding=precision.get("rounding", "nearest"),
+        quant_rounding=precision.get("quant_rounding", "nearest"),
     )
     quantized.save(out_graph)
 

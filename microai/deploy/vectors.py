@@ -37,7 +37,8 @@ def render_vectors_c(vectors: np.ndarray) -> str:
         '#include "vectors.h"\n\n'
         f"_Static_assert(MODEL_INPUT_SIZE == {size},\n"
         f"               \"vectors have {size} values, MODEL_INPUT_SIZE differs\");\n"
-        f"_Static_assert(sizeof(model_input_t) == sizeof({ctype}) && ((model_input_t)0.5 != 0) == {is_float},\n"
+        f"_Static_assert(sizeof(model_input_t) == sizeof({ctype})\n"
+        f"               && ((model_input_t)0.5 != 0) == {is_float},\n"
         f"               \"vectors are {ctype}, model_input_t differs\");\n\n"
         f"const uint32_t vector_count = {n};\n\n"
         f"const model_input_t vectors[{n}][MODEL_INPUT_SIZE] = {{\n{rows}\n}};\n"

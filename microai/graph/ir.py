@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -126,7 +126,7 @@ class AffineFormat:
 
 
 #: The number format of one tensor of a quantized graph.
-Format = Union[QFormat, AffineFormat]
+Format = QFormat | AffineFormat
 
 
 def format_from_json(d: dict[str, Any]) -> Format:

@@ -106,7 +106,8 @@ class Add(Operator):
         ctx.check_bound(node)
         graph = ctx.graph
         fa, fb = (tflite.input_affine(graph, node, i) for i in (0, 1))
-        params = {**TFLiteAdd().parameters(graph, node), **tflite.io_params(graph, node), "size": math.prod(node.shape),
+        params = {**TFLiteAdd().parameters(graph, node), **tflite.io_params(graph, node),
+                  "size": math.prod(node.shape),
                   "a_t": tflite.c_type(fa), "b_t": tflite.c_type(fb), "zp_a": fa.zero_point[0],
                   "zp_b": fb.zero_point[0]}
         return ctx.layer(node, "tflite_add.c.j2", params)

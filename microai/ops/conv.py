@@ -111,13 +111,14 @@ class Conv(Operator):
             ctx.graph, node).zero_point[0]}
         kh, kw = params["kernel_size"]
         bias = np.pad(tflite.folded_bias(ctx, node, rows), (0, c_out % 2))
-        layer = self._lower_integer(ctx, node, params, rows.reshape(c_out, kh, kw, c_in), bias, "tflite_conv.c.j2")
+        rows = rows.reshape(c_out, kh, kw, c_in)
+        layer = self._lower_integer(ctx, node, params, rows, bias, "tflite_conv.c.j2")
         layer.arrays += tflite.requantization_arrays(ctx, node, layer.params)
         layer.helpers.insert(0, ctx.helper("optimized/_tflite_store.c.j2"))
         return layer
 
     def geometry(self, ctx: LoweringContext, node: Node) -> dict:
-        """``in_size``, ``out_size``, ``kernel_size``, ``stride``, ``pad`` of the layer (its own dimensions)."""
+        """``in_size``, ``out_size``, ``kernel_size``, ``stride``, ``pad`` of the layer (its own dims)."""
         return {"in_size": list(ctx.input_shape(node)[1:]), "out_size": list(node.shape[1:]),
                 "kernel_size": list(node.weights["kernel"].shape[2:]), "stride": self.stride(node),
                 "pad": self.padding(node)}
@@ -146,8 +147,8 @@ class Conv(Operator):
 
 
 def as_2d(geometry: dict) -> dict:
-    """Window geometry (``in_size``, ``out_size``, ``kernel_size``, ``stride``, ``pad``) of a 1D or 2D operator as
-    that of a 2D one: a 1D operator is a 2D operator over one row."""
+    """Window geometry (``in_size``, ``out_size``, ``kernel_size``, ``stride``, ``pad``) of a 1D or 2D
+    operator as that of a 2D one: a 1D operator is a 2D operator over one row."""
     return {"in_size": [1, *geometry["in_size"]][-2:], "out_size": [1, *geometry["out_size"]][-2:],
             "kernel_size": [1, *geometry["kernel_size"]][-2:], "stride": [1, *geometry["stride"]][-2:],
             "pad": [0, 0, *geometry["pad"]][-4:]}

@@ -19,7 +19,7 @@ from microai.ops.conv import as_2d, conv_out
 from microai.ops.windows import windows, zero_pad
 
 if TYPE_CHECKING:
-    pass
+    from codegen.lowering import Layer, LoweringContext
 
 
 class DepthwiseConv(Operator):
@@ -75,9 +75,10 @@ class DepthwiseConv(Operator):
         kernel = ctx.weights(node, "kernel")
         in_shape = ctx.input_shape(node)
         geometry = {"in_size": list(in_shape[1:]), "out_size": list(node.shape[1:]),
-                    "kernel_size": list(kernel.shape[2:]), "stride": self.stride(node), "pad": self.padding(node)}
-        params = {"c_in": in_shape[0], "c_out": len(kernel), "depth_multiplier": self.multiplier(node, in_shape[0]),
-                  **as_2d(geometry)}
+                    "kernel_size": list(kernel.shape[2:]), "stride": self.stride(node),
+                    "pad": self.padding(node)}
+        params = {"c_in": in_shape[0], "c_out": len(kernel),
+                  "depth_multiplier": self.multiplier(node, in_shape[0]), **as_2d(geometry)}
         rows = kernel.reshape(len(kernel), -1)
         if not tflite.optimizable(ctx, node) or params["depth_multiplier"] != 1:
             why = "the optimized depthwise kernel takes int8 tensors and a depth multiplier of 1"

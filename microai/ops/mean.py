@@ -14,7 +14,7 @@ from microai.ops.base import Operator, Shape, single
 from microai.ops.pow2 import check_long
 
 if TYPE_CHECKING:
-    pass
+    from codegen.lowering import Layer, LoweringContext
 
 
 def mean_requantization(graph: Graph, node: Node) -> tuple[int, int, int]:

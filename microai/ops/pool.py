@@ -70,7 +70,8 @@ class Pool(Operator):
         ctx.require_same_format(node)
         in_shape = ctx.input_shape(node)
         geometry = as_2d({"in_size": list(in_shape[1:]), "out_size": list(node.shape[1:]),
-                          "kernel_size": self.pool_size(node), "stride": self.stride(node), "pad": self.padding(node)})
+                          "kernel_size": self.pool_size(node), "stride": self.stride(node),
+                          "pad": self.padding(node)})
         params = {"channels": in_shape[0], **geometry, "pool_size": geometry["kernel_size"],
                   "kind": self.kind.lower(), **tflite.io_params(ctx.graph, node)}
         return ctx.layer(node, "tflite_pool.c.j2", params)

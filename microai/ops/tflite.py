@@ -202,8 +202,8 @@ def io_params(graph: Graph, node: Node) -> dict[str, Any]:
     """Types, zero points and activation clamp of a one-input layer (template parameters)."""
     fin, fout = input_affine(graph, node), affine(node)
     lo, hi = activation_range(node, fout)
-    return {"in_t": c_type(fin), "out_t": c_type(fout), "zp_in": fin.zero_point[0], "zp_out": fout.zero_point[0],
-            "act_min": lo, "act_max": hi}
+    return {"in_t": c_type(fin), "out_t": c_type(fout), "zp_in": fin.zero_point[0],
+            "zp_out": fout.zero_point[0], "act_min": lo, "act_max": hi}
 
 
 def lower_linear(ctx: LoweringContext, node: Node, template: str, params: dict[str, Any],
@@ -212,14 +212,18 @@ def lower_linear(ctx: LoweringContext, node: Node, template: str, params: dict[s
     bias, per-channel multipliers and shifts, types, zero points and clamp (``p``, for ``_tflite.j2``);
     ``fallback`` says why a reference kernel computes it when the optimized set was asked for."""
     ctx.check_bound(node)
-    p = {**io_params(ctx.graph, node), "acc_t": "int32_t" if input_affine(ctx.graph, node).width == 8 else "int64_t"}
-    arrays = ctx.typed_arrays(node, p, kernel=("int8_t", kernel), bias=(p["acc_t"], ctx.weights(node, "bias")))
+    wide = input_affine(ctx.graph, node).width != 8
+    p = {**io_params(ctx.graph, node), "acc_t": "int64_t" if wide else "int32_t"}
+    arrays = ctx.typed_arrays(node, p, kernel=("int8_t", kernel),
+                              bias=(p["acc_t"], ctx.weights(node, "bias")))
     arrays += requantization_arrays(ctx, node, p)
-    return ctx.layer(node, template, {**params, **p, "p": p}, arrays, fallback=fallback if ctx.optimized else None)
+    return ctx.layer(node, template, {**params, **p, "p": p}, arrays,
+                     fallback=fallback if ctx.optimized else None)
 
 
 def requantization_arrays(ctx: LoweringContext, node: Node, params: dict[str, Any]) -> list:
-    """The per-channel ``multiplier`` and ``shift`` arrays of a multiply-accumulate node (names into ``params``)."""
+    """The per-channel ``multiplier`` and ``shift`` arrays of a multiply-accumulate node (names into
+    ``params``)."""
     multiplier, shift = linear_requantization(ctx.graph, node, "kernel")
     return ctx.typed_arrays(node, params, multiplier=("int32_t", multiplier), shift=("int32_t", shift))
 

@@ -32,7 +32,8 @@ WEIGHT_MAX = 127
 Range = tuple[float, float]
 
 
-def calibrate_ranges(graph: Graph, x: np.ndarray, batch_size: int = reference.DEFAULT_BATCH) -> dict[str, Range]:
+def calibrate_ranges(graph: Graph, x: np.ndarray,
+                     batch_size: int = reference.DEFAULT_BATCH) -> dict[str, Range]:
     """(min, max) of every node's output over the inputs ``x`` (float graph, batch first)."""
     if graph.is_quantized:
         raise GraphError(f"calibration needs a float32 graph, got {graph.precision}")
@@ -80,12 +81,12 @@ def quantize_tflite(graph: Graph, calibration_x: np.ndarray | None = None, activ
                     int16_layers: Iterable[str] = (), ranges: Mapping[str, Range] | None = None) -> Graph:
     """The float ``graph`` quantized in the tflite scheme (simplified first: BatchNorm folded, ReLUs fused).
 
-    ``activations``: the width of every activation (8, or 16 for TFLite's 16x8); ``int16_layers``: nodes whose
-    output is int16 in an otherwise int8 graph (mixed precision per layer). Ranges come from ``ranges`` (node ->
-    (min, max), e.g. learned by QAT) or else from calibrating on ``calibration_x``.
+    ``activations``: the width of every activation (8, or 16 for TFLite's 16x8); ``int16_layers``: nodes
+    whose output is int16 in an otherwise int8 graph (mixed precision per layer). Ranges come from
+    ``ranges`` (node -> (min, max), e.g. learned by QAT) or else from calibrating on ``calibration_x``.
     """
     if graph.is_quantized:
-        raise GraphError(f"graph is already quantized ({graph.precision}); quantization needs a float32 graph")
+        raise GraphError(f"graph is already quantized ({graph.precision}); quantization needs a float graph")
     if activations not in ACTIVATION_WIDTHS:
         raise ValueError(f"activations must be one of {ACTIVATION_WIDTHS} bits, got {activations}")
     g = simplify(graph)
@@ -106,11 +107,12 @@ def quantize_tflite(graph: Graph, calibration_x: np.ndarray | None = None, activ
         if "kernel" in n.weights:
             _quantize_weights(g, n)
         elif n.weights:
-            raise GraphError(f"{n.describe()}: {n.op} has no integer form in the tflite scheme (TFLite has no such "
-                             f"operator; a BatchNorm/Scale that cannot fold into a convolution stays one)")
+            raise GraphError(f"{n.describe()}: {n.op} has no integer form in the tflite scheme (TFLite has "
+                             f"no such operator; a BatchNorm/Scale that cannot fold into a convolution stays "
+                             f"one)")
     g.metadata["quantization"] = {
-        "method": "ptq" if calibration_x is not None else "ranges", "scheme": TFLITE, "activations": activations,
-        "int16_layers": sorted(wide),
+        "method": "ptq" if calibration_x is not None else "ranges", "scheme": TFLITE,
+        "activations": activations, "int16_layers": sorted(wide),
         "calibration_samples": None if calibration_x is None else len(calibration_x),
     }
     g.validate()
@@ -133,7 +135,7 @@ def _output_format(g: Graph, n: Node, ranges: Mapping[str, Range], width: int) -
 
 
 def _quantize_weights(g: Graph, n: Node) -> None:
-    """int8 per-channel kernel and the bias in ``input scale x kernel scale`` (int32, int64 for int16 inputs)."""
+    """int8 per-channel kernel, the bias in ``input scale x kernel scale`` (int32; int16 inputs: int64)."""
     kernel, bias = (n.weights[k].astype(np.float64) for k in ("kernel", "bias"))
     kernel_fmt = weight_format(kernel)
     scales = np.asarray(kernel_fmt.scale, dtype=np.float64).reshape((-1,) + (1,) * (kernel.ndim - 1))
@@ -150,8 +152,8 @@ def _quantize_weights(g: Graph, n: Node) -> None:
 
 
 def param_bytes(graph: Graph) -> int:
-    """Bytes of the weights as the generated C stores them: each weight in its own format's width in the tflite
-    scheme (int8 kernels, int32/int64 biases); ``number_t`` per parameter otherwise (float32: 4 bytes)."""
+    """Bytes of the weights as the generated C stores them: each weight in its own format's width in the
+    tflite scheme (int8 kernels, int32/int64 biases); ``number_t`` per parameter otherwise."""
     if graph.is_quantized and graph.scheme == TFLITE:
         return sum(w.size * n.formats[k].width // 8 for n in graph.nodes for k, w in n.weights.items())
     bytes_per = 4 if not graph.is_quantized else (1 if graph.width <= 8 else 2)

@@ -59,11 +59,13 @@ def fake_quantized_kernel(w: torch.Tensor) -> torch.Tensor:
     """Symmetric int8 per output channel (narrow range), as :func:`microai.quant.affine.weight_format`."""
     peak = w.detach().abs().reshape(len(w), -1).max(dim=1).values
     scale = torch.where(peak > 0, peak / 127, torch.ones_like(peak)).float()
-    return torch.fake_quantize_per_channel_affine(w, scale, torch.zeros(len(w), dtype=torch.int32), 0, -127, 127)
+    zero = torch.zeros(len(w), dtype=torch.int32)
+    return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
 
 
 class GraphModule(nn.Module):
-    """A float graph IR as a torch module (channels-first, batch first), fake-quantized in the tflite scheme."""
+    """A float graph IR as a torch module (channels first, batch first), fake-quantized as the tflite
+    scheme computes."""
 
     def __init__(self, graph: Graph, ranges: dict[str, Range], activations: int = 8,
                  int16_layers: Sequence[str] = ()) -> None:
@@ -73,7 +75,8 @@ class GraphModule(nn.Module):
         self.observers = nn.ModuleDict()
         for n in graph.nodes:
             for key, w in n.weights.items():
-                self.weights[_key(n, key)] = nn.Parameter(torch.from_numpy(np.asarray(w, dtype=np.float32).copy()))
+                values = torch.from_numpy(np.asarray(w, dtype=np.float32).copy())
+                self.weights[_key(n, key)] = nn.Parameter(values)
             if n.op == "Input" or not (ops.of(n).keeps_input_format or n.op == "Softmax"):
                 width = 16 if activations == 16 or n.name in int16_layers else 8
                 self.observers[_key(n, "output")] = RangeObserver(*ranges[n.name], width)
@@ -104,7 +107,8 @@ class GraphModule(nn.Module):
         """The graph with the fine-tuned float weights."""
         g = self.graph.copy()
         for n in g.nodes:
-            n.weights = {k: self.weights[_key(n, k)].detach().numpy().astype(np.float32).copy() for k in n.weights}
+            n.weights = {k: self.weights[_key(n, k)].detach().numpy().astype(np.float32).copy()
+                         for k in n.weights}
         return g
 
 

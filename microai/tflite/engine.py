@@ -39,5 +39,5 @@ def check_c_against_tflm(model: runtime.ModelSource, x: np.ndarray, tflm: runtim
             "mismatched_vectors": int(n - np.count_nonzero(same)), "kernels": kernels,
             "operators": graph.metadata["operators"], "precision": graph.precision,
             "activation_bytes_planned": result.activation_bytes_planned,
-            "how_measured": f"MicroAI C ({kernels} kernels) of the imported .tflite built on the host (cc), every "
-                            f"raw output compared with the TFLM host runtime's on {n} test vectors"}
+            "how_measured": f"MicroAI C ({kernels} kernels) of the imported .tflite built on the host (cc), "
+                            f"every raw output compared with the TFLM host runtime's on {n} test vectors"}

@@ -37,8 +37,8 @@ _SAME, _VALID = 0, 1
 
 @dataclass
 class _Value:
-    """A TFLite tensor as the importer sees it: the IR node holding its data and, for a vector flattened from a
-    spatial tensor in TFLite's channels-last order, the IR flat index of each element (else None)."""
+    """A TFLite tensor as the importer sees it: the IR node holding its data and, for a vector flattened
+    from a spatial tensor in TFLite's channels-last order, the IR flat index of each element (else None)."""
 
     ir: str
     index: np.ndarray | None = None
@@ -85,8 +85,8 @@ class _Importer:
     def build(self) -> Graph:
         inputs, outputs = list(self.sub.inputs), list(self.sub.outputs)
         if len(inputs) != 1 or len(outputs) != 1:
-            raise GraphError(f"{len(inputs)} inputs and {len(outputs)} outputs; MicroAI imports models with one "
-                             f"of each")
+            raise GraphError(f"{len(inputs)} inputs and {len(outputs)} outputs; MicroAI imports models with "
+                             f"one of each")
         self.where = "model input"
         shape = self._shape(inputs[0])
         self._add(Node("input", "Input", attrs={"shape": list(ir_shape(shape))},
@@ -121,8 +121,9 @@ class _Importer:
         return g
 
     def _op_list(self) -> list[str]:
-        return [self.op_names.get(self.tflm.get_builtin_code_from_operator_code(self.obj.operatorCodes[o.opcodeIndex]),
-                                  "?") for o in self.sub.operators or []]
+        codes = [self.tflm.get_builtin_code_from_operator_code(self.obj.operatorCodes[o.opcodeIndex])
+                 for o in self.sub.operators or []]
+        return [self.op_names.get(code, f"BUILTIN_{code}") for code in codes]
 
     # ------------------------------------------------------------ tensors
     def _tensor(self, i: int) -> Any:
@@ -153,20 +154,22 @@ class _Importer:
     def _quantization(self, i: int) -> tuple[int, np.ndarray, np.ndarray, int]:
         t = self._tensor(i)
         if t.type not in _INT_TYPES:
-            self._fail(f"tensor '{self._tensor_name(i)}' has type {t.type}: the importer reads quantized models "
-                       f"(int8, or int16 activations with int8 weights), not float ones")
+            self._fail(f"tensor '{self._tensor_name(i)}' has type {t.type}: the importer reads quantized "
+                       f"models (int8, or int16 activations with int8 weights), not float ones")
         q = t.quantization
         if q is None or q.scale is None or len(q.scale) == 0:
             self._fail(f"tensor '{self._tensor_name(i)}' carries no quantization parameters")
-        zero_points = np.zeros(len(q.scale), dtype=np.int64) if q.zeroPoint is None else np.asarray(q.zeroPoint)
-        return _INT_TYPES[t.type][1], np.asarray(q.scale, dtype=np.float32), zero_points, int(q.quantizedDimension)
+        scales = np.asarray(q.scale, dtype=np.float32)
+        zero_points = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0] * len(scales))
+        return _INT_TYPES[t.type][1], scales, zero_points, int(q.quantizedDimension)
 
     def _activation_format(self, i: int) -> AffineFormat:
         width, scale, zp, _ = self._quantization(i)
         if width not in (8, 16) or len(scale) != 1:
             self._fail(f"activation tensor '{self._tensor_name(i)}' is not a per-tensor int8/int16 tensor")
         if width == 16 and zp[0] != 0:
-            self._fail(f"int16 tensor '{self._tensor_name(i)}' has zero point {zp[0]} (TFLite's 16x8 is symmetric)")
+            self._fail(f"int16 tensor '{self._tensor_name(i)}' has zero point {zp[0]} (TFLite's 16x8 is "
+                       f"symmetric)")
         return AffineFormat.per_tensor(width, float(scale[0]), int(zp[0]))
 
     def _weight_format(self, i: int, axis: int, what: str) -> tuple[AffineFormat, np.ndarray]:
@@ -175,12 +178,13 @@ class _Importer:
         if len(scale) > 1 and dim != axis:
             self._fail(f"{what} '{self._tensor_name(i)}' is quantized along axis {dim}, expected {axis}")
         if np.any(zp != 0):
-            self._fail(f"{what} '{self._tensor_name(i)}' has nonzero zero points (TFLite weights are symmetric)")
+            self._fail(f"{what} '{self._tensor_name(i)}' has nonzero zero points (TFLite weights are "
+                       f"symmetric)")
         return AffineFormat(width, tuple(scale), tuple(int(z) for z in zp)), self._constant(i)
 
     # ------------------------------------------------------------ nodes
     def _append(self, node: Node) -> Node:
-        """Add ``node`` to the graph and compute its IR shape (GraphError naming the operator if it has none)."""
+        """Add ``node`` to the graph and compute its IR shape (GraphError naming the operator if none)."""
         try:
             shape = ops.of(node).shape(node, [self.shapes[i] for i in node.inputs])
         except GraphError as e:
@@ -207,8 +211,8 @@ class _Importer:
         return self.shapes[value.ir]
 
     def _spatial_axes(self, tensor: int, shape: tuple[int, ...]) -> list[int]:
-        """The axes of TFLite tensor ``tensor`` (batch = axis 0) holding the spatial axes of its IR ``shape``: all
-        between batch and channels, but the height of a 1D tensor that TFLite holds as (1, 1, L, C)."""
+        """The axes of TFLite tensor ``tensor`` (batch = axis 0) holding the spatial axes of its IR ``shape``:
+        all between batch and channels, but the height of a 1D tensor that TFLite holds as (1, 1, L, C)."""
         tfl = self._shape(tensor)
         axes = list(range(1, len(tfl)))
         if len(tfl) == len(shape) + 1 and tfl[0] == 1:
@@ -256,8 +260,8 @@ class _Importer:
         if len(op.inputs) > 2 and op.inputs[2] >= 0:
             fmt, values = self._weight_format(op.inputs[2], 0, "bias")
             if fmt.width != (32 if in_width == 8 else 64):
-                self._fail(f"{fmt.width}-bit bias with {in_width}-bit inputs (TFLM's int32 for int8, int64 for "
-                           f"int16 inputs are supported)")
+                self._fail(f"{fmt.width}-bit bias with {in_width}-bit inputs (TFLM's int32 for int8, int64 "
+                           f"for int16 inputs are supported)")
             return fmt, values.reshape(channels).astype(np.int64)
         width = 32 if in_width == 8 else 64
         return AffineFormat(width, (1.0,), (0,)), np.zeros(channels, dtype=np.int64)
@@ -277,7 +281,7 @@ class _Importer:
         raise GraphError(f"{self.where}: {what}")
 
     def _check_shape(self, node: Node) -> None:
-        """The IR shape of ``node`` holds the TFLite tensor it reproduces (channels first, unit dims aside)."""
+        """The IR shape of ``node`` holds its TFLite tensor (channels first, unit axes apart)."""
         tensor = self.tensor_of[node.name]
         tfl = self._shape(tensor)
         same = (math.prod(tfl) == math.prod(node.shape) if self.values[tensor].index is not None
@@ -330,18 +334,20 @@ class _Importer:
             permuted = np.empty_like(kernel)
             permuted[:, order] = kernel
             kernel = permuted
-        self._linear(op, "Dense", kernel, fmt, self._activation(opts) if opts is not None else {}, source=value)
+        attrs = self._activation(opts) if opts is not None else {}
+        self._linear(op, "Dense", kernel, fmt, attrs, source=value)
 
     def _pool(self, op: Any, kind: str) -> None:
         opts = op.builtinOptions
         value, shape = self._spatial_input(op)
-        geometry = self._kernel_geometry(op, opts, shape, (opts.filterHeight, opts.filterWidth), dilations=False)
+        window = (opts.filterHeight, opts.filterWidth)
+        geometry = self._kernel_geometry(op, opts, shape, window, dilations=False)
         pool = [opts.filterHeight, opts.filterWidth][-(len(shape) - 1):]
         attrs = {"pool_size": pool, "stride": geometry["stride"], **self._activation(opts)}
         if any(geometry["padding"]):
             attrs["padding"] = geometry["padding"]
-        node = Node(f"{kind.lower()}pool_{len(self.nodes)}", f"{kind}Pool{len(shape) - 1}D", [value.ir], attrs,
-                    formats={"output": self._activation_format(op.outputs[0])})
+        node = Node(f"{kind.lower()}pool_{len(self.nodes)}", f"{kind}Pool{len(shape) - 1}D", [value.ir],
+                    attrs, formats={"output": self._activation_format(op.outputs[0])})
         self._add(node, op.outputs[0])
 
     def _max_pool_2d(self, op: Any, index: int) -> None:
@@ -363,7 +369,8 @@ class _Importer:
         tfl = self._shape(op.inputs[0])
         axes = {int(a) % (len(tfl) + 1) for a in self._constant(op.inputs[1]).ravel()}
         spatial = set(self._spatial_axes(op.inputs[0], shape))
-        if not spatial <= axes or not axes <= set(range(1, len(tfl))) or any(tfl[a - 1] != 1 for a in axes - spatial):
+        extra = axes - spatial  # unit axes (the height of a 1D tensor) may be averaged too
+        if not spatial <= axes or not axes <= set(range(1, len(tfl))) or any(tfl[a - 1] != 1 for a in extra):
             self._fail(f"MEAN over axes {sorted(axes)} of a {(1, *tfl)} tensor (only the spatial axes are "
                        f"supported)")
         node = Node(f"mean_{len(self.nodes)}", "Mean", [value.ir],
@@ -377,7 +384,8 @@ class _Importer:
         if self._activation_format(op.inputs[0]).width != 8:
             self._fail("int16 SOFTMAX is not supported (TFLite's int8 softmax is)")
         beta = float(op.builtinOptions.beta) if op.builtinOptions is not None else 1.0
-        node = Node(f"softmax_{len(self.nodes)}", "Softmax", [value.ir], {"beta": beta} if beta != 1.0 else {},
+        node = Node(f"softmax_{len(self.nodes)}", "Softmax", [value.ir],
+                    {"beta": beta} if beta != 1.0 else {},
                     formats={"output": self._activation_format(op.outputs[0])})
         self._add(node, op.outputs[0], value.index)
 
@@ -385,7 +393,8 @@ class _Importer:
         value, shape = self._spatial_input(op)
         pads = self._constant(op.inputs[1]).reshape(-1, 2).astype(int)
         if len(op.inputs) > 2 and op.inputs[2] >= 0:  # PADV2: the constant must be the zero point
-            if int(self._constant(op.inputs[2]).ravel()[0]) != self._activation_format(op.inputs[0]).zero_point[0]:
+            constant = int(self._constant(op.inputs[2]).ravel()[0])
+            if constant != self._activation_format(op.inputs[0]).zero_point[0]:
                 self._fail("PADV2 with a constant other than the zero point (real 0)")
         axes = self._spatial_axes(op.inputs[0], shape)
         if any(pads[a].any() for a in range(len(pads)) if a not in axes):
