@@ -51,18 +51,20 @@ def calibrate_ranges(graph: Graph, x: np.ndarray,
 
 
 def activation_format(lo: float, hi: float, width: int = 8) -> AffineFormat:
-    """The format TensorFlow's quantizer gives a tensor of range [lo, hi]: int8 asymmetric with the zero point
-    nudged to an integer (``getNudgedScaleAndZeroPoint``), int16 symmetric with zero point 0."""
-    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    """The format TensorFlow's quantizer gives a tensor of range [lo, hi] (float32, widened to contain 0): int8
+    asymmetric, scale ``(hi - lo) / 255`` in float32 arithmetic, the zero point nudged to an integer from the
+    end that loses less (``GetAsymmetricQuantizationParams``); int16 symmetric, ``max|x| / 32767``."""
+    lo, hi = min(np.float32(lo), np.float32(0)), max(np.float32(hi), np.float32(0))
     if width == 16:
         bound = max(-lo, hi)
-        return AffineFormat.per_tensor(16, bound / 32767 if bound > 0 else 1.0, 0)
+        return AffineFormat.per_tensor(16, float(bound / np.float32(32767)) if bound > 0 else 1.0, 0)
     if width != 8:
         raise ValueError(f"activation width must be one of {ACTIVATION_WIDTHS}, got {width}")
     if hi == lo:
         return AffineFormat.per_tensor(8, 1.0, 0)
     qmin, qmax = -128.0, 127.0
-    scale = (hi - lo) / (qmax - qmin)
+    scale = float((hi - lo) / np.float32(qmax - qmin))
+    lo, hi = float(lo), float(hi)
     from_min, from_max = qmin - lo / scale, qmax - hi / scale
     error_min, error_max = abs(qmin) + abs(lo / scale), abs(qmax) + abs(hi / scale)
     zero_point = from_min if error_min < error_max else from_max

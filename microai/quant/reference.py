@@ -124,8 +124,11 @@ def _evaluate(graph: Graph, x: np.ndarray, op: OpFn, keep: bool = True) -> dict[
             raise GraphError(f"{node.describe()}: fused activation '{act}' not supported "
                              f"(only {_activations(graph)} on {ops.relu_fusable()})")
         out = x if node.op == "Input" else op(graph, node, [values[i] for i in node.inputs])
-        applied = op is _integer_op and ops.integer(graph, node).applies_activation
-        values[node.name] = np.maximum(out, 0) if act == "relu" and not applied else out
+        if op is _float_op and act is not None:
+            out = np.maximum(out, np.float32(0)) if act == "relu" else np.clip(out, np.float32(0), np.float32(6))
+        elif act == "relu" and not ops.integer(graph, node).applies_activation:
+            out = np.maximum(out, 0)
+        values[node.name] = out
         if not keep:
             for i in node.inputs:
                 if last_use[i] == k and i != graph.output:
@@ -134,8 +137,9 @@ def _evaluate(graph: Graph, x: np.ndarray, op: OpFn, keep: bool = True) -> dict[
 
 
 def _activations(graph: Graph) -> tuple[str, ...]:
-    """Fused activations a graph may carry: ReLU, and ReLU6 in the tflite scheme (an output clamp)."""
-    return tflite.ACTIVATIONS if graph.is_quantized and graph.scheme == tflite.TFLITE else ("relu",)
+    """Fused activations a graph may carry: ReLU; ReLU6 in float graphs and in the tflite scheme (an output
+    clamp there), which TFLite models use."""
+    return ("relu",) if graph.is_quantized and graph.scheme != tflite.TFLITE else tflite.ACTIVATIONS
 
 
 def _check_input(graph: Graph, x: np.ndarray) -> np.ndarray:
