@@ -186,6 +186,12 @@ def test_ptq_weights_are_tflite_s_and_accuracy_follows_the_float_model(trained_r
 
     assert weights(ours) == weights(theirs)
     assert ours.input.formats == theirs.input.formats
+
+    def activations(g: Graph) -> list:  # same zero points; scales up to float32 rounding of the calibration
+        return sorted((n.op, f.zero_point[0], f.scale[0]) for n in g.nodes for f in [n.formats["output"]])
+
+    for (op, zp, scale), (op2, zp2, scale2) in zip(activations(ours), activations(theirs), strict=True):
+        assert (op, zp) == (op2, zp2) and scale == pytest.approx(scale2, rel=1e-6)
     x, y = data.x_test[:1000], data.y_test[:1000]
     float_acc = R.accuracy(graph, x, y)
     assert R.accuracy(ours, x, y) >= float_acc - 0.02

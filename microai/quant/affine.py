@@ -9,6 +9,11 @@ converter's same-scale constraint does; an int8 softmax gets TFLite's fixed 1/25
 Weights: symmetric int8 per output channel, ``max|w| / 127`` (narrow range [-127, 127]); biases int32
 (int64 under int16 inputs) in the scale ``input scale x weight scale``.
 
+One quirk of TensorFlow's converter is reproduced, so that the same float model gets the same integer
+model: its calibrator logs each operator's input and output ranges after the operator ran, and an ADD
+computes in place in its first operand's buffer when nothing else reads it, so that operand's logged range
+also covers the ADD's output (:func:`converter_ranges`).
+
 ``ranges`` replaces the calibration (quantization-aware training exports its learned ranges).
 """
 
@@ -50,10 +55,24 @@ def calibrate_ranges(graph: Graph, x: np.ndarray,
     return ranges
 
 
+def converter_ranges(graph: Graph, ranges: Mapping[str, Range]) -> dict[str, Range]:
+    """The ranges TensorFlow's converter records for ``graph`` (simplified, as quantized) from the true
+    ``ranges``: the first operand of an Add that only the Add reads (and that is not the network input) also
+    spans the Add's output, which TFLite computes in that operand's buffer before the calibrator reads it."""
+    out = dict(ranges)
+    for n in graph.nodes:
+        first = graph.node(n.inputs[0]) if n.op == "Add" else None
+        if first is not None and first.op != "Input" and [c.name for c in graph.consumers(first.name)] == [
+                n.name]:
+            (lo, hi), (add_lo, add_hi) = out[first.name], ranges[n.name]
+            out[first.name] = (min(lo, add_lo), max(hi, add_hi))
+    return out
+
+
 def activation_format(lo: float, hi: float, width: int = 8) -> AffineFormat:
-    """The format TensorFlow's quantizer gives a tensor of range [lo, hi] (float32, widened to contain 0): int8
-    asymmetric, scale ``(hi - lo) / 255`` in float32 arithmetic, the zero point nudged to an integer from the
-    end that loses less (``GetAsymmetricQuantizationParams``); int16 symmetric, ``max|x| / 32767``."""
+    """The format TensorFlow's quantizer gives a tensor of range [lo, hi] (float32, widened to contain 0):
+    int8 asymmetric, scale ``(hi - lo) / 255`` in float32 arithmetic, the zero point nudged to an integer
+    from the end that loses less (``GetAsymmetricQuantizationParams``); int16: symmetric, max|x| / 32767."""
     lo, hi = min(np.float32(lo), np.float32(0)), max(np.float32(hi), np.float32(0))
     if width == 16:
         bound = max(-lo, hi)
@@ -100,7 +119,7 @@ def quantize_tflite(graph: Graph, calibration_x: np.ndarray | None = None, activ
     if ranges is None:
         if calibration_x is None:
             raise ValueError("quantize_tflite needs calibration inputs or ranges")
-        ranges = calibrate_ranges(g, np.asarray(calibration_x, dtype=np.float32))
+        ranges = converter_ranges(g, calibrate_ranges(g, np.asarray(calibration_x, dtype=np.float32)))
     g.precision = "int16x8" if activations == 16 or wide else "int8"
     g.scheme = TFLITE
     for n in g.nodes:

@@ -125,7 +125,8 @@ def _evaluate(graph: Graph, x: np.ndarray, op: OpFn, keep: bool = True) -> dict[
                              f"(only {_activations(graph)} on {ops.relu_fusable()})")
         out = x if node.op == "Input" else op(graph, node, [values[i] for i in node.inputs])
         if op is _float_op and act is not None:
-            out = np.maximum(out, np.float32(0)) if act == "relu" else np.clip(out, np.float32(0), np.float32(6))
+            zero, six = np.float32(0), np.float32(6)
+            out = np.maximum(out, zero) if act == "relu" else np.clip(out, zero, six)
         elif act == "relu" and not ops.integer(graph, node).applies_activation:
             out = np.maximum(out, 0)
         values[node.name] = out

@@ -322,6 +322,14 @@ class _Importer:
         value = self._value(op.inputs[0])
         fmt, kernel = self._weight_format(op.inputs[1], 0, "weights")
         shape = self._ir_shape(value)
+        if opts is not None and opts.keepNumDims and len(shape) > 1 and value.index is None:
+            # applied to the last (channel) axis of every position: a pointwise convolution
+            if kernel.shape[1] != shape[0]:
+                self._fail(f"weights {kernel.shape} for {shape[0]} channels")
+            dims = len(shape) - 1
+            self._linear(op, f"Conv{dims}D", kernel.reshape(*kernel.shape, *[1] * dims), fmt,
+                         {"stride": [1] * dims, "padding": [0] * 2 * dims, **self._activation(opts)})
+            return
         order = value.index
         if len(shape) > 1:  # TFLite flattens its input channels-last: an IR Flatten + permuted columns
             flat = self._append(Node(f"flatten_{len(self.nodes)}", "Flatten", [value.ir],
