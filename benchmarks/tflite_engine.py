@@ -16,7 +16,12 @@ inputs; outputs are checked bit for bit against the TFLM host runtime (PyPI tfli
 Unicorn estimator's (Cortex-M4 timing model), ROM is text + data of the image without the embedded inputs,
 RAM is data + bss + the harness's stack high-water mark (TFLM's tensor arena at the bytes it used).
 
+``--precisions int8 int16x8`` also converts the ResNets with TFLite's 16x8 (int8 weights, int16
+activations); ``--pow2`` adds MicroAI's own paper-scheme int8 and int16 (Q7.9) PTQ of the same float
+ResNet (checked against the reference executor): the cycles of 16x8 against int8 and int16.
+
     .venv/bin/python benchmarks/tflite_engine.py --models resnet1d-f16 resnet1d-f80 resnet2d-f16 keras-cnn2d
+    .venv/bin/python benchmarks/tflite_engine.py --models resnet1d-f16 --precisions int8 int16x8 --pow2
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ VECTORS = 4
 @dataclass
 class Row:
     model: str
+    precision: str
     framework: str
     macs: int
     rom_bytes: int
@@ -53,17 +59,17 @@ class Row:
     outputs_match_tflm_host: bool
 
 
-def resnet_tflite(shape: tuple[int, ...], classes: int, filters: int, calibration: np.ndarray) -> bytes:
-    """The pipeline's path: torch model -> graph IR -> Keras -> int8 .tflite (microai.tflite.convert)."""
+def resnet_graph(name: str):
+    """The float ResNetv1-6 of a ``resnet1d-f<F>`` / ``resnet2d-f<F>`` model name (seeded weights)."""
     import torch
 
     from microai.graph.torch_import import from_torch
     from microai.models.resnet import resnet
-    from microai.tflite.convert import to_tflite
 
+    shape, classes = ((9, 128), 6) if name.startswith("resnet1d") else ((3, 32, 32), 43)
+    filters = int(name.split("-f")[1])
     torch.manual_seed(0)
-    graph = from_torch(resnet(shape, classes, filters).eval(), shape, f"resnetv1_6_f{filters}")
-    return to_tflite(graph, "int8", calibration)
+    return from_torch(resnet(shape, classes, filters).eval(), shape, f"resnetv1_6_f{filters}")
 
 
 def keras_cnn2d_tflite(calibration: np.ndarray) -> bytes:
@@ -91,24 +97,25 @@ def keras_cnn2d_tflite(calibration: np.ndarray) -> bytes:
     return bytes(converter.convert())
 
 
-def model(name: str, rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
-    """(.tflite bytes, channels-first calibration inputs) of a benchmark model."""
-    if name.startswith("resnet1d-f"):
-        x = rng.normal(0, 1, (32, 9, 128)).astype(np.float32)
-        return resnet_tflite((9, 128), 6, int(name.split("-f")[1]), x), x
-    if name.startswith("resnet2d-f"):
-        x = rng.normal(0, 1, (32, 3, 32, 32)).astype(np.float32)
-        return resnet_tflite((3, 32, 32), 43, int(name.split("-f")[1]), x), x
-    if name == "keras-cnn2d":
+def model(name: str, precision: str, rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
+    """(.tflite bytes, channels-first calibration inputs) of a benchmark model: the pipeline's path
+    (graph IR -> Keras -> TFLite, microai.tflite.convert) for the ResNets."""
+    from microai.tflite.convert import to_tflite
+
+    if name.startswith("resnet"):
+        graph = resnet_graph(name)
+        x = rng.normal(0, 1, (32, *graph.input.shape)).astype(np.float32)
+        return to_tflite(graph, precision, x), x
+    if name == "keras-cnn2d" and precision == "int8":
         x = rng.normal(0, 1, (32, 3, 32, 32)).astype(np.float32)
         return keras_cnn2d_tflite(x), x
-    raise SystemExit(f"unknown model '{name}'")
+    raise SystemExit(f"unknown model '{name}' (in {precision})")
 
 
-def measure_microai(name: str, tflite: Path, x: np.ndarray, workdir: Path, kernels: str) -> Row:
-    graph = from_tflite(tflite, name)
-    expected = run_tflm(tflite, x).outputs
-    lib = workdir / "microai" / "lib"
+def measure_c(name: str, precision: str, framework: str, graph, expected: np.ndarray, x: np.ndarray,
+              workdir: Path, kernels: str) -> Row:
+    """MicroAI's C of ``graph`` on qemu-m4; its raw outputs against ``expected``."""
+    lib = workdir / f"{framework}-{precision}" / "lib"
     codegen.convert(graph, lib, kernels=kernels)
     board = get_board("qemu-m4")
     build = board.build(lib, codegen.pack_input(graph, x), lib.parent / "build")
@@ -116,19 +123,39 @@ def measure_microai(name: str, tflite: Path, x: np.ndarray, workdir: Path, kerne
     est = estimate(build.elf, timeout=600)
     ram = build.data + build.bss + int(est.stack_bytes_used)
     cycles = int(est.cycles.max())
-    return Row(name, f"microai ({kernels})", graph.macs(), build.rom_bytes, ram, cycles,
+    return Row(name, precision, f"{framework} ({kernels})", graph.macs(), build.rom_bytes, ram, cycles,
                round(cycles / graph.macs(), 2),
                bool(np.array_equal(run.outputs.reshape(len(x), -1), expected.reshape(len(x), -1))))
 
 
-def measure_tflm(name: str, tflite: Path, x: np.ndarray, workdir: Path, macs: int, tflm: tuple) -> Row:
+def measure_microai(name: str, precision: str, tflite: Path, x: np.ndarray, workdir: Path,
+                    kernels: str) -> Row:
+    """The .tflite imported into MicroAI; checked against the TFLM host runtime."""
+    return measure_c(name, precision, "microai", from_tflite(tflite, name), run_tflm(tflite, x).outputs, x,
+                     workdir, kernels)
+
+
+def measure_pow2(name: str, precision: str, calibration: np.ndarray, x: np.ndarray, workdir: Path,
+                 kernels: str) -> Row:
+    """MicroAI's own paper-scheme PTQ of the same float ResNet; checked against the reference executor."""
+    from microai.quant import reference
+    from microai.quant.ptq import quantize_ptq
+
+    graph = resnet_graph(name)
+    graph = (quantize_ptq(graph, calibration, 16, "network", fixed_frac=9) if precision == "int16"
+             else quantize_ptq(graph, calibration, 8, "layer"))
+    return measure_c(name, precision, "microai pow2", graph, reference.run(graph, x), x, workdir, kernels)
+
+
+def measure_tflm(name: str, precision: str, tflite: Path, x: np.ndarray, workdir: Path, macs: int,
+                 tflm: tuple) -> Row:
     from microai.deploy.tflm.measure import arena_ram_bytes, measure_tflite
 
-    m = measure_tflite(tflite, x, *tflm, workdir / "tflm")
+    m = measure_tflite(tflite, x, *tflm, workdir / f"tflm-{precision}")
     ram = arena_ram_bytes(m.build.data, m.build.bss, int(m.estimate.stack_bytes_used), m.run.arena_bytes)
     cycles = int(m.estimate.cycles.max())
-    return Row(name, "tflite-micro + cmsis-nn", macs, m.build.rom_bytes, ram, cycles, round(cycles / macs, 2),
-               bool(m.matches.all()))
+    return Row(name, precision, "tflite-micro + cmsis-nn", macs, m.build.rom_bytes, ram, cycles,
+               round(cycles / macs, 2), bool(m.matches.all()))
 
 
 def tflm_setup() -> tuple:
@@ -143,33 +170,47 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["resnet1d-f16", "resnet1d-f80", "resnet2d-f16",
                                                          "keras-cnn2d"])
+    parser.add_argument("--precisions", nargs="+", choices=("int8", "int16x8"), default=["int8"])
+    parser.add_argument("--pow2", action="store_true", help="also MicroAI's paper-scheme int8 and int16 PTQ")
     parser.add_argument("--kernels", choices=("optimized", "reference"), default="optimized")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
     tflm = tflm_setup()
     rows: list[Row] = []
-    print(f"{'model':>14} {'framework':>24} {'MACs':>9} {'ROM B':>7} {'RAM B':>7} {'est. cycles':>11} "
-          f"{'cyc/MAC':>7} {'exact':>5}")
+    print(f"{'model':>14} {'precision':>9} {'framework':>28} {'MACs':>9} {'ROM B':>7} {'RAM B':>7} "
+          f"{'est. cycles':>11} {'cyc/MAC':>7} {'exact':>5}")
+
+    def show(r: Row) -> None:
+        rows.append(r)
+        exact = "yes" if r.outputs_match_tflm_host else "NO"
+        print(f"{r.model:>14} {r.precision:>9} {r.framework:>28} {r.macs:>9} {r.rom_bytes:>7} "
+              f"{r.ram_bytes:>7} {r.est_cycles:>11} {r.cycles_per_mac:>7} {exact:>5}", flush=True)
+
     with tempfile.TemporaryDirectory(prefix="microai-tflite-engine-") as tmp:
         for name in args.models:
-            data, x = model(name, np.random.default_rng(0))
-            workdir = Path(tmp) / name
-            workdir.mkdir()
-            tflite = workdir / "int8.tflite"
-            tflite.write_bytes(data)
-            ours = measure_microai(name, tflite, x[:VECTORS], workdir, args.kernels)
-            theirs = measure_tflm(name, tflite, x[:VECTORS], workdir, ours.macs, tflm)
-            for r in (ours, theirs):
-                rows.append(r)
-                exact = "yes" if r.outputs_match_tflm_host else "NO"
-                print(f"{r.model:>14} {r.framework:>24} {r.macs:>9} {r.rom_bytes:>7} {r.ram_bytes:>7} "
-                      f"{r.est_cycles:>11} {r.cycles_per_mac:>7} {exact:>5}")
-            print(f"{'':>14} {'ratio MicroAI / TFLM':>24} cycles {ours.est_cycles / theirs.est_cycles:.2f}, "
-                  f"ROM {ours.rom_bytes / theirs.rom_bytes:.2f}, RAM {ours.ram_bytes / theirs.ram_bytes:.2f}",
-                  flush=True)
+            for precision in args.precisions:
+                if precision != "int8" and not name.startswith("resnet"):
+                    continue
+                data, x = model(name, precision, np.random.default_rng(0))
+                workdir = Path(tmp) / name
+                workdir.mkdir(exist_ok=True)
+                tflite = workdir / f"{precision}.tflite"
+                tflite.write_bytes(data)
+                ours = measure_microai(name, precision, tflite, x[:VECTORS], workdir, args.kernels)
+                show(ours)
+                theirs = measure_tflm(name, precision, tflite, x[:VECTORS], workdir, ours.macs, tflm)
+                show(theirs)
+                print(f"{'':>14} {'':>9} {'ratio MicroAI / TFLM':>28} cycles "
+                      f"{ours.est_cycles / theirs.est_cycles:.2f}, "
+                      f"ROM {ours.rom_bytes / theirs.rom_bytes:.2f}, "
+                      f"RAM {ours.ram_bytes / theirs.ram_bytes:.2f}", flush=True)
+            if args.pow2 and name.startswith("resnet"):
+                for precision in ("int8", "int16"):
+                    show(measure_pow2(name, precision, x, x[:VECTORS], Path(tmp) / name, args.kernels))
     from microai.deploy.timing import TimingModel
 
-    print(f"qemu-m4 (emulated), {VECTORS} test vectors; cycles estimated: {TimingModel().describe()}; "
+    print(f"qemu-m4 (emulated), {VECTORS} test vectors; exact: raw outputs equal to the TFLM host runtime's "
+          f"(microai pow2: to the reference executor's); cycles estimated: {TimingModel().describe()}; "
           f"RAM = data + bss + stack high-water mark (TFLM: tensor arena at its used bytes)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
