@@ -311,8 +311,9 @@ class _Value:
 
     ``ir``: the IR node holding its data. ``index``: None when the Keras tensor is the IR tensor in
     the canonical layout (channels-last of a spatial IR tensor, same order for a vector); else the
-    IR flat index of each Keras element (a flatten order, or a Permute output). ``pad``: a
-    ZeroPadding deferred into the convolution named ``<layer>`` (exporter's ``<conv>_pad`` layers).
+    IR flat index of each Keras element (a flatten order, or a Permute output). ``pad``: the
+    padding of a ZeroPadding layer ``<conv>_pad`` left to the convolution it feeds (to_keras writes
+    such layers); ``ir`` and ``shape`` are then those of the unpadded input.
     """
 
     ir: str
@@ -405,13 +406,11 @@ class _Importer:
         ins = [self.values[id(t)] for t in node.input_tensors]
         out_shape = tuple(int(d) if d is not None else -1 for d in node.outputs[0].shape[1:])
         self.current = node.outputs[0]
-        if cls in _NOISE_LAYERS:
-            value = ins[0]
-        else:
-            handler = _HANDLERS.get(cls)
-            if handler is None or type(layer) is not getattr(self.k.layers, cls, None):
-                self._fail(layer, f"layer class {cls}")
-            value = handler(self, layer, ins, out_shape)
+        handler = _HANDLERS.get(cls)
+        known = handler is not None or cls in _NOISE_LAYERS
+        if not known or type(layer) is not getattr(self.k.layers, cls, None):
+            self._fail(layer, f"layer class {cls}")  # also a subclass: its call() may compute anything
+        value = ins[0] if handler is None else handler(self, layer, ins, out_shape)
         self.values[id(node.outputs[0])] = value
 
     # ------------------------------------------------------------ helpers
