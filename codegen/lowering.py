@@ -161,8 +161,9 @@ class LoweringContext:
 
     @property
     def narrow(self) -> bool:
-        """int8_t storage (widths <= 8): the optimized kernels widen values to int16 before multiplying."""
-        return self.integer and number_ctype(self.graph.precision) == "int8_t"
+        """int8_t storage (widths <= 8; the tflite scheme's int8 weights): the optimized kernels widen values
+        to int16 before multiplying."""
+        return self.tflite or (self.integer and number_ctype(self.graph.precision) == "int8_t")
 
     def fmt(self, node: Node, key: str = "output") -> QFormat:
         try:

@@ -208,7 +208,7 @@ def har_float_tflite(synthetic_har) -> bytes:
 
 @needs_qemu
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["pipeline-resnet1d", "keras-cnn2d"])
+@pytest.mark.parametrize("name", ["pipeline-resnet1d", "keras-cnn2d", "keras-cnn2d-16x8"])
 def test_generated_c_on_qemu_m4_reproduces_tflm(models, name: str, tmp_path: Path) -> None:
     """The optimized kernels' Cortex-M4 paths (SMLAD blocks, SXTB16/SSUB16 depthwise, the split
     requantization), which the host build does not compile, bit for bit on the emulated board."""

@@ -7,7 +7,7 @@ default none), ``activation`` ("relu" when fused).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -104,17 +104,21 @@ class Conv(Operator):
         c_out, c_in, *ksize = kernel.shape
         params = {"c_in": c_in, "c_out": c_out, **as_2d(self.geometry(ctx, node))}
         rows = np.moveaxis(kernel, 1, -1)  # (out, k..., in): channels-last windows
-        if not tflite.optimizable(ctx, node):
-            return tflite.lower_linear(ctx, node, "tflite_conv.c.j2", params, rows.reshape(c_out, -1))
+        store = tflite.block_store(ctx, node)
+        if store is None:
+            return tflite.lower_linear(ctx, node, "tflite_conv.c.j2", params, rows.reshape(c_out, -1),
+                                       "a 16-bit input whose sums may leave int32 (the optimized kernel "
+                                       "accumulates in int32, TFLite in int64)")
         ctx.check_bound(node)
         params |= {**tflite.io_params(ctx.graph, node), "dims": self.dims, "pad_value": tflite.input_affine(
             ctx.graph, node).zero_point[0]}
         kh, kw = params["kernel_size"]
         bias = np.pad(tflite.folded_bias(ctx, node, rows), (0, c_out % 2))
         rows = rows.reshape(c_out, kh, kw, c_in)
-        layer = self._lower_integer(ctx, node, params, rows, bias, "tflite_conv.c.j2")
+        layer = self._lower_integer(ctx, node, params, rows, bias, "tflite_conv.c.j2", **store)
+        layer.params["block"] += store["suffix"]
         layer.arrays += tflite.requantization_arrays(ctx, node, layer.params)
-        layer.helpers.insert(0, ctx.helper("optimized/_tflite_store.c.j2"))
+        layer.helpers.insert(0, ctx.helper("optimized/_tflite_store.c.j2", **store))
         return layer
 
     def geometry(self, ctx: LoweringContext, node: Node) -> dict:
@@ -124,8 +128,9 @@ class Conv(Operator):
                 "pad": self.padding(node)}
 
     def _lower_integer(self, ctx: LoweringContext, node: Node, params: dict, rows: np.ndarray,
-                       bias: np.ndarray, template: str) -> Layer:
-        """Kernel rows pre-arranged for number_block_<step>_<unroll> (see optimized/_conv.c.j2)."""
+                       bias: np.ndarray, template: str, **block: Any) -> Layer:
+        """Kernel rows pre-arranged for number_block_<step>_<unroll> (see optimized/_conv.c.j2); ``block``:
+        more parameters of the block kernel (the tflite scheme's store)."""
         c_out, kh, kw, c_in = rows.shape
         c_pad = c_in + c_in % 2  # even: every window starts on a word of the band
         steps, unroll = block_steps(kw * c_pad)
@@ -140,10 +145,10 @@ class Conv(Operator):
         arrays = ctx.arrays(node, params, kernel=arranged, bias=bias)
         params |= {"c_pad": c_pad, "narrow": ctx.narrow, "block": f"{step}_{unroll}", "steps": steps,
                    "band": band, "weights": weights}
-        block = ctx.helper("optimized/_block.c.j2", step=step, unroll=unroll,
-                           asm=6 * step + 4 * unroll <= ASM_OFFSET_LIMIT)
+        helper = ctx.helper("optimized/_block.c.j2", step=step, unroll=unroll,
+                            asm=6 * step + 4 * unroll <= ASM_OFFSET_LIMIT, **block)
         return ctx.layer(node, template, params, arrays, scratch_bytes=2 * (band + weights * ctx.narrow),
-                         helpers=[block])
+                         helpers=[helper])
 
 
 def as_2d(geometry: dict) -> dict:
