@@ -229,15 +229,17 @@ def requantization_arrays(ctx: LoweringContext, node: Node, params: dict[str, An
 
 
 def block_store(ctx: LoweringContext, node: Node) -> dict[str, Any] | None:
-    """The store of the optimized convolution's block kernel for ``node``, or None where that kernel cannot
-    compute it: ``suffix`` of the kernel's name, output type ``out_t``, ``wide_input`` (64-bit requantization of
-    int16 inputs). The block accumulates in int32 (SMLAD); under int16 inputs TFLite accumulates in int64,
-    which gives the same value when every partial sum fits int32: ``|bias| + sum|w| x 32768``, checked here."""
+    """The store of the optimized convolution's block kernel for ``node``, or None where that kernel
+    cannot compute it: ``suffix`` of the kernel's name, output type ``out_t``, ``wide_input`` (64-bit
+    requantization of int16 inputs). The block accumulates in int32 (SMLAD); under int16 inputs TFLite
+    accumulates in int64, which gives the same value when every partial sum fits int32:
+    ``|bias| + sum|w| x 32768``, checked here."""
     if not ctx.optimized:
         return None
     fin, fout = input_affine(ctx.graph, node), affine(node)
     if fin.width == 16:
-        w = np.abs(node.weights["kernel"].astype(np.int64)).reshape(len(node.weights["kernel"]), -1).sum(axis=1)
+        kernel = node.weights["kernel"].astype(np.int64)
+        w = np.abs(kernel).reshape(len(kernel), -1).sum(axis=1)
         if int(np.max(np.abs(node.weights["bias"].astype(np.int64)) + w * (1 << 15))) > LONG_MAX:
             return None
     suffix = "" if (fin.width, fout.width) == (8, 8) else f"_i{fin.width}o{fout.width}"
