@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 def tiny_params() -> dict:
     p = copy.deepcopy(load_params(ROOT / "params.yaml"))
-    p["sweep"].update(filters=[4], runs=[0], boards=["qemu-m4", "nucleo-l452re-p"])
+    p["sweep"].update(filters=[4], runs=[0], boards=["qemu-m4", "nucleo-l452re-p"],
+                      precisions=["float32", "int16", "int8", "int8-tflite", "int8-tflite-qat", "int16x8"])
     p["datasets"]["synthetic-har"].update(n_train=240, n_test=60)
     p["train"]["synthetic-har"].update(epochs=2, milestones=[1])
     p["qat"]["synthetic-har"].update(epochs=1, milestones=[1])
@@ -50,7 +51,8 @@ def pipeline_run(tmp_path_factory):
 def test_table_has_every_precision_board_and_framework(pipeline_run):
     table = pd.read_csv(pipeline_run / "results" / "tables.csv")
     ours = table[table.framework == "microai"]
-    assert sorted(ours.precision.unique()) == ["float32", "int16", "int8"]
+    assert sorted(ours.precision.unique()) == ["float32", "int16", "int16x8", "int8", "int8-tflite",
+                                               "int8-tflite-qat"]
     assert set(ours.board) == {"qemu-m4", "nucleo-l452re-p"}
     assert (ours.params == 13 * 16 + 39 * 4 + 6).all()
     assert ours.note.str.contains("synthetic data").all()
@@ -64,6 +66,8 @@ def test_table_has_every_precision_board_and_framework(pipeline_run):
     assert sorted(tflm.precision.unique()) == ["float32", "int8"] and (tflm.runs == 1).all()
     assert tflm.accuracy_mean.between(0, 100).all() and (tflm.arena_bytes > 0).all()
     assert tflm.how_measured.str.contains("TFLM host runtime").all()
+    # MicroAI's C of the same int8.tflite, whole test set, against the TFLM host runtime
+    assert (tflm[tflm.precision == "int8"].microai_c_matches_tflm == 1.0).all()
     cube = table[table.framework == "stm32cubeai"]
     assert cube.note.str.contains("unavailable: ").all() and cube.rom_bytes.isna().all()
 
