@@ -54,19 +54,20 @@ def from_tflite(model: runtime.ModelSource, name: str | None = None) -> Graph:
     int8 weights (TFLite's 16x8); one input and one output tensor. GraphError names the file (or "model
     bytes"), the operator and its index."""
     try:
-        obj = runtime.parse_model(model)
+        obj, names = runtime.parse_model(model), runtime.operators(model)
     except runtime.TFLMError as e:
         raise GraphError(str(e)) from e
     where = "model bytes" if isinstance(model, (bytes, bytearray)) else str(model)
     try:
-        return _Importer(obj, name or "tflite").build()
+        return _Importer(obj, names, name or "tflite").build()
     except GraphError as e:
         raise GraphError(f"{where}: {e}") from e
 
 
 class _Importer:
-    def __init__(self, obj: Any, name: str) -> None:
+    def __init__(self, obj: Any, operators: list[str], name: str) -> None:
         self.obj = obj
+        self.operators = operators  # builtin operator names in execution order
         self.name = name
         self.sub = obj.subgraphs[0]
         if len(obj.subgraphs) != 1:
@@ -75,10 +76,6 @@ class _Importer:
         self.shapes: dict[str, tuple[int, ...]] = {}  # IR shape of every node so far
         self.values: dict[int, _Value] = {}
         self.tensor_of: dict[str, int] = {}  # IR node -> the TFLite tensor it reproduces
-        from tflite_micro import runtime as tflm
-
-        self.tflm = tflm
-        self.op_names = runtime.builtin_names()
         self.where = ""
 
     # ------------------------------------------------------------ driver
@@ -91,12 +88,7 @@ class _Importer:
         shape = self._shape(inputs[0])
         self._add(Node("input", "Input", attrs={"shape": list(ir_shape(shape))},
                        formats={"output": self._activation_format(inputs[0])}), inputs[0])
-        for index, op in enumerate(self.sub.operators or []):
-            code = self.obj.operatorCodes[op.opcodeIndex]
-            builtin = self.tflm.get_builtin_code_from_operator_code(code)
-            op_name = self.op_names.get(builtin, f"BUILTIN_{builtin}")
-            if builtin == self.tflm.schema_fb.BuiltinOperator.CUSTOM:
-                op_name = f"CUSTOM:{code.customCode.decode() if code.customCode else '?'}"
+        for index, (op, op_name) in enumerate(zip(self.sub.operators or [], self.operators, strict=True)):
             self.where = f"operator {index} ({op_name})"
             handler = _HANDLERS.get(op_name)
             if handler is None:
@@ -112,18 +104,13 @@ class _Importer:
         self._activation_format(outputs[0])
         widths = {f.width for n in self.nodes for k, f in n.formats.items() if k == "output"}
         g = Graph(self.nodes, out.ir, precision="int8" if widths == {8} else "int16x8", scheme="tflite",
-                  metadata={"name": self.name, "source": "tflite", "operators": self._op_list(),
+                  metadata={"name": self.name, "source": "tflite", "operators": self.operators,
                             "tflite_tensors": {n: self._tensor_name(t) for n, t in self.tensor_of.items()}})
         g.validate()
         for n in g.nodes:
             if n.name in self.tensor_of:
                 self._check_shape(n)
         return g
-
-    def _op_list(self) -> list[str]:
-        codes = [self.tflm.get_builtin_code_from_operator_code(self.obj.operatorCodes[o.opcodeIndex])
-                 for o in self.sub.operators or []]
-        return [self.op_names.get(code, f"BUILTIN_{code}") for code in codes]
 
     # ------------------------------------------------------------ tensors
     def _tensor(self, i: int) -> Any:
