@@ -115,7 +115,7 @@ class Conv(Operator):
         kh, kw = params["kernel_size"]
         bias = np.pad(tflite.folded_bias(ctx, node, rows), (0, c_out % 2))
         rows = rows.reshape(c_out, kh, kw, c_in)
-        layer = self._lower_integer(ctx, node, params, rows, bias, "tflite_conv.c.j2", **store)
+        layer = self._lower_integer(ctx, node, params, rows, bias, "tflite_conv.c.j2", tflite.TILE, **store)
         layer.params["block"] += store["suffix"]
         layer.arrays += tflite.requantization_arrays(ctx, node, layer.params)
         layer.helpers.insert(0, ctx.helper("optimized/_tflite_store.c.j2", **store))
@@ -128,23 +128,27 @@ class Conv(Operator):
                 "pad": self.padding(node)}
 
     def _lower_integer(self, ctx: LoweringContext, node: Node, params: dict, rows: np.ndarray,
-                       bias: np.ndarray, template: str, **block: Any) -> Layer:
-        """Kernel rows pre-arranged for number_block_<step>_<unroll> (see optimized/_conv.c.j2); ``block``:
-        more parameters of the block kernel (the tflite scheme's store)."""
+                       bias: np.ndarray, template: str, tile: int | None = None, **block: Any) -> Layer:
+        """Kernel rows pre-arranged for number_block_<step>_<unroll> (see optimized/_conv.c.j2); ``tile``:
+        output positions per band (default: the whole row); ``block``: more parameters of the block kernel
+        (the tflite scheme's store)."""
         c_out, kh, kw, c_in = rows.shape
         c_pad = c_in + c_in % 2  # even: every window starts on a word of the band
         steps, unroll = block_steps(kw * c_pad)
         rows = np.pad(rows, ((0, 0), (0, 0), (0, 0), (0, c_pad - c_in))).reshape(c_out, kh, -1)
         arranged = arrange_pairs(rows, steps, ctx.narrow)
         step = params["stride"][1] * c_pad
-        width = params["in_size"][1] + params["pad"][2] + params["pad"][3]
-        last = (-(-params["out_size"][1] // 4) - 1) * 4 + 3  # last position the last block computes
+        cols = params["out_size"][1]
+        tile = cols if tile is None or tile >= cols else tile
+        width = (params["in_size"][1] + params["pad"][2] + params["pad"][3] if tile == cols
+                 else (tile - 1) * params["stride"][1] + kw)  # columns in the band
+        last = (-(-tile // 4) - 1) * 4 + 3  # last position the last block computes
         band = max(kh * width * c_pad, (kh - 1) * width * c_pad + last * step + 2 * steps)
         band += band % 2
         weights = kh * steps * 4
         arrays = ctx.arrays(node, params, kernel=arranged, bias=bias)
         params |= {"c_pad": c_pad, "narrow": ctx.narrow, "block": f"{step}_{unroll}", "steps": steps,
-                   "band": band, "weights": weights}
+                   "band": band, "weights": weights, "tile": tile}
         helper = ctx.helper("optimized/_block.c.j2", step=step, unroll=unroll,
                             asm=6 * step + 4 * unroll <= ASM_OFFSET_LIMIT, **block)
         return ctx.layer(node, template, params, arrays, scratch_bytes=2 * (band + weights * ctx.narrow),
