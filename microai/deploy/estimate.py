@@ -129,7 +129,8 @@ class _Run:
         block.hits += 1
         previous = self.previous
         if address == self.previous_end:
-            if previous.tail_load_store and block.head_load_store:
+            if (previous.tail_load_store and block.head_load_store
+                    and not previous.tail_writes & block.head_address):
                 block.pipelined += 1
         elif previous is not None and previous.ends_in_branch:
             previous.taken += 1

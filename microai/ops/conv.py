@@ -115,10 +115,8 @@ class Conv(Operator):
         kh, kw = params["kernel_size"]
         bias = np.pad(tflite.folded_bias(ctx, node, rows), (0, c_out % 2))
         rows = rows.reshape(c_out, kh, kw, c_in)
-        layer = self._lower_integer(ctx, node, params, rows, bias, "tflite_conv.c.j2", tflite.TILE, **store)
-        layer.params["block"] += store["suffix"]
+        layer = self._lower_integer(ctx, node, params, rows, bias, "tflite_conv.c.j2", tflite.TILE, store)
         layer.arrays += tflite.requantization_arrays(ctx, node, layer.params)
-        layer.helpers.insert(0, ctx.helper("optimized/_tflite_store.c.j2", **store))
         return layer
 
     def geometry(self, ctx: LoweringContext, node: Node) -> dict:
@@ -128,10 +126,13 @@ class Conv(Operator):
                 "pad": self.padding(node)}
 
     def _lower_integer(self, ctx: LoweringContext, node: Node, params: dict, rows: np.ndarray,
-                       bias: np.ndarray, template: str, tile: int | None = None, **block: Any) -> Layer:
-        """Kernel rows pre-arranged for number_block_<step>_<unroll> (see optimized/_conv.c.j2); ``tile``:
-        output positions per band (default: the whole row); ``block``: more parameters of the block kernel
-        (the tflite scheme's store)."""
+                       bias: np.ndarray, template: str, tile: int | None = None,
+                       store: dict[str, Any] | None = None) -> Layer:
+        """Kernel rows pre-arranged for number_conv_<step>_<unroll> (see optimized/_conv.c.j2).
+
+        ``tile``: at most this many output positions per band (int8; the default spans the row);
+        ``store``: the tflite scheme's (:func:`microai.ops.tflite.block_store`): its band rows, block kernel
+        and stores."""
         c_out, kh, kw, c_in = rows.shape
         c_pad = c_in + c_in % 2  # even: every window starts on a word of the band
         steps, unroll = block_steps(kw * c_pad)
@@ -139,20 +140,25 @@ class Conv(Operator):
         arranged = arrange_pairs(rows, steps, ctx.narrow)
         step = params["stride"][1] * c_pad
         cols = params["out_size"][1]
-        tile = cols if tile is None or tile >= cols else tile
-        width = (params["in_size"][1] + params["pad"][2] + params["pad"][3] if tile == cols
-                 else (tile - 1) * params["stride"][1] + kw)  # columns in the band
-        last = (-(-tile // 4) - 1) * 4 + 3  # last position the last block computes
-        band = max(kh * width * c_pad, (kh - 1) * width * c_pad + last * step + 2 * steps)
-        band += band % 2
+        # int8 widens each channel pair's kernel once per band, so its band spans the row (or a tile of it);
+        # int16 one block
+        chunk = -(-min(cols, tile or cols) // 4) * 4 if ctx.narrow else 4
+        span = (chunk - 1) * params["stride"][1] + max(kw, -(-2 * steps // c_pad))  # pixels a band row holds
+        band = kh * span * c_pad
         weights = kh * steps * 4
         arrays = ctx.arrays(node, params, kernel=arranged, bias=bias)
         params |= {"c_pad": c_pad, "narrow": ctx.narrow, "block": f"{step}_{unroll}", "steps": steps,
-                   "band": band, "weights": weights, "tile": tile}
-        helper = ctx.helper("optimized/_block.c.j2", step=step, unroll=unroll,
-                            asm=6 * step + 4 * unroll <= ASM_OFFSET_LIMIT, **block)
+                   "chunk": chunk, "span": span, "band": band, "weights": weights}
+        block = ctx.helper("optimized/_block.c.j2", step=step, unroll=unroll, rows=kh, out_step=c_out,
+                           inner="positions" if ctx.narrow else "pairs",
+                           asm=6 * step + 4 * unroll <= ASM_OFFSET_LIMIT, **(store or {}))
+        helpers = [ctx.helper("optimized/_band_row.c.j2"), block]
+        if store is not None:  # the band row of the input's type, padded with its zero point; the stores
+            params["suffix"] = store["suffix"]
+            helpers = [ctx.helper("optimized/_band_row.c.j2", in_t=params["in_t"], padded=True),
+                       ctx.helper("optimized/_tflite_store.c.j2", **store), block]
         return ctx.layer(node, template, params, arrays, scratch_bytes=2 * (band + weights * ctx.narrow),
-                         helpers=[helper])
+                         helpers=helpers)
 
 
 def as_2d(geometry: dict) -> dict:

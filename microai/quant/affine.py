@@ -25,7 +25,7 @@ import numpy as np
 
 from microai import ops
 from microai.graph.ir import AffineFormat, Graph, GraphError, Node
-from microai.graph.passes import simplify
+from microai.graph.passes import binary_adds, simplify
 from microai.ops.pow2 import LONG_MAX
 from microai.ops.softmax import softmax_output_format
 from microai.ops.tflite import TFLITE, round_half_away, round_half_away_array
@@ -100,7 +100,8 @@ def weight_format(w: np.ndarray) -> AffineFormat:
 
 def quantize_tflite(graph: Graph, calibration_x: np.ndarray | None = None, activations: int = 8,
                     int16_layers: Iterable[str] = (), ranges: Mapping[str, Range] | None = None) -> Graph:
-    """The float ``graph`` quantized in the tflite scheme (simplified first: BatchNorm folded, ReLUs fused).
+    """The float ``graph`` quantized in the tflite scheme (:func:`tflite_graph` first: BatchNorm folded,
+    ReLUs fused, Adds of more than two tensors split into chains).
 
     ``activations``: the width of every activation (8, or 16 for TFLite's 16x8); ``int16_layers``: nodes
     whose output is int16 in an otherwise int8 graph (mixed precision per layer). Ranges come from
@@ -110,7 +111,7 @@ def quantize_tflite(graph: Graph, calibration_x: np.ndarray | None = None, activ
         raise GraphError(f"graph is already quantized ({graph.precision}); quantization needs a float graph")
     if activations not in ACTIVATION_WIDTHS:
         raise ValueError(f"activations must be one of {ACTIVATION_WIDTHS} bits, got {activations}")
-    g = simplify(graph)
+    g = tflite_graph(graph)
     wide = set(int16_layers)
     unknown = wide - {n.name for n in g.nodes}
     if unknown:
@@ -142,6 +143,11 @@ def quantize_tflite(graph: Graph, calibration_x: np.ndarray | None = None, activ
         if bound > LONG_MAX:
             raise GraphError(f"{n.describe()}: worst-case int32 accumulator {bound} exceeds {LONG_MAX}")
     return g
+
+
+def tflite_graph(graph: Graph) -> Graph:
+    """``graph`` as the tflite scheme quantizes it: simplified, with binary Adds only (TFLite's ADD)."""
+    return binary_adds(simplify(graph))
 
 
 def _output_format(g: Graph, n: Node, ranges: Mapping[str, Range], width: int) -> AffineFormat:

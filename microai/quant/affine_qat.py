@@ -24,8 +24,7 @@ from torch import nn
 
 from microai import ops
 from microai.graph.ir import Graph, GraphError, Node
-from microai.graph.passes import simplify
-from microai.quant.affine import Range, activation_format, calibrate_ranges, quantize_tflite
+from microai.quant.affine import Range, activation_format, calibrate_ranges, quantize_tflite, tflite_graph
 from microai.train import TrainConfig, train
 
 MOMENTUM = 0.9
@@ -118,7 +117,7 @@ def train_qat_tflite(graph: Graph, x_train: np.ndarray, y_train: np.ndarray, cfg
     """Fine-tune the float ``graph`` under TFLite's fake quantization; the quantized graph and the history."""
     if graph.is_quantized:
         raise GraphError(f"QAT needs a float32 graph, got {graph.precision}")
-    g = simplify(graph)
+    g = tflite_graph(graph)
     from microai.tflite.convert import representative_samples
 
     calibration = representative_samples(np.asarray(x_train, dtype=np.float32), calibration_samples)
