@@ -419,11 +419,16 @@ def tflm_library(params: dict[str, Any], opt: str, out_library: Path, threads: i
 def compile_tflm_firmware(board_name: str, tflite: Path, library_json: Path, prepared_npz: Path, vectors: int,
                           opt: str, params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """Build a ``.tflite`` model with the TFLM adapter and library for a board, its first ``vectors``
-    test inputs quantized as the TFLM host runtime feeds them; DoesNotFit names the limits."""
+    test inputs quantized as the TFLM host runtime feeds them.
+
+    ``out_dir/build.json`` always results: a model that does not fit the board (the real link's
+    answer), or no TFLM tree, gives ``{"unavailable": <reason>}`` there and no image.
+    """
     import json
 
     from microai.data import load_prepared
     from microai.deploy.boards import get_board
+    from microai.deploy.errors import DoesNotFit
     from microai.deploy.frameworks import unavailable_reason
     from microai.deploy.tflm.firmware import build_tflm_firmware
     from microai.deploy.tflm.library import TflmLibrary
@@ -432,13 +437,10 @@ def compile_tflm_firmware(board_name: str, tflite: Path, library_json: Path, pre
 
     board = get_board(board_name)
     described = json.loads(Path(library_json).read_text())
+    fields = {"board": board_name, "opt": opt, "vectors": vectors, "framework": "tflite-micro"}
     reason = described.get("unavailable") or unavailable_reason("tflite-micro", board_name, params)
     if reason is not None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        result = {"board": board_name, "unavailable": reason}
-        write_json(out_dir / "build.json", result)
-        return result
+        return _not_built(Path(out_dir), {**fields, "unavailable": reason})
     library = TflmLibrary(**described)
     inputs = quantize_input(tflite, load_prepared(Path(prepared_npz)).x_test[:vectors])
     host_arena = arena_bytes(tflite).total
@@ -450,8 +452,19 @@ def compile_tflm_firmware(board_name: str, tflite: Path, library_json: Path, pre
                 "arena_reserved_bytes": sources.arena_bytes, "operators": list(sources.operators),
                 "library": library.key, "elf_sha256": hashlib.sha256(result.elf.read_bytes()).hexdigest()}
 
-    return _build_into(Path(out_dir), build, {"board": board_name, "opt": opt, "vectors": vectors,
-                                             "framework": "tflite-micro"})
+    try:
+        return _build_into(Path(out_dir), build, fields)
+    except DoesNotFit as e:
+        return _not_built(Path(out_dir), {**fields, "unavailable": str(e), "needs": e.needs, "has": e.has})
+
+
+def _not_built(out_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """A build folder holding only a build.json that says why there is no image."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    write_json(out_dir / "build.json", result)
+    return result
 
 
 def measure_tflm(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_json: Path, tflite: Path,
