@@ -44,6 +44,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from microai import ops
 from microai.graph.ir import Graph, GraphError, Node
 from microai.tflite.tf_env import keras as _keras
 
@@ -100,10 +101,6 @@ def _same_padding(size: int, k: int, stride: int) -> list[int]:
     """TensorFlow's 'same': output ceil(size / stride), the odd extra sample on the right/bottom."""
     total = max((math.ceil(size / stride) - 1) * stride + k - size, 0)
     return [total // 2, total - total // 2]
-
-
-def _spatial_list(v: Any, dims: int) -> list[int]:
-    return [int(v)] * dims if isinstance(v, (int, np.integer)) else [int(i) for i in v]
 
 
 # ===================================================================== IR -> Keras
@@ -166,8 +163,7 @@ class _Exporter:
         L = self.k.layers
         kernel = n.weights["kernel"]
         ksize = list(kernel.shape[2:])
-        stride = _spatial_list(n.attrs.get("stride", 1), dims)
-        pad = [int(p) for p in n.attrs.get("padding", [0] * 2 * dims)]
+        stride, pad = ops.of(n).stride(n), ops.of(n).padding(n)
         spatial = self._in_shape(n)[1:]
         same = [p for d in range(dims) for p in _same_padding(spatial[d], ksize[d], stride[d])]
         x = self._in(n)
@@ -199,10 +195,8 @@ class _Exporter:
         return self._apply(layer, n, [k_kernel, n.weights["bias"]]), None
 
     def _pool(self, n: Node, layer_type):
-        dims = int(n.op[-2])
-        pool = _spatial_list(n.attrs["pool_size"], dims)
-        stride = _spatial_list(n.attrs.get("stride", pool), dims)
-        size, strides = (pool[0], stride[0]) if dims == 1 else (tuple(pool), tuple(stride))
+        pool, stride = ops.of(n).pool_size(n), ops.of(n).stride(n)
+        size, strides = (pool[0], stride[0]) if len(pool) == 1 else (tuple(pool), tuple(stride))
         return self._apply(layer_type(size, strides=strides, padding="valid", name=_k(n)), n), None
 
     def _maxpool1d(self, n: Node):
@@ -218,11 +212,11 @@ class _Exporter:
         return self._pool(n, self.k.layers.AveragePooling2D)
 
     def _zeropadding1d(self, n: Node):
-        left, right = n.attrs["padding"]
+        left, right = ops.of(n).padding(n)
         return self._apply(self.k.layers.ZeroPadding1D((left, right), name=_k(n)), n), None
 
     def _zeropadding2d(self, n: Node):
-        top, bottom, left, right = n.attrs["padding"]
+        top, bottom, left, right = ops.of(n).padding(n)
         return self._apply(self.k.layers.ZeroPadding2D(((top, bottom), (left, right)), name=_k(n)), n), None
 
     def _add(self, n: Node):
@@ -317,8 +311,9 @@ class _Value:
 
     ``ir``: the IR node holding its data. ``index``: None when the Keras tensor is the IR tensor in
     the canonical layout (channels-last of a spatial IR tensor, same order for a vector); else the
-    IR flat index of each Keras element (a flatten order, or a Permute output). ``pad``: a
-    ZeroPadding deferred into the convolution named ``<layer>`` (exporter's ``<conv>_pad`` layers).
+    IR flat index of each Keras element (a flatten order, or a Permute output). ``pad``: the
+    padding of a ZeroPadding layer ``<conv>_pad`` left to the convolution it feeds (to_keras writes
+    such layers); ``ir`` and ``shape`` are then those of the unpadded input.
     """
 
     ir: str
@@ -411,13 +406,11 @@ class _Importer:
         ins = [self.values[id(t)] for t in node.input_tensors]
         out_shape = tuple(int(d) if d is not None else -1 for d in node.outputs[0].shape[1:])
         self.current = node.outputs[0]
-        if cls in _NOISE_LAYERS:
-            value = ins[0]
-        else:
-            handler = _HANDLERS.get(cls)
-            if handler is None or type(layer) is not getattr(self.k.layers, cls, None):
-                self._fail(layer, f"layer class {cls}")
-            value = handler(self, layer, ins, out_shape)
+        handler = _HANDLERS.get(cls)
+        known = handler is not None or cls in _NOISE_LAYERS
+        if not known or type(layer) is not getattr(self.k.layers, cls, None):
+            self._fail(layer, f"layer class {cls}")  # also a subclass: its call() may compute anything
+        value = ins[0] if handler is None else handler(self, layer, ins, out_shape)
         self.values[id(node.outputs[0])] = value
 
     # ------------------------------------------------------------ helpers
