@@ -395,9 +395,7 @@ def _measure_board(board_name: str, board_cfg: dict[str, Any], build_json: Path,
 def tflm_library(params: dict[str, Any], opt: str, out_library: Path, threads: int = 1) -> dict[str, Any]:
     """TFLM + CMSIS-NN of the named tree as a static library for the Cortex-M4F boards at ``opt``:
     taken from the content-keyed cache (built there on a miss), copied to ``out_library``, described
-    in ``<out_library>.json``."""
-    from dataclasses import asdict
-
+    in ``<out_library>.json`` (path, cache key, -O level)."""
     from microai.data.atomic import atomic_output
     from microai.deploy.frameworks import unavailable_reason
     from microai.deploy.tflm.library import build_library
@@ -411,7 +409,7 @@ def tflm_library(params: dict[str, Any], opt: str, out_library: Path, threads: i
         library = build_library(named_tree(params), opt, jobs=threads)
         with atomic_output(out_library) as tmp:
             shutil.copyfile(library.archive, tmp)
-        result = {**asdict(library), "archive": str(out_library)}
+        result = {"archive": str(out_library), "key": library.key, "opt": opt}
     write_json(out_library.with_suffix(".json"), result)
     return result
 
@@ -441,12 +439,13 @@ def compile_tflm_firmware(board_name: str, tflite: Path, library_json: Path, pre
     reason = described.get("unavailable") or unavailable_reason("tflite-micro", board_name, params)
     if reason is not None:
         return _not_built(Path(out_dir), {**fields, "unavailable": reason})
-    library = TflmLibrary(**described)
+    tree = named_tree(params)
+    library = TflmLibrary.of(Path(described["archive"]), described["key"], tree, opt)
     inputs = quantize_input(tflite, load_prepared(Path(prepared_npz)).x_test[:vectors])
     host_arena = arena_bytes(tflite).total
 
     def build(folder: Path) -> dict[str, Any]:
-        result, sources = build_tflm_firmware(board, Path(tflite), named_tree(params), library, host_arena,
+        result, sources = build_tflm_firmware(board, Path(tflite), tree, library, host_arena,
                                               inputs.reshape(len(inputs), -1), folder, opt)
         return {**_build_fields(result), "host_arena_bytes": host_arena,
                 "arena_reserved_bytes": sources.arena_bytes, "operators": list(sources.operators),
