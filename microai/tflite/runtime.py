@@ -67,9 +67,11 @@ class ArenaUse:
     """Arena bytes the interpreter's RecordingMicroAllocator reports after allocating the model.
 
     ``head``: non-persistent buffers (activations, scratch) planned by TFLM's memory planner;
-    ``tail``: persistent structures (tensor and node structs, kernel data). The host runtime is
-    64-bit, so its pointer-holding structs are larger than on a 32-bit Cortex-M: ``total`` is an
-    upper bound of the board's need, ``head`` is the same on both.
+    ``tail``: persistent structures (tensor and node structs, kernel data). These are the figures
+    of the host runtime: 64-bit (pointer-holding structs twice their Cortex-M size) with TFLM's
+    reference kernels. A board build with CMSIS-NN kernels requests other scratch buffers, so
+    its arena must be measured on the board (``MicroInterpreter::arena_used_bytes()``); this
+    report is a starting size, not a bound.
     """
 
     total: int
