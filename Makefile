@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 CORES ?= all
 
-.PHONY: setup run test lint repro clean-results
+.PHONY: setup run test lint repro clean-results readme-table
 
 setup: $(VENV)/.deps-stamp .apt-stamp
 
@@ -30,8 +30,18 @@ $(VENV)/.deps-stamp: requirements.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	@touch $@
 
+# The run's wall time, machine and commit, for `make readme-table` (kept out of results/ and dvc.lock).
+RUN_RECORD := logs/make-run.json
+
 run: setup
-	$(BIN)/snakemake --cores $(CORES) results/tables.csv
+	@started=$$(date +%s.%N); commit=$$(git describe --always --dirty=+changes 2>/dev/null || echo unknown); \
+	  $(BIN)/snakemake --cores $(CORES) results/tables.csv && \
+	  $(BIN)/python workflow/scripts/readme_table.py record --started $$started --cores $(CORES) \
+	    --commit "$$commit" --out $(RUN_RECORD)
+
+# Rewrite README.md's default-run table from results/tables.csv and the record of the run that wrote it.
+readme-table: setup
+	$(BIN)/python workflow/scripts/readme_table.py update --record $(RUN_RECORD) README.md
 
 test: setup
 	$(BIN)/ruff check .

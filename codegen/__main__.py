@@ -18,10 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("artifact", type=Path,
                         help="graph artifact (<stem>, <stem>.json, <stem>.npz) or Keras model (.keras, .h5)")
     parser.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the generated C library")
+    parser.add_argument("--force", action="store_true",
+                        help="write into a non-empty folder that is not a codegen output "
+                             "(its other files are kept)")
     args = parser.parse_args(argv)
     try:
-        result = convert(_load(args.artifact), args.outdir)
-    except (CodegenError, GraphError) as e:
+        result = convert(_load(args.artifact), args.outdir, force=args.force)
+    except (CodegenError, GraphError, OSError) as e:
         print(f"codegen: {args.artifact}: {e}", file=sys.stderr)
         return 1
     print(f"{args.outdir}: {len(result.layers)} layers, {result.macs} MACs, activations "

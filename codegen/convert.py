@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ from codegen.ctext import number_bytes, number_ctype
 from codegen.errors import CodegenError
 from codegen.lowering import Layer, Lowered, lower
 from codegen.memory import Buffer, Placement, lower_bound, plan, pool_allocation
+from codegen.outdir import write_outdir
 from codegen.render import render
 from microai import ops
 from microai.graph import Graph, GraphError
@@ -47,11 +46,13 @@ class CodegenResult:
     arena_method: str
 
 
-def convert(graph: Graph, outdir: Path, *, layout: str = "channels_last") -> CodegenResult:
-    """Simplify ``graph``, lower it and write the C library to ``outdir`` (replaced atomically).
+def convert(graph: Graph, outdir: Path, *, layout: str = "channels_last",
+            force: bool = False) -> CodegenResult:
+    """Simplify ``graph``, lower it and write the C library to ``outdir`` (see ``codegen.outdir``).
 
     Raises CodegenError naming the layer for anything the C cannot compute exactly; on error
-    ``outdir`` is left as it was.
+    ``outdir`` is left as it was. A non-empty ``outdir`` that is not a previous codegen output is
+    refused unless ``force`` (then the generated files are added to it; nothing else is touched).
     """
     if layout not in LAYOUTS:
         raise CodegenError(f"layout '{layout}' not supported; choose one of {LAYOUTS}")
@@ -82,7 +83,7 @@ def convert(graph: Graph, outdir: Path, *, layout: str = "channels_last") -> Cod
     )
     texts = _render_all(g, lowered, planned, sizeof, result)
     texts[REPORT_NAME] = json.dumps(asdict(result), indent=1) + "\n"
-    _write_atomically(outdir, texts)
+    write_outdir(outdir, texts, REPORT_NAME, force)
     return result
 
 
@@ -186,26 +187,3 @@ def _layout_text(shape: list[int], layout_shape: list[int]) -> str:
     flat = " flattened" if list(shape) != list(layout_shape) else ""
     names = "(samples, channels)" if len(layout_shape) == 2 else "(rows, columns, channels)"
     return f"{dims} {names}{flat}"
-
-
-def _write_atomically(outdir: Path, texts: dict[str, str]) -> None:
-    """Write all files into a sibling temp folder, then swap it in: no half-written OUTDIR."""
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
-    old = None
-    try:
-        for name, text in texts.items():
-            (tmp / name).write_text(text)
-        if outdir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.old.", dir=outdir.parent))
-            outdir.replace(old / outdir.name)
-        tmp.replace(outdir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not outdir.exists():
-            (old / outdir.name).replace(outdir)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-

@@ -72,6 +72,9 @@ def check_against_reference(graph: Graph, outdir: Path, x: np.ndarray,
     ``matches`` is the fraction of vectors that ``microai.quant.compare.matching_vectors``
     accepts: bit for bit for integer graphs, within float tolerance for float32.
     """
+    if len(x) == 0:
+        raise CodegenError(f"{outdir}: no input vectors to check the generated C against the reference "
+                           f"(an empty set would report every vector matching)")
     g = prepare(graph)
     c_out = run_host(graph, outdir, x)
     ref = reference.run(g, x)
@@ -81,7 +84,7 @@ def check_against_reference(graph: Graph, outdir: Path, x: np.ndarray,
     ok = matching_vectors(g, c_flat, ref_flat)
     result: dict[str, Any] = {
         "vectors": n,
-        "matches": float(np.mean(ok)) if n else 1.0,
+        "matches": float(np.mean(ok)),
         "mismatched_vectors": int(n - np.count_nonzero(ok)),
         "max_abs_diff": float(diff.max()) if diff.size else 0.0,
     }
@@ -89,8 +92,8 @@ def check_against_reference(graph: Graph, outdir: Path, x: np.ndarray,
         labels = np.asarray(labels)
         if labels.shape != (n,):
             raise CodegenError(f"labels of shape {labels.shape} do not match {n} inputs")
-        result["c_accuracy"] = float(np.mean(np.argmax(c_flat, axis=1) == labels)) if n else 0.0
-        result["reference_accuracy"] = float(np.mean(np.argmax(ref_flat, axis=1) == labels)) if n else 0.0
+        result["c_accuracy"] = float(np.mean(np.argmax(c_flat, axis=1) == labels))
+        result["reference_accuracy"] = float(np.mean(np.argmax(ref_flat, axis=1) == labels))
     return result
 
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from microai.config import load_params
+from microai.data.errors import DatasetError
+
+#: Failures a user can act on from the message alone (bad input, missing tool, a limit): no traceback.
+EXPECTED_ERRORS = (ValueError, OSError, RuntimeError, TimeoutError, DatasetError)
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -25,9 +30,28 @@ def load(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(main: Callable[[], object]) -> None:
-    """Run a stage; expected failures print one clear line on stderr and exit 1 (no traceback)."""
+    """Run a stage; an expected failure prints its cause and exits 1 (no traceback).
+
+    The cause goes to stderr, which the workflow rules send to the stage's log, and also to
+    stdout when that is elsewhere, i.e. to the terminal Snakemake or DVC runs in.
+    """
     try:
         main()
-    except (ValueError, OSError, RuntimeError, TimeoutError) as err:
-        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+    except EXPECTED_ERRORS as err:
+        report_error(f"error: {type(err).__name__}: {err}")
         sys.exit(1)
+
+
+def report_error(message: str) -> None:
+    """Print ``message`` on stderr, and on stdout unless both are the same file."""
+    print(message, file=sys.stderr, flush=True)
+    if not _same_file(sys.stdout, sys.stderr):
+        print(f"{Path(sys.argv[0]).name}: {message}", file=sys.stdout, flush=True)
+
+
+def _same_file(a: Any, b: Any) -> bool:
+    try:
+        sa, sb = os.fstat(a.fileno()), os.fstat(b.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)

@@ -39,24 +39,26 @@ def prepare(dataset: str, params: dict[str, Any], raw_dir: Path, out_npz: Path) 
 
 def train_float(prepared_npz: Path, model: str, filters: int, run: int, params: dict[str, Any],
                 out_ckpt: Path, out_metrics: Path, threads: int = 1) -> dict[str, Any]:
-    """Train one float model (the run index is the seed); save checkpoint and metrics."""
+    """Train one float model (the run index is the seed); save checkpoint and metrics.
+
+    ``threads`` sets the speed only: the checkpoint is the same bytes for any value.
+    """
     import torch
 
     from microai.data import load_prepared
     from microai.models import build_model
     from microai.train import TrainConfig, evaluate, save_checkpoint, train
 
-    torch.set_num_threads(threads)
     data = load_prepared(Path(prepared_npz))
     dataset = Path(prepared_npz).stem
-    cfg = TrainConfig.from_dict(section(params, "train", dataset))
+    cfg = TrainConfig.from_dict({**section(params, "train", dataset), "num_threads": threads})
     options = params.get("models", {}).get(model, {})
     torch.manual_seed(run)  # the initial weights too are drawn from the run's seed
     net = build_model(model, data.input_shape, data.num_classes, filters, **options)
     history = train(net, data.x_train, data.y_train, cfg, seed=run, x_val=data.x_test, y_val=data.y_test)
     metrics = {
         "dataset": dataset, "model": model, "filters": filters, "run": run,
-        "test_accuracy": evaluate(net, data.x_test, data.y_test),
+        "test_accuracy": evaluate(net, data.x_test, data.y_test, threads=threads),
         "params": int(sum(p.numel() for p in net.parameters())),
         "history": history,
     }
@@ -97,18 +99,19 @@ def quantize_ptq(graph_path: Path, prepared_npz: Path, precision: dict[str, Any]
 
 def quantize_qat(ckpt: Path, prepared_npz: Path, run: int, qat_schedule: dict[str, Any],
                  precision: dict[str, Any], out_graph: Path, out_metrics: Path, threads: int = 1) -> None:
-    """Quantization-aware training from the trained float model, exported with its learned formats."""
-    import torch
+    """Quantization-aware training from the trained float model, exported with its learned formats.
 
+    ``threads`` sets the speed only: the exported graph is the same for any value.
+    """
     from microai.data import load_prepared
     from microai.quant.qat import export_qat, train_qat
     from microai.train import TrainConfig, load_checkpoint
 
-    torch.set_num_threads(threads)
     data = load_prepared(Path(prepared_npz))
     net = load_checkpoint(Path(ckpt))
+    cfg = TrainConfig.from_dict({**qat_schedule, "num_threads": threads})
     qat_model, history = train_qat(
-        net, data.x_train, data.y_train, TrainConfig.from_dict(qat_schedule), width=precision["width"],
+        net, data.x_train, data.y_train, cfg, width=precision["width"],
         seed=run, granularity=precision.get("granularity", "layer"),
         rounding=precision.get("rounding", "floor"), quant_rounding=precision.get("quant_rounding"),
     )
@@ -317,9 +320,11 @@ def measure(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_
             emulated_elf: Path | None = None) -> dict[str, Any]:
     """Run the firmware, check its outputs against the reference executor, estimate time and energy.
 
-    Time is reported at the board's clock (48 MHz, as in the paper) from the measured cycles of
-    an attached board, else from the Cortex-M4 cycle estimate (Unicorn). A real board that is
-    not attached is not run: its row keeps its own ROM, and the cycle estimate and stack
+    What a run measures goes in columns of its own: an attached board's DWT ``cycles`` with the
+    ``ms`` and ``energy_uwh`` they give at the board's clock, QEMU's ``instructions``, the host's
+    ``host_wall_ms``. Estimates of the Cortex-M4 timing model (Unicorn) are ``est_cycles``,
+    ``est_ms`` and ``est_energy_uwh`` at the board's clock (48 MHz, as in the paper). A real board
+    that is not attached is not run: its row keeps its own ROM, and the cycle estimate and stack
     high-water mark come from ``emulated_elf``, the qemu-m4 build of the same generated code.
     """
     from microai.quant import reference
@@ -359,19 +364,23 @@ def _measure_board(board_name: str, board_cfg: dict[str, Any], build_json: Path,
     else:
         run = board.run(Path(build["elf"]), timeout=timeout)
         result["outputs_match_reference"] = check(run.outputs)
-        unit = "instructions" if run.how_measured.startswith("instructions") else "cycles"
-        result[unit] = int(run.cycles.mean())
+        fields, measured_how = _measured(board, int(run.cycles.mean()))
+        result.update(fields)
         stack, arena = run.stack_bytes_used, run.arena_bytes
-        how.append(f"outputs + {run.how_measured}, {len(run.outputs)} test vectors")
+        how.append(f"outputs + {run.how_measured}, {len(run.outputs)} test vectors{measured_how}")
         estimate_from, what = (Path(build["elf"]), "this ELF") if board.estimable else (None, "")
     if estimate_from is not None:
         est = estimate_elf(estimate_from, timeout=timeout)
         result["est_cycles"] = int(est.cycles_per_inference)
+        result["est_ms"] = result["est_cycles"] / board.clock_hz * 1e3
+        if board.run_current_a is not None:
+            result["est_energy_uwh"] = _energy_uwh(result["est_ms"], board)
         result["layer_cycles"] = {k: int(v) for k, v in est.layer_cycles.items()}
         result["estimator"] = est.assumptions
         stack = stack if stack is not None else est.stack_bytes_used
         arena = arena or est.arena_bytes
-        how.append(f"cycles: estimated with the Cortex-M4 timing model (Unicorn) on {what}")
+        how.append(f"est_*: estimated with the Cortex-M4 timing model (Unicorn) on {what}, "
+                   f"at {board.clock_hz / 1e6:g} MHz")
     if stack is not None:
         result["stack_bytes_used"] = int(stack)
         result["ram_bytes"] = arena_ram_bytes(build["data"], build["bss"], int(stack), arena)
@@ -379,14 +388,27 @@ def _measure_board(board_name: str, board_cfg: dict[str, Any], build_json: Path,
                    + (", tensor arena at the bytes used on the board" if arena else ""))
     if arena:
         result["arena_used_bytes"], result["arena_reserved_bytes"] = arena
-    cycles = result.get("cycles", result.get("est_cycles"))
-    if cycles is not None:
-        result["est_ms"] = cycles / board.clock_hz * 1e3
-        if board.run_current_a is not None:
-            # energy = time x 3.3 V x run current (the paper's method), in micro-watt-hours
-            result["est_energy_uwh"] = result["est_ms"] / 3.6e6 * board.supply_v * board.run_current_a * 1e6
     result["how_measured"] = "; ".join(how)
     return result
+
+
+def _energy_uwh(ms: float, board: Any) -> float:
+    """The paper's energy: time x supply voltage x the board's run current, in micro-watt-hours."""
+    return ms / 3.6e6 * board.supply_v * board.run_current_a * 1e6
+
+
+def _measured(board: Any, counts: int) -> tuple[dict[str, Any], str]:
+    """A run's mean per-inference count in the columns of what it is, and how the derived ones are made."""
+    if board.run_counts == "instructions":
+        return {"instructions": counts}, ""
+    if board.run_counts == "ns":
+        return {"host_wall_ms": counts / 1e6}, "; host_wall_ms: wall time of the native build on this machine"
+    fields: dict[str, Any] = {"cycles": counts, "ms": counts / board.clock_hz * 1e3}
+    derived = f"; ms = measured cycles at {board.clock_hz / 1e6:g} MHz"
+    if board.run_current_a is not None:
+        fields["energy_uwh"] = _energy_uwh(fields["ms"], board)
+        derived += f"; energy_uwh = ms x {board.supply_v} V x {board.run_current_a * 1e3:g} mA (datasheet)"
+    return fields, derived
 
 
 # -------------------------------------------------------------- TFLite Micro on boards

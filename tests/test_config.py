@@ -35,6 +35,16 @@ def test_shipped_parameter_files_are_valid(path):
         (lambda p: p["sweep"].update(precisions=["int4"]), "precisions.int4 is not defined"),
         (lambda p: p["train"].pop("synthetic-har"), "train.synthetic-har is not defined"),
         (lambda p: p["deploy"].update(opt="-O9"), "deploy.opt"),
+        (lambda p: p["boards"]["nucleo-l452re-p"].update(prot="/dev/ttyACM0"),
+         "boards.nucleo-l452re-p: Additional properties are not allowed ('prot' was unexpected)"),
+        (lambda p: p["boards"].update({"nucleo": {}}), "'nucleo' was unexpected"),
+        (lambda p: p["models"].update(resnet={"blocs": 3}), "models.resnet: Additional properties"),
+        (lambda p: p["models"]["resnetv1-6"].update(filters=8), "models.resnetv1-6"),
+        (lambda p: p["datasets"]["synthetic-har"].update(n_tarin=5), "'n_tarin' was unexpected"),
+        (lambda p: p["datasets"].update(gtsrb={"check_size": False}), "datasets.gtsrb: Additional"),
+        (lambda p: p["datasets"].update(gtsrb={"files": {"train": {}}}), "datasets.gtsrb.files"),
+        (lambda p: p["datasets"].update(fsdd={"sha256": "abc"}), "datasets.fsdd.sha256"),
+        (lambda p: p["datasets"].update(cifar10={}), "'cifar10' was unexpected"),
     ],
 )
 def test_bad_parameters_name_the_key(params, mutate, expected):
@@ -43,6 +53,32 @@ def test_bad_parameters_name_the_key(params, mutate, expected):
     with pytest.raises(ConfigError) as err:
         validate_params(bad)
     assert expected in str(err.value)
+
+
+def test_schema_lists_exactly_the_options_the_library_accepts():
+    """The schema's dataset, model and board keys are the ones the code reads (no drift either way)."""
+    import inspect
+
+    from microai.data.registry import DATASETS
+    from microai.data.sources import SOURCE_KEYS
+    from microai.deploy.boards import BOARDS
+    from microai.models import _OPTIONS
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text())
+    datasets = schema["properties"]["datasets"]["properties"]
+    assert set(datasets) == set(DATASETS)
+    for name, spec in DATASETS.items():
+        keys = set(datasets[name].get("properties", {}))
+        sources = set() if spec.synthetic else set(SOURCE_KEYS)
+        assert set(spec.options) <= keys <= set(spec.options) | sources, name
+        if not spec.synthetic:
+            assert set(datasets[name]["properties"]["files"]["properties"]) == {f.key for f in spec.files}
+    models = schema["properties"]["models"]["properties"]
+    assert {name: set(m.get("properties", {})) for name, m in models.items()} == \
+        {name: set(options) for name, options in _OPTIONS.items()}
+    board_options = set(schema["$defs"]["serial_board"]["properties"])
+    for name in schema["properties"]["boards"]["properties"]:
+        assert BOARDS[name].physical and board_options <= set(inspect.signature(BOARDS[name]).parameters)
 
 
 def test_unreadable_file_names_it(tmp_path):
@@ -61,6 +97,7 @@ def test_section_names_missing_key(params):
 def test_snakemake_rejects_bad_params_before_any_rule(tmp_path, params):
     bad = copy.deepcopy(params)
     bad["sweep"]["runs"] = "many"
+    bad["boards"]["nucleo-l452re-p"]["prot"] = "/dev/ttyACM0"  # a typo of `port`
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(yaml.safe_dump(bad))
     proc = subprocess.run(
@@ -68,7 +105,9 @@ def test_snakemake_rejects_bad_params_before_any_rule(tmp_path, params):
         cwd=ROOT, capture_output=True, text=True,
     )
     assert proc.returncode != 0
-    assert "sweep.runs" in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "sweep.runs" in out and "boards.nucleo-l452re-p" in out and "'prot' was unexpected" in out
+    assert "Job stats" not in out  # it failed before scheduling any rule
 
 
 def test_slurm_profile_is_accepted(tmp_path):

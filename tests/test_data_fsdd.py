@@ -11,13 +11,13 @@ import pytest
 import soundfile
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_data_support import FSDD_SHA256, FSDD_ZIP, write_zip
+from test_data_support import FSDD_SHA256, FSDD_ZIP, needs_shared, write_zip
 
 from microai.data import DatasetError, PreparedDataset, download_dataset, load_prepared, prepare_dataset
 from microai.data.audio import fit_length, frame_geometry, mfcc_energy, read_wav
 from microai.data.fsdd import load
 
-pytestmark = pytest.mark.skipif(not FSDD_ZIP.is_file(), reason="shared FSDD archive not present")
+pytestmark = needs_shared(FSDD_ZIP)
 
 
 def prepared_from(path: Path, sha256: str, work: Path) -> PreparedDataset:

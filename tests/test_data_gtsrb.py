@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +129,41 @@ def test_inconsistent_archives_are_reported(tmp_path: Path) -> None:
     write_zip(resized["test_images"], with_wrong_size)
     with pytest.raises(DatasetError, match="image is 41x44, its CSV row says 40x44"):
         build(resized)
+
+
+def pre_resized(archives: dict[str, Path], size: int = 32) -> dict[str, Path]:
+    """The archives with every image resized to size x size and the CSV rows left as they were."""
+    for key in ("train_images", "test_images"):
+        with zipfile.ZipFile(archives[key]) as archive:
+            members = {n: archive.read(n) for n in archive.namelist()}
+        for name, data in members.items():
+            if name.endswith(".ppm"):
+                buffer = io.BytesIO()
+                Image.open(io.BytesIO(data)).resize((size, size)).save(buffer, format="PPM")
+                members[name] = buffer.getvalue()
+        write_zip(archives[key], members)
+    return archives
+
+
+def test_size_mismatch_names_the_users_archive_and_the_option(tmp_path: Path) -> None:
+    paths = pre_resized(official_archives(tmp_path / "my copy"))
+    cfg = {"files": {k: {"path": str(p), "sha256": sha256_of(p)} for k, p in paths.items()}}
+    download_dataset("gtsrb", cfg, tmp_path / "raw")
+    with pytest.raises(DatasetError) as err:
+        prepare_dataset("gtsrb", cfg, tmp_path / "raw", tmp_path / "gtsrb.npz")
+    message = str(err.value)
+    assert "image is 32x32, its CSV row says 40x45" in message
+    assert str(paths["train_images"]) in message  # the user's archive, not only the raw copy
+    assert "datasets.gtsrb.check_sizes: false" in message
+
+
+def test_check_sizes_false_reads_a_pre_resized_copy_and_says_so(tmp_path: Path) -> None:
+    paths = pre_resized(official_archives(tmp_path / "copy"))
+    cfg = {"files": {k: {"path": str(p), "sha256": sha256_of(p)} for k, p in paths.items()},
+           "check_sizes": False}
+    download_dataset("gtsrb", cfg, tmp_path / "raw")
+    dataset = load_prepared(prepare_dataset("gtsrb", cfg, tmp_path / "raw", tmp_path / "gtsrb.npz"))
+    assert dataset.x_train.shape == (6, 3, 32, 32)
+    assert "NOT checked" in dataset.provenance["preprocessing"]["sizes"]
+    with pytest.raises(DatasetError, match="roi: crop needs check_sizes: true"):
+        SPEC.build(SPEC.options_from({"roi": "crop", "check_sizes": False}), paths)

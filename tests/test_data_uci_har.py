@@ -10,6 +10,7 @@ import pytest
 from test_data_support import (
     UCI_CSV_ZIP,
     UCI_SMALL_ZIP,
+    needs_shared,
     source_cfg,
     uci_int_column,
     uci_text,
@@ -21,6 +22,7 @@ from microai.data import DatasetError, download_dataset, load_prepared, prepare_
 from microai.data.uci_har import CHANNELS, load
 
 ROOT = "UCI HAR Dataset/"
+pytestmark = needs_shared(UCI_CSV_ZIP, UCI_SMALL_ZIP)
 TRAIN_SUBJECTS = (2, 4)  # the fixture's train split: these real test subjects' windows
 
 

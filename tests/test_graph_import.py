@@ -277,3 +277,21 @@ def test_conv_and_pool_geometry_matches_pytorch(dims, kernel, stride, padding, p
     g = from_torch(model, shape)
     x = np.random.default_rng(seed).normal(size=(3, *shape)).astype(np.float32)
     assert np.abs(R.run(g, x) - _torch_out(model, x)).max() < 1e-5
+
+
+def test_pytorch_s_own_message_is_kept_for_a_wrong_shape_or_two_inputs() -> None:
+    class TwoInputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return self.linear(x) + self.linear(y)
+
+    conv = nn.Sequential(nn.Conv1d(9, 4, 3))
+    with pytest.raises(GraphError, match=r"at fx node '_0' \(call_module 0\).*expected input\[2, 3, 16\] "
+                                         r"to have 9 channels, but got 3 channels"):
+        from_torch(conv, (3, 16))
+    with pytest.raises(GraphError, match=r"the model takes 2 inputs: x, y\): RuntimeError: "
+                                         r"Expected positional argument for parameter y"):
+        from_torch(TwoInputs(), (4,))

@@ -60,6 +60,15 @@ def test_mismatch_is_reported_not_hidden(tmp_path: Path) -> None:
     assert check["matches"] < 1.0 and check["max_abs_diff"] >= 1
 
 
+def test_an_empty_set_is_refused_not_reported_as_matching(tmp_path: Path) -> None:
+    b = Builder((6,))
+    b.dense("x", 3)
+    g = quantized(b.graph(), np.ones((4, 6), np.float32), "int16")
+    convert(g, tmp_path / "c")
+    with pytest.raises(CodegenError, match="no input vectors"):
+        check_against_reference(g, tmp_path / "c", np.zeros((0, 6), np.float32), np.zeros(0, np.int64))
+
+
 def test_host_build_failure_names_the_compiler_error(tmp_path: Path) -> None:
     b = Builder((4,))
     b.dense("x", 2)

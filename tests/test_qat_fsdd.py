@@ -3,11 +3,10 @@ exported integer graph predicts exactly like the QAT model."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from test_data_support import FSDD_ZIP, needs_shared
 
 from microai.data.fsdd import load
 from microai.data.prepared import channel_statistics, standardize
@@ -18,14 +17,12 @@ from microai.quant.ptq import quantize_ptq
 from microai.quant.qat import export_qat, train_qat
 from microai.train import TrainConfig, evaluate, predict, train
 
-ARCHIVE = Path("/work/shared/datasets/fsdd/free-spoken-digit-dataset_26eb9aa.zip")
+pytestmark = needs_shared(FSDD_ZIP)
 
 
 @pytest.fixture(scope="module")
 def fsdd() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    if not ARCHIVE.exists():
-        pytest.skip(f"FSDD archive not present at {ARCHIVE}")
-    splits = load(ARCHIVE, sample_rate=8000, window_ms=50.0, hop_ms=25.0, frames=39)
+    splits = load(FSDD_ZIP, sample_rate=8000, window_ms=50.0, hop_ms=25.0, frames=39)
     mean, std = channel_statistics(splits.x_train)
     return (standardize(splits.x_train, mean, std), splits.y_train,
             standardize(splits.x_test, mean, std), splits.y_test)

@@ -33,6 +33,9 @@ def results(tmp_path):
         "rom_bytes": 20000, "ram_bytes": 12000, "instructions": 1500000, "est_cycles": 2000000,
         "est_ms": 41.7, "est_energy_uwh": None, "outputs_match_reference": 1.0,
         "how_measured": "emulated (QEMU icount) + estimated cycles"}))
+    files.append(_write(tmp_path, f"{d}/int16.nucleo-l452re-p.json", {
+        "rom_bytes": 19000, "ram_bytes": 11000, "cycles": 1900000, "ms": 39.6, "energy_uwh": 0.17,
+        "outputs_match_reference": 1.0, "how_measured": "cycles (DWT CYCCNT at 48 MHz, measured on board)"}))
     return files
 
 
@@ -59,6 +62,18 @@ def test_paper_layout_pivots_filters(results):
     wide = paper_layout(results_table(read_results(results), ["qemu-m4"]))
     rom = wide[(wide.metric == "rom_kib") & (wide.precision == "int16")].iloc[0]
     assert rom["F16"] == pytest.approx(20000 / 1024)
+
+
+def test_paper_layout_keeps_estimates_labelled_and_their_provenance(results):
+    wide = paper_layout(results_table(read_results(results), ["qemu-m4", "nucleo-l452re-p"]))
+    assert "how_measured" in wide.columns and wide.how_measured.str.len().gt(0).all()
+    int16 = wide[wide.precision == "int16"].set_index(["board", "metric"])
+    assert int16.loc[("qemu-m4", "est_ms"), "F16"] == pytest.approx(41.7)
+    assert ("qemu-m4", "ms") not in int16.index, "an estimate must not appear as a measured time"
+    assert int16.loc[("nucleo-l452re-p", "ms"), "F16"] == pytest.approx(39.6)
+    assert int16.loc[("nucleo-l452re-p", "energy_uwh"), "F16"] == pytest.approx(0.17)
+    assert "measured on board" in int16.loc[("nucleo-l452re-p", "ms"), "how_measured"]
+    assert not {"time_ms"} & set(wide.metric)
 
 
 def test_foreign_path_is_an_error(tmp_path):

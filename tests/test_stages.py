@@ -86,3 +86,50 @@ def test_train_float_is_a_function_of_the_run_index(tmp_path):
     first, second = (w["state_dict"] for w in weights)
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def _attached(monkeypatch, tmp_path: Path, board_class: type, counts: int) -> dict:
+    """stages.measure on a board whose run() reports ``counts`` per vector and correct outputs."""
+    from test_codegen_support import Builder
+
+    from microai.deploy.boards import RunResult
+    from microai.quant import reference
+
+    b = Builder((6,))
+    b.dense("x", 3)
+    graph, x = b.graph(), np.random.default_rng(0).standard_normal((2, 6)).astype(np.float32)
+
+    class Attached(board_class):
+        def run(self, target, timeout=60.0):
+            how = "cycles (DWT CYCCNT at 48 MHz, measured on board)" if self.run_counts == "cycles" \
+                else "host wall-clock ns (clock_gettime)"
+            return RunResult(self.name, reference.run(graph, x), np.array([counts, counts]), 512, how)
+
+    monkeypatch.setattr(stages, "_test_vectors", lambda *_: (graph, x))
+    monkeypatch.setattr("microai.deploy.boards.get_board", lambda name, **cfg: Attached(**cfg))
+    build = tmp_path / "build.json"
+    build.write_text(json.dumps({"elf": str(tmp_path / "fw.elf"), "rom_bytes": 1000, "ram_bytes": 9000,
+                                 "vectors": 2, "opt": "-O2", "data": 100, "bss": 400}))
+    flashed = tmp_path / "flash.json"
+    flashed.write_text(json.dumps({"status": "flashed"}))
+    return stages.measure(board_class.name, {}, build, flashed, tmp_path / "g.json", tmp_path / "d.npz", 5.0,
+                          tmp_path / "out.json")
+
+
+def test_attached_board_cycles_go_to_measured_columns_not_estimates(monkeypatch, tmp_path):
+    from microai.deploy.boards.nucleo_l452re_p import NucleoL452REP
+
+    out = _attached(monkeypatch, tmp_path, NucleoL452REP, 4_800_000)
+    assert out["cycles"] == 4_800_000 and out["ms"] == pytest.approx(100.0)
+    assert out["energy_uwh"] == pytest.approx(100.0 / 3.6e6 * 3.3 * 4.8e-3 * 1e6)
+    assert not any(k.startswith("est_") for k in out), "a measured number must not read as an estimate"
+    assert out["outputs_match_reference"] == 1.0 and "measured on board" in out["how_measured"]
+
+
+def test_host_times_are_wall_time_not_cycles(monkeypatch, tmp_path):
+    from microai.deploy.boards.host import Host
+
+    out = _attached(monkeypatch, tmp_path, Host, 2_500_000)
+    assert out["host_wall_ms"] == pytest.approx(2.5)
+    assert not {"cycles", "ms", "est_cycles", "est_ms"} & set(out)
+    assert "wall time of the native build" in out["how_measured"]

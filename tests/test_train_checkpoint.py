@@ -67,3 +67,13 @@ def test_mismatched_metadata_cannot_rebuild(tmp_path: Path) -> None:
     save_checkpoint(path, build_model("mlp", (4, 4), 2, 3), "mlp", {}, (4, 4), 2, filters=5)
     with pytest.raises(CheckpointError, match="cannot rebuild model 'mlp'"):
         load_checkpoint(path)
+
+
+def test_same_model_saved_from_two_folders_gives_identical_bytes(tmp_path: Path) -> None:
+    """The archive's inner name must not come from a temporary file name (dvc.lock would change)."""
+    torch.manual_seed(0)
+    model = build_model("mlp", (4, 4), 2, 3)
+    first, second = tmp_path / "a" / "float32.pt", tmp_path / "b" / "float32.pt"
+    save_checkpoint(first, model, "mlp", {}, (4, 4), 2, 3)
+    save_checkpoint(second, model, "mlp", {}, (4, 4), 2, 3)
+    assert first.read_bytes() == second.read_bytes()

@@ -12,6 +12,12 @@ bilinearly when upscaling. ROI handling (option ``roi``): ``full`` (default, as 
 resizes the whole image including the ~10 % margin around the sign; ``crop`` first crops to the
 annotated ROI, whose X2/Y2 corners are treated as inclusive. Output x: ``(N, 3, 32, 32)`` float32
 pixel values 0..255 before normalization; the official 39,209 / 12,630 split is kept.
+
+Every image's size must match the Width/Height of its CSV row, as in the official archive (a
+mismatch means a damaged or altered archive). Option ``check_sizes: false`` skips that one check,
+for pre-resized copies of the archive whose images no longer have their CSV sizes; class ids, file
+lists and image decoding are still checked, and ``roi: crop`` (ROIs are in the CSV's pixel
+coordinates) is then refused.
 """
 
 from __future__ import annotations
@@ -81,15 +87,17 @@ def _class_id(row: dict[str, str], where: str) -> int:
     return class_id
 
 
-def _image(archive: zipfile.ZipFile, name: str, row: dict[str, str], label: str, size: int, roi: str
+def _image(archive: zipfile.ZipFile, name: str, row: dict[str, str], label: str, options: dict[str, Any]
            ) -> np.ndarray:
     where = f"{label}:{name}"
+    size, roi = options["image_size"], options["roi"]
     try:
         with Image.open(io.BytesIO(read_member(archive, name, label))) as img:
             img.load()
-            if img.size != (int(row["Width"]), int(row["Height"])):
+            if options["check_sizes"] and img.size != (int(row["Width"]), int(row["Height"])):
                 raise DatasetError(f"{where}: image is {img.size[0]}x{img.size[1]}, its CSV row says "
-                                   f"{row['Width']}x{row['Height']}")
+                                   f"{row['Width']}x{row['Height']} (for a pre-resized copy of the "
+                                   f"archive, set datasets.gtsrb.check_sizes: false)")
             rgb = img.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DatasetError(f"{where}: unreadable image: {exc}") from exc
@@ -103,7 +111,7 @@ def _image(archive: zipfile.ZipFile, name: str, row: dict[str, str], label: str,
     return np.asarray(resized, dtype=np.float32).transpose(2, 0, 1)
 
 
-def _training(path: Path, size: int, roi: str) -> tuple[np.ndarray, np.ndarray]:
+def _training(path: Path, options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     images, labels = [], []
     with open_zip(path, path.name) as archive:
         csvs = sorted((m[1], n) for n in archive.namelist() if (m := _TRAIN_CSV.search(n)))
@@ -115,12 +123,12 @@ def _training(path: Path, size: int, roi: str) -> tuple[np.ndarray, np.ndarray]:
                 class_id = _class_id(row, f"{path.name}:{csv_name}")
                 if class_id != int(folder):
                     raise DatasetError(f"{path.name}:{csv_name}: ClassId {class_id} in folder {folder}")
-                images.append(_image(archive, directory + row["Filename"], row, path.name, size, roi))
+                images.append(_image(archive, directory + row["Filename"], row, path.name, options))
                 labels.append(class_id)
     return np.stack(images), np.array(labels, dtype=np.int64)
 
 
-def _test(images_path: Path, labels_path: Path, size: int, roi: str) -> tuple[np.ndarray, np.ndarray]:
+def _test(images_path: Path, labels_path: Path, options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Test images in the order of ``GT-final_test.test.csv``, labelled from ``GT-final_test.csv``."""
     with open_zip(labels_path, labels_path.name) as archive:
         gt_name = find_member(archive, "GT-final_test.csv", labels_path.name)
@@ -139,7 +147,7 @@ def _test(images_path: Path, labels_path: Path, size: int, roi: str) -> tuple[np
         directory = listing.rsplit("/", 1)[0] + "/"
         for row in rows:
             labels.append(truth[row["Filename"]])
-            images.append(_image(archive, directory + row["Filename"], row, images_path.name, size, roi))
+            images.append(_image(archive, directory + row["Filename"], row, images_path.name, options))
     if not images:
         raise DatasetError(f"{images_path.name}:{listing} lists no test images")
     return np.stack(images), np.array(labels, dtype=np.int64)
@@ -149,8 +157,11 @@ def _build(options: dict[str, Any], files: dict[str, Path]) -> RawSplits:
     size, roi = options["image_size"], options["roi"]
     if size < 1:
         raise DatasetError(f"datasets.gtsrb.image_size must be >= 1, got {size}")
-    x_train, y_train = _training(files["train_images"], size, roi)
-    x_test, y_test = _test(files["test_images"], files["test_labels"], size, roi)
+    if roi == "crop" and not options["check_sizes"]:
+        raise DatasetError("datasets.gtsrb: roi: crop needs check_sizes: true (the ROIs are in the pixel "
+                           "coordinates of the sizes the CSV rows give)")
+    x_train, y_train = _training(files["train_images"], options)
+    x_test, y_test = _test(files["test_images"], files["test_labels"], options)
     return RawSplits(
         x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, class_names=list(CLASS_NAMES),
         preprocessing={
@@ -158,6 +169,8 @@ def _build(options: dict[str, Any], files: dict[str, Path]) -> RawSplits:
             "roi": roi,
             "pixels": "0..255 before normalization",
             "split": "official Final_Training / Final_Test",
+            "sizes": ("each image's size checked against its CSV row" if options["check_sizes"] else
+                      "image sizes NOT checked against the CSV rows (check_sizes: false, pre-resized copy)"),
         },
     )
 
@@ -166,7 +179,7 @@ SPEC = DatasetSpec(
     name="gtsrb",
     description="GTSRB traffic signs, RGB 32 x 32, 43 classes, official 39209/12630 split",
     files=OFFICIAL,
-    options={"image_size": 32, "roi": "full"},
+    options={"image_size": 32, "roi": "full", "check_sizes": True},
     build=_build,
     choices={"roi": ("full", "crop")},
 )

@@ -113,5 +113,15 @@ def prepare_dataset(name: str, cfg: dict[str, Any], raw_dir: Path, out_npz: Path
             "checksums": {e["filename"]: e["sha256"] for e in manifest["files"]},
             "options": dict(options),
         }
-    splits = spec.build(options, files)
+    try:
+        splits = spec.build(options, files)
+    except DatasetError as exc:
+        raise DatasetError(f"{exc}{_origins(str(exc), manifest)}") from exc
     return save_prepared(PreparedDataset.from_splits(splits, provenance), Path(out_npz))
+
+
+def _origins(message: str, manifest: dict[str, Any]) -> str:
+    """Where the raw files a preparation error names came from: the user's archive, not the copy."""
+    origins = [f"{e['filename']} is the download stage's copy of {e['source']}"
+               for e in manifest.get("files", []) if e["filename"] in message]
+    return f" [{'; '.join(origins)}]" if origins else ""

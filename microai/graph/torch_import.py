@@ -72,16 +72,33 @@ def pooling_module(fx_node: fx.Node) -> nn.Module | None:
     return module_type(**dict(zip(names, fx_node.args[1:], strict=False)), **fx_node.kwargs)
 
 
+class _ShapeProbe(ShapeProp):
+    """ShapeProp that remembers the node it is running (to name it when PyTorch fails there)."""
+
+    node: fx.Node | None = None
+
+    def run_node(self, n: fx.Node) -> Any:
+        self.node = n
+        return super().run_node(n)
+
+
 def _probe_shapes(model: nn.Module, gm: fx.GraphModule, input_shape: tuple[int, ...]) -> dict[str, tuple]:
     """fx node name -> output shape with batch (tensors only), probed in eval mode (modes restored)."""
     modes = {m: m.training for m in model.modules()}
+    inputs = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
+    probe = _ShapeProbe(gm)
     try:
         gm.eval()
         with torch.no_grad():
-            ShapeProp(gm).propagate(torch.zeros(_SHAPE_PROBE_BATCH, *input_shape))
+            probe.propagate(torch.zeros(_SHAPE_PROBE_BATCH, *input_shape))
     except Exception as e:
+        # ShapeProp wraps the error in its own RuntimeError: report torch's message and the node
+        cause = e.__cause__ or e
+        node = probe.node
+        where = f" at fx node '{node.name}' ({node.op} {node.target})" if node is not None else ""
+        takes = f" (the model takes {len(inputs)} inputs: {', '.join(inputs)})" if len(inputs) != 1 else ""
         raise GraphError(f"{type(model).__name__}: running the traced model on inputs of shape "
-                         f"{input_shape} failed: {e}") from e
+                         f"{input_shape} failed{where}{takes}: {type(cause).__name__}: {cause}") from e
     finally:
         for m, training in modes.items():
             m.train(training)

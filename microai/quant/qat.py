@@ -8,8 +8,11 @@ It works for any model built from these operators, in their module or functional
 
 Formats follow the paper: ``m = 1 + floor(log2(max|x|))``, ``n = w - m - 1``; activation ranges are
 moving averages of the batch ``max|x|`` re-estimated at every training step, weight ranges are the
-exact ``max|w|``; switching to eval mode freezes them. ``export_qat`` writes the quantized graph IR
-with these frozen formats; the integer reference executor reproduces the eval-mode QAT model.
+exact ``max|w|``; switching to eval mode freezes them. Training splits each batch into shards
+(``microai.train.parallel``): a shard quantizes with the range updated by its own ``max|x|``, and the
+step keeps the largest, which is the average updated with the batch's ``max|x|``. ``export_qat``
+writes the quantized graph IR with these frozen formats; the integer reference executor reproduces
+the eval-mode QAT model.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from microai.quant.qat_modules import (
 )
 from microai.train import TrainConfig, train
 from microai.train.loop import as_tensors, eval_mode
+from microai.train.parallel import single_threaded_kernels
 
 GRANULARITIES = ("layer", "network")
 CALIBRATION_SAMPLES = 2048
@@ -269,7 +273,7 @@ def calibrate(qat_model: QATModel, x: np.ndarray, seed: int) -> None:
     rng = np.random.default_rng(seed)
     idx = torch.from_numpy(np.sort(rng.permutation(len(xt))[:CALIBRATION_SAMPLES]))
     qat_model.train()
-    with torch.no_grad():
+    with torch.no_grad(), single_threaded_kernels():  # the ranges do not depend on the thread count
         for start in range(0, len(idx), CALIBRATION_BATCH):
             qat_model(xt[idx[start:start + CALIBRATION_BATCH]])
     qat_model.eval()

@@ -35,28 +35,54 @@ DEFAULT_QUANT_ROUNDING = {"floor": "trunc", "nearest": "nearest"}
 
 
 def round_scaled(s: torch.Tensor, rounding: str) -> torch.Tensor:
+    """``s`` rounded to integers, in place (``s`` must be a fresh tensor)."""
     if rounding == "trunc":
-        return torch.trunc(s)
-    if rounding == "nearest":
-        return torch.trunc(s + torch.copysign(torch.full_like(s, 0.5), s))
+        return s.trunc_()
+    if rounding == "nearest":  # half away from zero
+        return s.add_(torch.sign(s).mul_(0.5)).trunc_()
     if rounding == "floor":
-        return torch.floor(s)
+        return s.floor_()
     if rounding == "half_up":
-        return torch.floor(s + 0.5)
+        return s.add_(0.5).floor_()
     raise ValueError(f"rounding must be one of {ROUNDINGS}, got '{rounding}'")
+
+
+def _quantized(x: torch.Tensor, frac: int, width: int, rounding: str, saturate: bool) -> torch.Tensor:
+    """``sat_w(round(x * 2**frac)) * 2**-frac`` in one new tensor (the other steps work in place)."""
+    scale = 2.0 ** frac
+    q = round_scaled(x * scale, rounding)
+    if saturate:
+        q.clamp_(-(1 << (width - 1)), (1 << (width - 1)) - 1)
+    return q.div_(scale)
+
+
+class _StraightThrough(torch.autograd.Function):
+    """The quantized values forward, the gradient unchanged backward (straight-through estimator).
+
+    ``forward`` takes ``ctx`` itself (no ``setup_context``): ``apply`` then skips binding the
+    arguments to the signature, which costs more than the quantization of a small tensor.
+    """
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor, frac: int, width: int, rounding: str,
+                saturate: bool) -> torch.Tensor:
+        return _quantized(x, frac, width, rounding, saturate)
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
+        return grad, None, None, None, None
 
 
 def fake_quantize(x: torch.Tensor, frac: int, width: int, rounding: str,
                   saturate: bool = True) -> torch.Tensor:
-    """``sat_w(round(x * 2**frac)) * 2**-frac``; straight-through gradient when ``x`` requires grad."""
-    scale = 2.0 ** frac
-    q = round_scaled(x * scale, rounding)
-    if saturate:
-        q = q.clamp(-(1 << (width - 1)), (1 << (width - 1)) - 1)
-    q = q / scale
-    if not torch.is_grad_enabled() or not x.requires_grad:
-        return q  # exact values (x + (q - x) may round in float32)
-    return x + (q - x).detach()
+    """``sat_w(round(x * 2**frac)) * 2**-frac``; straight-through gradient when ``x`` requires grad.
+
+    The forward values are exactly the quantized ones in training too (one fused autograd node,
+    no ``x + (q - x).detach()`` whose float32 sum could round).
+    """
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _StraightThrough.apply(x, frac, width, rounding, saturate)
+    return _quantized(x, frac, width, rounding, saturate)
 
 
 class FakeQuantizer(nn.Module):
@@ -94,29 +120,47 @@ class FakeQuantizer(nn.Module):
     def format(self) -> QFormat:
         return QFormat(self.width, int(self.frac))
 
-    def update(self, x: torch.Tensor) -> None:
-        """Fold ``max|x|`` into the range and recompute the format."""
-        current = float(x.detach().abs().max()) if x.numel() else 0.0
+    def update(self, x: torch.Tensor) -> int:
+        """Fold ``max|x|`` into the range and recompute the format; return its fractional bits."""
+        current = 0.0
+        if x.numel():
+            low, high = torch.aminmax(x.detach())  # max|x| in one pass
+            current = max(-float(low), float(high))
         if self.observe == "exact" or not bool(self.observed):
             value = current
         else:
             value = self.momentum * float(self.range) + (1.0 - self.momentum) * current
         self.range.fill_(value)
         self.observed.fill_(True)
-        self.refresh()
+        return self._set_format(value)
+
+    def merge_shard_buffers(self, shards: list[dict[str, torch.Tensor]]) -> None:
+        """After a sharded training step (``microai.train.parallel``): the largest range of the shards.
+
+        Each shard folded its own ``max|x|`` into the moving average, so the largest result is the
+        average updated with the whole batch's ``max|x|``.
+        """
+        value = max(float(s["range"]) for s in shards)
+        self.range.fill_(value)
+        self.observed.fill_(any(bool(s["observed"]) for s in shards))
+        self._set_format(value)
 
     def refresh(self) -> None:
         """Recompute ``frac`` from the range (or the group's largest range)."""
-        value = float(self.range)
+        self._set_format(float(self.range))
+
+    def _set_format(self, value: float) -> int:
+        """``frac`` for a range of ``value`` (per network: the group's largest range)."""
         if self.group_ranges is not None:
             self.group_ranges[self.slot] = value
             value = float(self.group_ranges.max())
-        self.frac.fill_(frac_bits_for(value, self.width))
+        frac = frac_bits_for(value, self.width)
+        self.frac.fill_(frac)
+        return frac
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            self.update(x)
-        return fake_quantize(x, int(self.frac), self.width, self.rounding)
+        frac = self.update(x) if self.training else int(self.frac)
+        return fake_quantize(x, frac, self.width, self.rounding)
 
     def extra_repr(self) -> str:
         return f"width={self.width}, rounding={self.rounding}, observe={self.observe}, frac={int(self.frac)}"

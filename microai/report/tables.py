@@ -23,17 +23,25 @@ COLUMNS = [
     "dataset", "model", "filters", "params", "macs", "precision", "framework", "board", "runs",
     "accuracy_mean", "accuracy_std", "param_bytes", "c_accuracy_mean", "c_matches_reference",
     "activation_bytes_pools", "activation_bytes_planned", "arena_bytes", "rom_bytes", "ram_bytes",
-    "instructions", "est_cycles", "est_ms", "est_energy_uwh", "outputs_match_reference", "how_measured",
-    "note",
+    "instructions", "cycles", "ms", "energy_uwh", "host_wall_ms", "est_cycles", "est_ms", "est_energy_uwh",
+    "outputs_match_reference", "how_measured", "note",
 ]
 KEY = ["dataset", "model", "filters", "precision"]
 _PATH = re.compile(r"(?P<dataset>[^/]+)/(?P<model>[^/]+)-f(?P<filters>\d+)/run(?P<run>\d+)/"
                    r"(?:(?P<framework>[^/]+)/)?(?P<precision>[^/]+?)\.(?P<kind>[^./]+)\.json$")
 #: The framework of results stored directly in a run folder.
 OWN_FRAMEWORK = "microai"
-#: Board-measurement fields copied to the table as they are.
-BOARD_FIELDS = ["rom_bytes", "ram_bytes", "instructions", "est_cycles", "est_ms", "est_energy_uwh",
-                "outputs_match_reference"]
+#: Board-measurement fields copied to the table as they are: measured on the board (``cycles``,
+#: ``ms``, ``energy_uwh``: DWT cycles of an attached board), emulated (``instructions``), the host's
+#: wall time (``host_wall_ms``, not a microcontroller time), and estimates (``est_*``).
+BOARD_FIELDS = ["rom_bytes", "ram_bytes", "instructions", "cycles", "ms", "energy_uwh", "host_wall_ms",
+                "est_cycles", "est_ms", "est_energy_uwh", "outputs_match_reference"]
+#: The paper's Tables A3-A5: metric -> (column, scale). Estimates keep their ``est_`` names; the
+#: measured ``ms`` / ``energy_uwh`` rows appear only where a board measured them.
+PAPER_METRICS = {"rom_kib": ("rom_bytes", 1 / 1024), "est_ms": ("est_ms", 1.0),
+                 "est_energy_uwh": ("est_energy_uwh", 1.0), "ms": ("ms", 1.0),
+                 "energy_uwh": ("energy_uwh", 1.0)}
+PAPER_KEY = ["dataset", "model", "framework", "board", "precision"]
 
 
 def read_results(paths: Iterable[Path]) -> list[dict[str, Any]]:
@@ -137,22 +145,27 @@ def _framework_rows(key: tuple, framework: str, kinds: dict[str, list[dict[str, 
 #: Ratios MicroAI / TFLite Micro of the paper layout: metric -> table column (same run, same precision).
 RATIOS = {"est_cycles_ratio": "est_cycles", "rom_ratio": "rom_bytes", "ram_ratio": "ram_bytes"}
 PEER_FRAMEWORK = "tflite-micro"
+RATIO_FRAMEWORK = f"{OWN_FRAMEWORK} / {PEER_FRAMEWORK}"
+RATIO_HOW = ("ratio of the two frameworks' rows of this run: estimated cycles (Cortex-M4 timing model), "
+             "ROM and RAM of their ELFs (see those rows' how_measured)")
 
 
 def paper_layout(table: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Tables A3-A5: ROM (KiB), time (ms) and energy (uWh) against filters,
-    one row per dataset / model / framework / board / precision / metric; then, framework
-    "microai / tflite-micro", the ratios :data:`RATIOS` of the two frameworks' figures for the same
-    dataset, model, board and precision (int8 vs int8, float32 vs float32)."""
-    ids = ["dataset", "model", "framework", "board", "precision", "filters"]
-    metrics = {"rom_kib": table["rom_bytes"] / 1024.0, "time_ms": table["est_ms"],
-               "energy_uwh": table["est_energy_uwh"]}
-    long = pd.concat([table[ids].assign(metric=name, value=v) for name, v in metrics.items()]
-                     + [_ratios(table)], ignore_index=True)
-    wide = long.pivot_table(index=["dataset", "model", "framework", "board", "precision", "metric"],
-                            columns="filters", values="value", aggfunc="first")
+    """The paper's Tables A3-A5: ROM (KiB), time (ms) and energy (uWh) against filters, one row per
+    dataset / model / framework / board / precision / metric, with the rows' ``how_measured``; then,
+    framework "microai / tflite-micro", the ratios :data:`RATIOS` of the two frameworks' figures for
+    the same dataset, model, board and precision (int8 vs int8, float32 vs float32)."""
+    long = pd.concat(
+        [table[[*PAPER_KEY, "filters"]].assign(metric=name, value=table[column] * scale)
+         for name, (column, scale) in PAPER_METRICS.items()] + [_ratios(table)],
+        ignore_index=True,
+    )
+    wide = long.pivot_table(index=[*PAPER_KEY, "metric"], columns="filters", values="value", aggfunc="first")
     wide.columns = [f"F{c}" for c in wide.columns]
-    return wide.reset_index()
+    how = table.groupby(PAPER_KEY)["how_measured"].agg(lambda s: " | ".join(dict.fromkeys(s.dropna())))
+    wide = wide.reset_index().join(how, on=PAPER_KEY)
+    wide.loc[wide.framework == RATIO_FRAMEWORK, "how_measured"] = RATIO_HOW
+    return wide
 
 
 def _ratios(table: pd.DataFrame) -> pd.DataFrame:
@@ -160,8 +173,7 @@ def _ratios(table: pd.DataFrame) -> pd.DataFrame:
     ours = table[table.framework == OWN_FRAMEWORK].set_index(keys)
     peer = table[table.framework == PEER_FRAMEWORK].set_index(keys)
     both = ours.merge(peer, left_index=True, right_index=True, suffixes=("", "_peer"))
-    framework = f"{OWN_FRAMEWORK} / {PEER_FRAMEWORK}"
-    parts = [pd.DataFrame({"metric": name, "framework": framework,
+    parts = [pd.DataFrame({"metric": name, "framework": RATIO_FRAMEWORK,
                            "value": both[col].astype(float) / both[f"{col}_peer"].astype(float)},
                           index=both.index).reset_index()
              for name, col in RATIOS.items()]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from microai.data.atomic import atomic_output
 from microai.models import build_model
 
 CHECKPOINT_FORMAT = "microai-checkpoint"
@@ -37,7 +37,12 @@ class CheckpointInfo:
 
 def save_checkpoint(path: Path, model: nn.Module, model_name: str, model_options: dict[str, Any],
                     input_shape: tuple[int, ...], num_classes: int, filters: int) -> None:
-    """Write atomically (temporary file in the same folder, then rename)."""
+    """Write atomically (temporary file in the same folder, then rename).
+
+    The same model gives the same bytes wherever it is saved: ``torch.save`` names the archive's
+    inner folder after the file it writes to, so it writes to memory (inner name ``archive``) and
+    the bytes are then moved into place.
+    """
     path = Path(path)
     info = CheckpointInfo(model_name, dict(model_options), tuple(int(s) for s in input_shape),
                           int(num_classes), int(filters))
@@ -51,14 +56,10 @@ def save_checkpoint(path: Path, model: nn.Module, model_name: str, model_options
         "info": {**asdict(info), "input_shape": list(info.input_shape)},
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
 
 
 def _read(path: Path) -> tuple[CheckpointInfo, dict[str, torch.Tensor]]:

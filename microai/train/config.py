@@ -5,10 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+#: Shards per batch unless a schedule says otherwise: two threads share a batch, and shards of a
+#: 64-example batch stay large enough for efficient kernels.
+DEFAULT_SHARDS = 2
+
 
 @dataclass(kw_only=True)
 class TrainConfig:
-    """SGD with momentum and weight decay, MultiStepLR(milestones, gamma), mixup (alpha 0 disables)."""
+    """SGD with momentum and weight decay, MultiStepLR(milestones, gamma), mixup (alpha 0 disables).
+
+    ``shards``: each batch's gradient is the fixed-order sum of this many shards' gradients (part of
+    the numerics, like ``batch_size``); ``num_threads``: how many of them are computed at once
+    (None: torch's thread count). The result never depends on ``num_threads``.
+    """
 
     epochs: int
     batch_size: int
@@ -18,6 +27,7 @@ class TrainConfig:
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
     mixup_alpha: float = 0.0
+    shards: int = DEFAULT_SHARDS
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -28,6 +38,7 @@ class TrainConfig:
         _check_number("weight_decay", self.weight_decay, low=0.0)
         _check_number("gamma", self.gamma, low=0.0, low_inclusive=False)
         _check_number("mixup_alpha", self.mixup_alpha, low=0.0)
+        _check_int("shards", self.shards, minimum=1)
         if self.num_threads is not None:
             _check_int("num_threads", self.num_threads, minimum=1)
         if not isinstance(self.milestones, (list, tuple)):

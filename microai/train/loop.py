@@ -1,12 +1,15 @@
-"""Deterministic CPU training loop (SGD + MultiStepLR + mixup), evaluation and prediction."""
+"""Deterministic CPU training loop (SGD + MultiStepLR + mixup), evaluation and prediction.
+
+Results do not depend on the number of threads: see ``microai.train.parallel``.
+"""
 
 from __future__ import annotations
 
 import math
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import numpy as np
 import torch
@@ -16,6 +19,7 @@ from tqdm import tqdm
 
 from microai.train.config import TrainConfig
 from microai.train.mixup import mix_batch, mixed_correct, mixed_cross_entropy
+from microai.train.parallel import MIN_SHARD, ShardedStep, default_threads, inference, single_threaded_kernels
 
 
 class TrainingError(RuntimeError):
@@ -43,18 +47,6 @@ def as_tensors(x: np.ndarray, y: np.ndarray | None, what: str) -> tuple[torch.Te
 
 
 @contextmanager
-def torch_threads(num_threads: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op thread count (``None`` keeps the current one)."""
-    previous = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-@contextmanager
 def eval_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode and no gradients; restores the previous mode."""
     was_training = model.training
@@ -66,31 +58,35 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _logits(model: nn.Module, x: torch.Tensor, batch_size: int, threads: int | None) -> torch.Tensor:
     with eval_mode(model):
-        return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        return inference(model, x, batch_size, default_threads() if threads is None else threads)
 
 
-def predict(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Logits ``(N, num_classes)`` as float32, computed in eval mode."""
+def predict(model: nn.Module, x: np.ndarray, batch_size: int = 512, threads: int | None = None) -> np.ndarray:
+    """Logits ``(N, num_classes)`` as float32, computed in eval mode.
+
+    The same for any ``threads`` (default: torch's thread count) for a given ``batch_size``.
+    """
     xt, _ = as_tensors(x, None, "predict")
-    return _logits(model, xt, batch_size).numpy().astype(np.float32)
+    return _logits(model, xt, batch_size, threads).numpy().astype(np.float32)
 
 
-def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 512,
+             threads: int | None = None) -> float:
     """Top-1 accuracy in [0, 1]."""
     xt, yt = as_tensors(x, y, "evaluate")
-    return float((_logits(model, xt, batch_size).argmax(dim=1) == yt).double().mean())
+    return float((_logits(model, xt, batch_size, threads).argmax(dim=1) == yt).double().mean())
 
 
-def _check_labels(logits: torch.Tensor, y: torch.Tensor, what: str) -> None:
-    if int(y.max()) >= logits.shape[1]:
-        raise TrainingError(f"{what}: label {int(y.max())} but the model has {logits.shape[1]} outputs")
+def _check_labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor, what: str) -> None:
+    outputs = _logits(model, x[:MIN_SHARD], MIN_SHARD, 1).shape[1]
+    if int(y.max()) >= outputs:
+        raise TrainingError(f"{what}: label {int(y.max())} but the model has {outputs} outputs")
 
 
-def _validation(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    logits = _logits(model, x, 512)
-    _check_labels(logits, y, "validation set")
+def _validation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threads: int) -> tuple[float, float]:
+    logits = _logits(model, x, 512, threads)
     return float(F.cross_entropy(logits, y)), float((logits.argmax(dim=1) == y).double().mean())
 
 
@@ -99,28 +95,40 @@ def train(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, cfg: Train
     """Train ``model`` in place; return the per-epoch history (lists keyed by metric).
 
     Deterministic: ``seed`` seeds torch and the numpy generator that draws the batch order and the
-    mixup pairs, so the same seed and data give identical weights. A final batch of a single example
-    is skipped (batch norm cannot train on it). History keys: ``epoch``, ``lr``, ``train_loss``,
-    ``train_accuracy`` (mixup-weighted), ``seconds`` and, with a validation set, ``val_loss``,
-    ``val_accuracy``.
+    mixup pairs, so the same seed and data give identical weights, whatever ``cfg.num_threads``:
+    each batch is split into ``cfg.shards`` shards computed with single-threaded kernels and summed
+    in a fixed order (``microai.train.parallel``). A final batch of a single example is skipped
+    (batch norm cannot train on it). History keys: ``epoch``, ``lr``, ``train_loss``,
+    ``train_accuracy`` (mixup-weighted) and, with a validation set, ``val_loss``, ``val_accuracy``;
+    no wall time, so that a run's metrics are the same bytes on every machine.
     """
     x, y = as_tensors(x_train, y_train, "training set")
     val = as_tensors(x_val, y_val, "validation set") if x_val is not None else None
     if (x_val is None) != (y_val is None):
         raise ValueError("x_val and y_val must be given together")
-    keys = ("epoch", "lr", "train_loss", "train_accuracy", "seconds")
+    _check_labels(model, x, y, "training set")
+    if val is not None:
+        _check_labels(model, *val, "validation set")
+    threads = default_threads() if cfg.num_threads is None else cfg.num_threads
+    with single_threaded_kernels():
+        return _train(model, x, y, val, cfg, seed, threads, progress)
+
+
+def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, val: tuple[torch.Tensor, torch.Tensor] | None,
+           cfg: TrainConfig, seed: int, threads: int, progress: bool) -> dict:
+    keys = ("epoch", "lr", "train_loss", "train_accuracy")
     history: dict[str, list[float]] = {k: [] for k in keys}
     if val is not None:
         history.update(val_loss=[], val_accuracy=[])
-    with torch_threads(cfg.num_threads):
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                    weight_decay=cfg.weight_decay)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, cfg.gamma)
-        starts = [s for s in range(0, len(x), cfg.batch_size) if len(x) - s > 1 or s == 0]
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, cfg.gamma)
+    starts = [s for s in range(0, len(x), cfg.batch_size) if len(x) - s > 1 or s == 0]
+    model.train()
+    with ShardedStep(model, cfg.shards, threads) as sharded:
         for epoch in range(1, cfg.epochs + 1):
-            began = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
             model.train()
             order = torch.from_numpy(rng.permutation(len(x)))
@@ -134,18 +142,13 @@ def train(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, cfg: Train
                     xb, ya, yb2, lam = mix_batch(xb, yb, cfg.mixup_alpha, rng)
                 else:
                     ya, yb2, lam = yb, yb, 1.0
-                logits = model(xb)
-                if epoch == 1 and batch == 0:
-                    _check_labels(logits, y, "training set")
-                loss = mixed_cross_entropy(logits, ya, yb2, lam)
+                loss, logits = sharded.step(xb, (ya, yb2), partial(mixed_cross_entropy, lam=lam))
                 if not math.isfinite(loss.item()):
                     raise TrainingError(f"training diverged: loss {loss.item()} at epoch {epoch}, "
                                         f"batch {batch} (lr {lr}); lower the learning rate")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
                 optimizer.step()
                 loss_sum += loss.item() * len(idx)
-                correct += mixed_correct(logits.detach(), ya, yb2, lam)
+                correct += mixed_correct(logits, ya, yb2, lam)
                 seen += len(idx)
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}", refresh=False)
             scheduler.step()
@@ -154,8 +157,7 @@ def train(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, cfg: Train
             history["train_loss"].append(loss_sum / seen)
             history["train_accuracy"].append(correct / seen)
             if val is not None:
-                val_loss, val_acc = _validation(model, *val)
+                val_loss, val_acc = _validation(model, *val, threads)
                 history["val_loss"].append(val_loss)
                 history["val_accuracy"].append(val_acc)
-            history["seconds"].append(time.perf_counter() - began)
     return history

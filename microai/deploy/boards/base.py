@@ -81,14 +81,17 @@ class Board(ABC):
     """One target: a folder under firmware/boards/ plus a subclass of this.
 
     ``physical``: a real device (flash programs hardware); ``estimable``: its images run in the
-    Unicorn cycle estimator; ``clock_hz`` converts the run's ``cycles`` unit to time;
-    ``run_current_a`` at ``supply_v`` (the paper's datasheet figures) gives energy, None if unknown.
+    Unicorn cycle estimator; ``run_counts``: what the per-vector counts of ``run()`` are --
+    ``cycles`` of the core (DWT->CYCCNT), ``instructions`` (an emulator) or ``ns`` of wall time (the
+    host); ``clock_hz`` converts cycles to time; ``run_current_a`` at ``supply_v`` (the paper's
+    datasheet figures) gives energy, None if unknown.
     """
 
     name: str
     physical = False
     estimable = False
-    clock_hz = 48_000_000
+    run_counts = "cycles"
+    clock_hz: int | None = 48_000_000
     supply_v = 3.3
     run_current_a: float | None = None
 

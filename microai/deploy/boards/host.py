@@ -20,7 +20,8 @@ from microai.deploy.toolchain import (
 
 class Host(Board):
     name = "host"
-    clock_hz = 1_000_000_000  # its "cycles" are nanoseconds
+    run_counts = "ns"  # wall time of the native build on this machine, not a microcontroller's cycles
+    clock_hz = None
 
     def __init__(self, cc: str = "gcc") -> None:
         self.cc = cc

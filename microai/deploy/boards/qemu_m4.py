@@ -17,6 +17,7 @@ class QemuM4(CortexMBoard):
 
     name = "qemu-m4"
     estimable = True
+    run_counts = "instructions"
 
     def __init__(self, flash_bytes: int | None = None, ram_bytes: int | None = None, shift: int = 7,
                  stack_bytes: int = 8192) -> None:

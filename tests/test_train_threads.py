@@ -1,0 +1,98 @@
+"""Training, QAT and inference give the same bytes with 1 or 2 threads (microai.train.parallel)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from microai.models import build_model
+from microai.quant.qat import train_qat
+from microai.train import TrainConfig, predict, train
+from microai.train.parallel import ShardedStep, ShardingError, shard_bounds
+
+SHAPE = (9, 128)  # UCI-HAR's, where PyTorch's own multi-threaded kernels change the weights
+
+
+def _data(n: int = 256, classes: int = 6, shape: tuple[int, ...] = SHAPE) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((n, *shape)).astype(np.float32), rng.integers(0, classes, n)
+
+
+def _bytes(model: nn.Module) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def _cfg(threads: int, **kw) -> TrainConfig:
+    return TrainConfig(**{"epochs": 1, "batch_size": 64, "lr": 0.05, "milestones": [], "gamma": 0.1,
+                          "mixup_alpha": 0.2, "shards": 2, "num_threads": threads, **kw})
+
+
+def _trained(threads: int, model: str = "resnetv1-6", shape: tuple[int, ...] = SHAPE, **options) -> nn.Module:
+    x, y = _data(shape=shape)
+    torch.manual_seed(0)
+    net = build_model(model, shape, 6, 8, **options)
+    train(net, x, y, _cfg(threads), seed=0, progress=False)
+    return net
+
+
+@pytest.mark.parametrize("model,shape,options", [
+    ("resnetv1-6", SHAPE, {}),
+    ("resnet", SHAPE, {"batch_norm": True}),
+    ("resnetv1-6", (3, 16, 16), {}),  # 2D: trained in the channels-last memory format
+])
+def test_float_training_gives_the_same_bytes_with_1_and_2_threads(model: str, shape: tuple,
+                                                                  options: dict) -> None:
+    assert _bytes(_trained(1, model, shape, **options)) == _bytes(_trained(2, model, shape, **options))
+
+
+def test_batch_norm_statistics_are_merged_from_the_shards() -> None:
+    net = _trained(2, "resnet", batch_norm=True)
+    bn = next(m for m in net.modules() if isinstance(m, nn.BatchNorm1d))
+    assert int(bn.num_batches_tracked) == 4  # one update per step, not per shard
+    assert not torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
+
+
+def test_qat_gives_the_same_bytes_with_1_and_2_threads() -> None:
+    x, y = _data()
+    float_model = _trained(1)
+    cfg = [_cfg(t, lr=0.005, mixup_alpha=0.0) for t in (1, 2)]
+    qat = [train_qat(float_model, x, y, c, width=8, seed=1, progress=False)[0] for c in cfg]
+    assert _bytes(qat[0]) == _bytes(qat[1])
+
+
+def test_inference_gives_the_same_logits_with_1_and_2_threads() -> None:
+    x, _ = _data(1100)
+    net = _trained(1)
+    assert predict(net, x, threads=1).tobytes() == predict(net, x, threads=2).tobytes()
+
+
+def test_shards_are_a_function_of_the_batch_size_only() -> None:
+    assert shard_bounds(64, 4) == [(0, 16), (16, 32), (32, 48), (48, 64)]
+    assert shard_bounds(5, 4) == [(0, 2), (2, 5)]  # every shard keeps two examples
+    assert shard_bounds(1, 4) == [(0, 1)]
+
+
+class _Counter(nn.Module):
+    """Changes a buffer in its forward pass without saying how shards merge it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 2)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.linear(x)
+
+
+def test_a_buffer_without_merge_rule_is_an_error() -> None:
+    step = ShardedStep(_Counter(), shards=2, threads=1)
+    x, y = torch.randn(8, 4), torch.zeros(8, dtype=torch.int64)
+    with pytest.raises(ShardingError, match="'calls'"):
+        step.step(x, (y,), nn.functional.cross_entropy)
