@@ -1,16 +1,17 @@
-"""Cycles per MAC of ResNetv1-6 (UCI-HAR shape) on the emulated Cortex-M4F: the paper's Tables A3/A4.
+"""Cycles per MAC of ResNetv1-6 (UCI-HAR shape) on the emulated Cortex-M4F, reference and optimized kernels.
 
 For each filter count F and precision the model (random weights: timing does not depend on them,
 seeded) is quantized (int16: Q7.9 for the whole network as in the paper; int8: per-layer formats,
-the arithmetic of the paper's QAT models), converted to C, built for qemu-m4 at -O2, run on
-QEMU (instruction count via -icount) and in the Unicorn estimator (Cortex-M4 cycles). Outputs are
-checked against the reference executor. MACs = 1088 F^2 + 3462 F.
+the arithmetic of the paper's QAT models), converted to C with each kernel set, built for qemu-m4 at
+-O2, run on QEMU (instruction count via -icount) and in the Unicorn estimator (Cortex-M4 cycles,
+docs/estimator.md). Outputs are checked against the reference executor. MACs = 1088 F^2 + 3462 F.
+ROM = text + data without the embedded test input; RAM = data + bss + the stack high-water mark.
 
 With ``--tflm`` the same float model also goes through TFLite (float32, and int8 by TFLite's
 post-training quantization on the same calibration inputs) into TFLite Micro + CMSIS-NN built from
-the tree ``MICROAI_TFLM_TREE`` names (default ../shared/tflm) with the same compiler and flags; its
-rows (checked bit for bit against the TFLM host runtime) follow MicroAI's, with the ratio
-MicroAI / TFLM of cycles, ROM and RAM (arena counted at the bytes TFLM used).
+the tree ``MICROAI_TFLM_TREE`` names (default ../shared/tflm) with the same compiler and flags: a
+row with kernels "tflm" (outputs checked bit for bit against the TFLM host runtime, RAM with the
+tensor arena at the bytes TFLM used), then the ratio of each MicroAI kernel set to it.
 
     .venv/bin/python benchmarks/cycles_per_mac.py --filters 16 32 48 64 80 --tflm \
         --json results/cycles_per_mac.json
@@ -31,12 +32,15 @@ import numpy as np
 import torch
 
 import codegen
+from codegen.lowering import KERNEL_SETS
 from microai.deploy.boards import get_board
 from microai.deploy.estimate import estimate
+from microai.deploy.timing import TimingModel
 from microai.graph.ir import Graph
 from microai.graph.torch_import import from_torch
 from microai.models.resnet import resnet
 from microai.quant import reference
+from microai.quant.compare import matching_vectors
 from microai.quant.ptq import quantize_ptq
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,17 +54,17 @@ CLOCK_HZ = 48_000_000
 class Row:
     filters: int
     precision: str
-    framework: str
+    kernels: str
     macs: int
+    qemu_instructions: int
+    est_cycles: int
+    cycles_per_mac: float
+    biggest_conv: str
+    biggest_conv_cycles_per_mac: float
     rom_kib: float
     ram_kib: float
-    qemu_instructions: int
-    est_cycles: int | None
-    instructions_per_mac: float
-    cycles_per_mac: float | None
-    est_ms_at_48mhz: float | None
+    est_ms_at_48mhz: float
     matches_reference: bool
-    estimator_minstr_per_s: float | None
 
 
 def paper_macs(filters: int) -> int:
@@ -77,70 +81,55 @@ def build_graph(filters: int, precision: str, calibration: np.ndarray, seed: int
     return quantize_ptq(graph, calibration, 8, granularity="layer")
 
 
-def matches_reference(graph: Graph, x: np.ndarray, outputs: np.ndarray) -> bool:
-    expected = reference.run(graph, x)
-    if graph.is_quantized:
-        return bool(np.array_equal(outputs.astype(np.int64), expected))
-    return bool(np.allclose(outputs, expected, rtol=1e-5, atol=1e-6))
-
-
-def measure(filters: int, precision: str, workdir: Path, with_estimate: bool, seed: int) -> Row:
-    rng = np.random.default_rng(seed)
-    calibration = rng.normal(0, 1, (32, *INPUT_SHAPE)).astype(np.float32)
-    x = calibration[:1]
-    graph = build_graph(filters, precision, calibration, seed)
+def measure(graph: Graph, filters: int, precision: str, kernels: str, x: np.ndarray, workdir: Path) -> Row:
     macs = graph.macs()
-    if macs != paper_macs(filters):
-        raise RuntimeError(f"F={filters}: graph has {macs} MACs, the paper's formula gives "
-                           f"{paper_macs(filters)}")
-    lib = workdir / f"f{filters}_{precision}" / "lib"
-    codegen.convert(graph, lib)
+    lib = workdir / f"f{filters}_{precision}_{kernels}" / "lib"
+    result = codegen.convert(graph, lib, kernels=kernels)
     board = get_board("qemu-m4")
     build = board.build(lib, codegen.pack_input(graph, x), lib.parent / "build")
-    run = board.run(build, timeout=300)
-    est = estimate(build.elf) if with_estimate else None
-    if est is not None and abs(int(est.instructions[0]) - int(run.cycles[0])) > 2:
-        raise RuntimeError(f"F={filters} {precision}: estimator counted {est.instructions[0]} "
-                           f"instructions, QEMU {run.cycles[0]}")
-    cycles = int(est.cycles[0]) if est else None
+    run = board.run(build, timeout=600)
+    est = estimate(build.elf)
+    if np.abs(est.instructions - run.cycles).max() > 2:
+        raise RuntimeError(f"F={filters} {precision} {kernels}: estimator counted {est.instructions} "
+                           f"instructions, QEMU {run.cycles}")
+    outputs = codegen.unpack_output(run.outputs, result.output_shape, result.output_layout_shape)
+    biggest = max(result.layers, key=lambda layer: layer["macs"])
+    cycles = int(est.cycles[0])
     return Row(
-        filters=filters, precision=precision, framework="microai", macs=macs,
-        rom_kib=round(build.rom_bytes / 1024, 1), ram_kib=round(build.ram_bytes / 1024, 1),
-        qemu_instructions=int(run.cycles[0]), est_cycles=cycles,
-        instructions_per_mac=round(int(run.cycles[0]) / macs, 2),
-        cycles_per_mac=round(cycles / macs, 2) if cycles else None,
-        est_ms_at_48mhz=round(cycles / CLOCK_HZ * 1000, 1) if cycles else None,
-        matches_reference=matches_reference(graph, x, codegen.unpack_output(
-            run.outputs, graph.node(graph.output).shape, graph.node(graph.output).shape)),
-        estimator_minstr_per_s=round(est.instructions_per_second / 1e6, 2) if est else None,
+        filters=filters, precision=precision, kernels=kernels, macs=macs,
+        qemu_instructions=int(run.cycles[0]), est_cycles=cycles, cycles_per_mac=round(cycles / macs, 3),
+        biggest_conv=biggest["node"],
+        biggest_conv_cycles_per_mac=round(est.layer_cycles[0][biggest["function"]] / biggest["macs"], 3),
+        rom_kib=round(build.rom_bytes / 1024, 2),
+        ram_kib=round((build.data + build.bss + est.stack_bytes_used) / 1024, 2),
+        est_ms_at_48mhz=round(cycles / CLOCK_HZ * 1000, 1),
+        matches_reference=bool(matching_vectors(graph, outputs, reference.run(graph, x)).all()),
     )
 
 
-def measure_tflm(filters: int, precision: str, workdir: Path, tflm: tuple, with_estimate: bool,
-                 seed: int) -> Row:
-    """The float model of :func:`measure` through TFLite into TFLite Micro on qemu-m4."""
-    from microai.deploy.tflm.measure import measure_tflite
+def measure_tflm(graph: Graph, filters: int, precision: str, calibration: np.ndarray, x: np.ndarray,
+                 workdir: Path, tflm: tuple) -> Row:
+    """The float ``graph`` through TFLite (``precision``, PTQ calibrated on ``calibration``) into TFLM."""
+    from microai.deploy.tflm.measure import measure_tflite, operator_macs
     from microai.tflite.convert import to_tflite
 
-    rng = np.random.default_rng(seed)
-    calibration = rng.normal(0, 1, (32, *INPUT_SHAPE)).astype(np.float32)
-    graph = build_graph(filters, "float32", calibration, seed)
     folder = workdir / f"f{filters}_{precision}_tflm"
     folder.mkdir(parents=True)
     tflite = folder / f"{precision}.tflite"
     tflite.write_bytes(to_tflite(graph, precision, calibration))
-    m = measure_tflite(tflite, calibration[:1], *tflm, folder / "build", with_estimate=with_estimate)
-    macs, instructions = graph.macs(), int(m.run.cycles[0])
-    cycles = int(m.estimate.cycles[0]) if m.estimate else None
+    m = measure_tflite(tflite, x, *tflm, folder / "build")
+    macs = graph.macs()
+    per_op = operator_macs(tflite)
+    biggest = max(range(len(per_op)), key=per_op.__getitem__)
+    label = next(k for k in m.estimate.layer_cycles[0] if k.startswith(f"{biggest:02d} "))
+    cycles = int(m.estimate.cycles[0])
     return Row(
-        filters=filters, precision=precision, framework="tflite-micro", macs=macs,
-        rom_kib=round(m.build.rom_bytes / 1024, 1), ram_kib=round(m.ram_bytes / 1024, 1),
-        qemu_instructions=instructions, est_cycles=cycles,
-        instructions_per_mac=round(instructions / macs, 2),
-        cycles_per_mac=round(cycles / macs, 2) if cycles else None,
-        est_ms_at_48mhz=round(cycles / CLOCK_HZ * 1000, 1) if cycles else None,
-        matches_reference=bool(m.matches.all()),
-        estimator_minstr_per_s=round(m.estimate.instructions_per_second / 1e6, 2) if m.estimate else None,
+        filters=filters, precision=precision, kernels="tflm", macs=macs,
+        qemu_instructions=int(m.run.cycles[0]), est_cycles=cycles, cycles_per_mac=round(cycles / macs, 3),
+        biggest_conv=label,
+        biggest_conv_cycles_per_mac=round(m.estimate.layer_cycles[0][label] / per_op[biggest], 3),
+        rom_kib=round(m.build.rom_bytes / 1024, 2), ram_kib=round(m.ram_bytes / 1024, 2),
+        est_ms_at_48mhz=round(cycles / CLOCK_HZ * 1000, 1), matches_reference=bool(m.matches.all()),
     )
 
 
@@ -154,65 +143,75 @@ def tflm_setup() -> tuple:
 
 
 def ratio_line(ours: Row, tflm: Row) -> str:
-    cycles = f"{ours.est_cycles / tflm.est_cycles:.2f}" if ours.est_cycles and tflm.est_cycles else "-"
-    return (f"{'':>3} {'ratio':>9} MicroAI / TFLM: est. cycles {cycles}, instructions "
-            f"{ours.qemu_instructions / tflm.qemu_instructions:.2f}, ROM {ours.rom_kib / tflm.rom_kib:.2f}, "
-            f"RAM {ours.ram_kib / tflm.ram_kib:.2f}")
+    return (f"{'':>3} {'':>9} {ours.kernels:>9} / tflm: est. cycles {ours.est_cycles / tflm.est_cycles:.2f}, "
+            f"ROM {ours.rom_kib / tflm.rom_kib:.2f}, RAM {ours.ram_kib / tflm.ram_kib:.2f}")
+
+
+HEADER = (f"{'F':>3} {'precision':>9} {'kernels':>9} {'MACs':>9} {'QEMU instr':>11} {'est. cycles':>11} "
+          f"{'cyc/MAC':>7} {'conv cyc/MAC':>12} {'ROM KiB':>8} {'RAM KiB':>8} {'ms@48MHz':>8} {'speedup':>7} "
+          f"{'exact':>5}")
+
+
+def format_row(r: Row, baseline: Row | None) -> str:
+    speedup = f"{baseline.est_cycles / r.est_cycles:.2f}x" if baseline is not None else "-"
+    return (f"{r.filters:>3} {r.precision:>9} {r.kernels:>9} {r.macs:>9} {r.qemu_instructions:>11} "
+            f"{r.est_cycles:>11} {r.cycles_per_mac:>7} {r.biggest_conv_cycles_per_mac:>12} {r.rom_kib:>8} "
+            f"{r.ram_kib:>8} {r.est_ms_at_48mhz:>8} {speedup:>7} {'yes' if r.matches_reference else 'NO':>5}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--filters", type=int, nargs="+", default=[16, 32, 48, 64, 80])
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
-    parser.add_argument("--no-estimate", action="store_true", help="QEMU instruction counts only")
+    parser.add_argument("--kernels", nargs="+", choices=KERNEL_SETS, default=list(KERNEL_SETS))
+    parser.add_argument("--vectors", type=int, default=2, help="test inputs per image (all must match)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--tflm", action="store_true",
                         help="also TFLite Micro + CMSIS-NN (float32, int8 PTQ) with the ratio MicroAI / TFLM")
     args = parser.parse_args(argv)
-    rows = []
+    rows: list[Row] = []
     tflm = tflm_setup() if args.tflm else None
-    header = (f"{'F':>3} {'precision':>9} {'framework':>12} {'MACs':>10} {'ROM KiB':>8} {'RAM KiB':>8} "
-              f"{'QEMU instr':>11} {'est. cycles':>12} {'instr/MAC':>9} {'cyc/MAC':>8} {'ms@48MHz':>9} "
-              f"{'exact':>5}")
-    print(header)
+    print(HEADER)
     with tempfile.TemporaryDirectory(prefix="microai-bench-") as tmp:
         for filters in args.filters:
+            rng = np.random.default_rng(args.seed)
+            calibration = rng.normal(0, 1, (32, *INPUT_SHAPE)).astype(np.float32)
             for precision in args.precisions:
-                started = time.perf_counter()
-                r = measure(filters, precision, Path(tmp), not args.no_estimate, args.seed)
-                rows.append(r)
-                _print(r, started)
+                graph = build_graph(filters, precision, calibration, args.seed)
+                if graph.macs() != paper_macs(filters):
+                    raise RuntimeError(f"F={filters}: graph has {graph.macs()} MACs, the paper's formula "
+                                       f"gives {paper_macs(filters)}")
+                baseline = None
+                for kernels in args.kernels:
+                    started = time.perf_counter()
+                    row = measure(graph, filters, precision, kernels, calibration[:args.vectors], Path(tmp))
+                    rows.append(row)
+                    print(format_row(row, baseline), flush=True)
+                    print(f"    ({time.perf_counter() - started:.1f} s)", file=sys.stderr, flush=True)
+                    baseline = baseline or row
                 if tflm and precision in TFLM_PRECISIONS:
                     started = time.perf_counter()
-                    rows.append(measure_tflm(filters, precision, Path(tmp), tflm, not args.no_estimate,
-                                             args.seed))
-                    _print(rows[-1], started)
-                    print(ratio_line(r, rows[-1]), flush=True)
-    print("instructions: QEMU -icount (emulated); cycles: estimated, " + _assumptions())
+                    ours = rows[-len(args.kernels):]
+                    float_graph = build_graph(filters, "float32", calibration, args.seed)
+                    rows.append(measure_tflm(float_graph, filters, precision, calibration,
+                                             calibration[:args.vectors], Path(tmp), tflm))
+                    print(format_row(rows[-1], None), flush=True)
+                    print(f"    ({time.perf_counter() - started:.1f} s)", file=sys.stderr, flush=True)
+                    for row in ours:
+                        print(ratio_line(row, rows[-1]), flush=True)
+    print("QEMU instr: instructions counted by QEMU -icount (emulated); est. cycles: estimated by the "
+          f"Unicorn timing model ({TimingModel().describe()}); conv cyc/MAC: the convolution with the most "
+          "MACs; speedup: first kernel set's cycles / this row's; exact: every output equals the reference "
+          "executor's (tflm: the TFLM host runtime's, bit for bit).")
     if tflm:
-        print(f"TFLite Micro: {tflm[0].root}, library {tflm[1].key} (built in {tflm[1].build_seconds} s "
-              f"with {tflm[1].jobs} jobs, cached); RAM with the tensor arena at the bytes used on the board")
+        print(f"tflm: TFLite Micro + CMSIS-NN from {tflm[0].root}, library {tflm[1].key} (compiled in "
+              f"{tflm[1].build_seconds} s with {tflm[1].jobs} jobs, then cached); its conv cyc/MAC: the "
+              "CONV_2D operator with the most MACs; RAM with the tensor arena at the bytes TFLM used.")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n")
     return 0 if all(r.matches_reference for r in rows) else 1
-
-
-def _print(r: Row, started: float) -> None:
-    print(f"{r.filters:>3} {r.precision:>9} {r.framework:>12} {r.macs:>10} {r.rom_kib:>8} {r.ram_kib:>8} "
-          f"{r.qemu_instructions:>11} {r.est_cycles if r.est_cycles else '-':>12} "
-          f"{r.instructions_per_mac:>9} {r.cycles_per_mac or '-':>8} "
-          f"{r.est_ms_at_48mhz or '-':>9} "
-          f"{'yes' if r.matches_reference else 'NO':>5}", flush=True)
-    print(f"    ({time.perf_counter() - started:.1f} s; estimator "
-          f"{r.estimator_minstr_per_s} M instr/s)", file=sys.stderr, flush=True)
-
-
-def _assumptions() -> str:
-    from microai.deploy.timing import TimingModel
-
-    return TimingModel().describe()
 
 
 if __name__ == "__main__":

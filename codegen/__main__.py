@@ -9,6 +9,7 @@ from pathlib import Path
 
 from codegen.convert import convert
 from codegen.errors import CodegenError
+from codegen.lowering import KERNEL_SETS
 from microai.graph import Graph, GraphError
 from microai.graph.keras_io import KERAS_SUFFIXES, load_keras
 
@@ -18,12 +19,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("artifact", type=Path,
                         help="graph artifact (<stem>, <stem>.json, <stem>.npz) or Keras model (.keras, .h5)")
     parser.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the generated C library")
+    parser.add_argument("--kernels", choices=KERNEL_SETS, default="optimized",
+                        help="layer C: plain reference loops, or register-blocked SIMD kernels (default)")
     parser.add_argument("--force", action="store_true",
                         help="write into a non-empty folder that is not a codegen output "
                              "(its other files are kept)")
     args = parser.parse_args(argv)
     try:
-        result = convert(_load(args.artifact), args.outdir, force=args.force)
+        result = convert(_load(args.artifact), args.outdir, kernels=args.kernels, force=args.force)
     except (CodegenError, GraphError, OSError) as e:
         print(f"codegen: {args.artifact}: {e}", file=sys.stderr)
         return 1

@@ -10,7 +10,7 @@ from typing import Any
 
 from codegen.ctext import number_bytes, number_ctype
 from codegen.errors import CodegenError
-from codegen.lowering import Layer, Lowered, lower
+from codegen.lowering import KERNEL_SETS, Layer, Lowered, lower
 from codegen.memory import Buffer, Placement, lower_bound, plan, pool_allocation
 from codegen.outdir import write_outdir
 from codegen.render import render
@@ -22,6 +22,8 @@ LAYOUTS = ("channels_last",)
 REPORT_NAME = "codegen_report.json"
 #: Buffers start on 4-byte boundaries so that word-wide (SIMD) loads are aligned.
 ALIGNMENT = 4
+#: sizeof(scratch_t) of the arena's scratch view (kernels.h): int16 for integer graphs, float for float32.
+SCRATCH_BYTES = {True: 2, False: 4}
 
 
 @dataclass
@@ -32,6 +34,7 @@ class CodegenResult:
     files: list[str]
     precision: str
     layout: str
+    kernels: str
     input_shape: list[int]
     output_shape: list[int]
     output_layout_shape: list[int]  # logical shape whose channels-last order the output follows
@@ -47,27 +50,34 @@ class CodegenResult:
 
 
 def convert(graph: Graph, outdir: Path, *, layout: str = "channels_last",
-            force: bool = False) -> CodegenResult:
+            kernels: str = "optimized", force: bool = False) -> CodegenResult:
     """Simplify ``graph``, lower it and write the C library to ``outdir`` (see ``codegen.outdir``).
 
-    Raises CodegenError naming the layer for anything the C cannot compute exactly; on error
-    ``outdir`` is left as it was. A non-empty ``outdir`` that is not a previous codegen output is
-    refused unless ``force`` (then the generated files are added to it; nothing else is touched).
+    ``kernels`` selects the C of every layer: ``"reference"`` (one plain loop nest per operator,
+    what it computes) or ``"optimized"`` (register-blocked, SIMD, weights pre-arranged); both
+    reproduce the reference executor bit for bit. Raises CodegenError naming the layer for
+    anything the C cannot compute exactly; on error ``outdir`` is left as it was. A non-empty
+    ``outdir`` that is not a previous codegen output is refused unless ``force`` (then the
+    generated files are added to it; nothing else is touched).
     """
     if layout not in LAYOUTS:
         raise CodegenError(f"layout '{layout}' not supported; choose one of {LAYOUTS}")
+    if kernels not in KERNEL_SETS:
+        raise CodegenError(f"kernels '{kernels}' not supported; choose one of {KERNEL_SETS}")
     outdir = Path(outdir)
     g = prepare(graph)
-    lowered = lower(g)
+    lowered = lower(g, kernels)
     buffers = _buffers(g, lowered)
     pools, planned = pool_allocation(buffers), plan(buffers)
     sizeof = number_bytes(g.precision)
     out_node = g.node(g.output)
     result = CodegenResult(
         outdir=str(outdir),
-        files=["number.h", "model.h", "model.c", REPORT_NAME],
+        files=["number.h", *(["kernels.h"] if kernels == "optimized" else []), "model.h", "model.c",
+               REPORT_NAME],
         precision=g.precision,
         layout=layout,
+        kernels=kernels,
         input_shape=list(g.input.shape),
         output_shape=list(out_node.shape),
         output_layout_shape=list(lowered.layout[g.output]),
@@ -119,9 +129,21 @@ def _buffers(g: Graph, lowered: Lowered) -> list[Buffer]:
         name = layer.node.name
         if name == out_owner:
             continue
-        size = -(-math.prod(layer.node.shape) * sizeof // ALIGNMENT) * ALIGNMENT
-        buffers.append(Buffer(name, size, step, last_read.get(name, step)))
+        buffers.append(Buffer(name, _aligned(math.prod(layer.node.shape) * sizeof), step,
+                              last_read.get(name, step)))
+    for step, layer in enumerate(lowered.layers):
+        if layer.scratch_bytes:
+            buffers.append(Buffer(_scratch(layer), _aligned(layer.scratch_bytes), step, step))
     return buffers
+
+
+def _aligned(size: int) -> int:
+    return -(-size // ALIGNMENT) * ALIGNMENT
+
+
+def _scratch(layer: Layer) -> str:
+    """Arena buffer name of a layer's scratch memory (node names cannot contain a space)."""
+    return f"{layer.node.name} scratch"
 
 
 def _layer_summary(g: Graph, layer: Layer, placement: Placement) -> dict[str, Any]:
@@ -153,21 +175,25 @@ def _render_all(g: Graph, lowered: Lowered, placement: Placement, sizeof: int,
             return "output"
         return f"arena.values + {placement.offsets[owner] // sizeof}"
 
-    layers, calls = [], []
-    for layer in lowered.layers:
-        code = render(layer.template, function=layer.function, **layer.params)
-        layers.append({"summary": _describe(g, layer), "arrays": layer.arrays, "code": code.rstrip("\n")})
-        args = [buffer(owner) for owner in layer.inputs] + [buffer(layer.node.name)]
-        calls.append(f"{layer.function}({', '.join(args)})")
     common: dict[str, Any] = {"name": g.metadata.get("name", g.output), "precision": g.precision,
-                              "integer": integer}
+                              "integer": integer, "ctype": number_ctype(g.precision)}
     fixed: dict[str, Any] = {}
     if integer:
         fmt = g.input.formats["output"]
-        fixed = {"width": g.width, "ctype": number_ctype(g.precision), "min_int": fmt.min_int,
+        fixed = {"width": g.width, "min_int": fmt.min_int,
                  "max_int": fmt.max_int, "rounding": g.rounding, "quant_rounding": g.quant_rounding,
                  "input_frac": fmt.frac, "output_frac": g.node(g.output).formats["output"].frac}
-    return {
+    layers, calls, helpers = [], [], []
+    for layer in lowered.layers:
+        code = render(f"{result.kernels}/{layer.template}", **{**common, **fixed, **layer.params},
+                      function=layer.function)
+        layers.append({"summary": _describe(g, layer), "arrays": layer.arrays, "code": code.rstrip("\n")})
+        args = [buffer(owner) for owner in layer.inputs] + [buffer(layer.node.name)]
+        if layer.scratch_bytes:
+            args.append(f"arena.scratch + {placement.offsets[_scratch(layer)] // SCRATCH_BYTES[integer]}")
+        calls.append(f"{layer.function}({', '.join(args)})")
+        helpers += [h for h in layer.helpers if h not in helpers]
+    texts = {
         "number.h": render("number.h.j2", **common, **fixed),
         "model.h": render(
             "model.h.j2", **common, **fixed, input_shape=result.input_shape, output_shape=result.output_shape,
@@ -175,8 +201,15 @@ def _render_all(g: Graph, lowered: Lowered, placement: Placement, sizeof: int,
             output_layout=_layout_text(result.output_shape, result.output_layout_shape),
             input_size=result.input_size, output_size=result.output_size, arena_bytes=placement.size),
         "model.c": render("model.c.j2", **common, layers=layers, calls=calls, macs=result.macs,
-                          arena_elements=placement.size // sizeof, arena_method=placement.method),
+                          kernels=result.kernels, arena_elements=placement.size // sizeof,
+                          scratch_elements=placement.size // SCRATCH_BYTES[integer],
+                          arena_method=placement.method),
     }
+    if result.kernels == "optimized":
+        texts["kernels.h"] = render("optimized/kernels.h.j2", **common, **fixed,
+                                    helpers=[render(h.template, **common, **fixed, **dict(h.params))
+                                             for h in helpers])
+    return texts
 
 
 def _layout_text(shape: list[int], layout_shape: list[int]) -> str:

@@ -22,6 +22,9 @@ from microai.graph import Graph, Node, QFormat
 from microai.ops.pow2 import LONG_MAX
 from microai.quant.reference import accumulator_bound, shift_right
 
+#: The C of every layer: plain reference loops, or the optimized kernels (codegen/templates/<set>/).
+KERNEL_SETS = ("reference", "optimized")
+
 
 @dataclass
 class CArray:
@@ -36,9 +39,23 @@ class CArray:
         return "".join(f"[{d}]" for d in self.values.shape)
 
 
+@dataclass(frozen=True)
+class Helper:
+    """A function several layers may share (e.g. a block kernel of one geometry), emitted once in kernels.h:
+    ``template`` rendered with ``params`` ((name, value) pairs, so that equal helpers compare equal)."""
+
+    template: str
+    params: tuple[tuple[str, Any], ...]
+
+
 @dataclass
 class Layer:
-    """One C function ``layer_<index>_<name>`` computing one node."""
+    """One C function ``layer_<index>_<name>`` computing one node.
+
+    ``template`` names a file of each kernel set (``codegen/templates/<kernels>/<template>``);
+    ``scratch_bytes`` of arena memory, live during this layer only, are passed as a last argument
+    ``scratch_t *scratch``.
+    """
 
     index: int
     node: Node
@@ -46,6 +63,8 @@ class Layer:
     inputs: list[str]  # buffer owners read, in operand order
     params: dict[str, Any]
     arrays: list[CArray] = field(default_factory=list)
+    scratch_bytes: int = 0
+    helpers: list[Helper] = field(default_factory=list)
 
     @property
     def function(self) -> str:
@@ -61,10 +80,10 @@ class Lowered:
     layout: dict[str, tuple[int, ...]]
 
 
-def lower(graph: Graph) -> Lowered:
-    """Turn a validated, simplified graph into C layers; raise CodegenError naming the node."""
+def lower(graph: Graph, kernels: str = "optimized") -> Lowered:
+    """A validated, simplified graph as C layers of one kernel set; raise CodegenError naming the node."""
     nodes = _live_nodes(graph)
-    ctx = LoweringContext(graph)
+    ctx = LoweringContext(graph, kernels)
     layers: list[Layer] = []
     for index, node in enumerate(graph.nodes):
         if node.name not in nodes:
@@ -121,8 +140,9 @@ class LoweringContext:
     """What an operator's ``lower`` gets: per-graph facts (formats, buffer owners, layouts), checks,
     weight conversion and the constructors of C layers and arrays."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, kernels: str) -> None:
         self.graph = graph
+        self.kernels = kernels
         self.owner: dict[str, str] = {}
         self.layout: dict[str, tuple[int, ...]] = {}
 
@@ -131,9 +151,8 @@ class LoweringContext:
         return self.graph.is_quantized
 
     @property
-    def widen(self) -> bool:
-        """int8 storage: convolutions widen each input window to int16 once (number.h ``number_widen``)
-        so that the inner loop of every output channel only unpacks weights; weights stay int8 in flash."""
+    def narrow(self) -> bool:
+        """int8_t storage (widths <= 8): the optimized kernels widen values to int16 before multiplying."""
         return self.integer and number_ctype(self.graph.precision) == "int8_t"
 
     def fmt(self, node: Node, key: str = "output") -> QFormat:
@@ -213,14 +232,29 @@ class LoweringContext:
         """The exception a lowering raises for a graph the C cannot compute."""
         return CodegenError(message)
 
-    @staticmethod
-    def layer(node: Node, template: str, params: dict[str, Any], arrays: list[CArray] | None = None) -> Layer:
-        """A C layer of ``node`` rendered from ``template`` (lower() fills in its index and inputs)."""
-        return Layer(-1, node, template, [], params, arrays or [])
+    @property
+    def optimized(self) -> bool:
+        return self.kernels == "optimized"
 
     @staticmethod
-    def array(node: Node, key: str, ctype: str, values: np.ndarray) -> CArray:
-        """``kernel_<node>``: the key goes first because node names may start with a digit."""
-        return CArray(f"{key}_{c_identifier(node.name)}", ctype, values)
+    def layer(node: Node, template: str, params: dict[str, Any], arrays: list[CArray] | None = None,
+              scratch_bytes: int = 0, helpers: list[Helper] | None = None) -> Layer:
+        """A C layer of ``node`` from ``<kernels>/<template>`` (lower() fills in its index and inputs)."""
+        return Layer(-1, node, template, [], params, arrays or [], scratch_bytes, helpers or [])
+
+    @staticmethod
+    def helper(template: str, **params: Any) -> Helper:
+        """A shared function of kernels.h (emitted once however many layers ask for it)."""
+        return Helper(template, tuple(sorted(params.items())))
+
+    @staticmethod
+    def arrays(node: Node, params: dict[str, Any], **values: np.ndarray) -> list[CArray]:
+        """One ``static const`` array per keyword, named ``<key>_<node>`` (the key first: node names may start
+        with a digit); ``bias`` holds long_number_t, the others number_t. Their names go into ``params``."""
+        arrays = []
+        for key, v in values.items():
+            params[key] = f"{key}_{c_identifier(node.name)}"
+            arrays.append(CArray(params[key], "long_number_t" if key == "bias" else "number_t", v))
+        return arrays
 
 

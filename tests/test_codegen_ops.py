@@ -11,6 +11,7 @@ from test_codegen_support import PRECISIONS, Builder, assert_c_matches, quantize
 
 from codegen import convert
 from codegen.convert import prepare
+from codegen.lowering import KERNEL_SETS
 from microai.graph import Graph
 from microai.quant.ptq import quantize_ptq
 
@@ -175,13 +176,14 @@ OPERATOR_GRAPHS: dict[str, Callable[[], Graph]] = {f.__name__: f for f in (
 )}
 
 
+@pytest.mark.parametrize("kernels", KERNEL_SETS)
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("case", OPERATOR_GRAPHS)
-def test_operator_matches_reference(case: str, precision: str, tmp_path: Path) -> None:
+def test_operator_matches_reference(case: str, precision: str, kernels: str, tmp_path: Path) -> None:
     float_graph = OPERATOR_GRAPHS[case]()
     rng = np.random.default_rng(1)
     x = (rng.standard_normal((48, *float_graph.input.shape)) * 1.5).astype(np.float32)
-    assert_c_matches(quantized(float_graph, x, precision), x, tmp_path / "c")
+    assert_c_matches(quantized(float_graph, x, precision), x, tmp_path / "c", kernels)
 
 
 def test_every_layer_is_a_named_function(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from codegen import CodegenError, convert
 from codegen.__main__ import main
 from codegen.convert import REPORT_NAME
 
-GENERATED = sorted(["codegen_report.json", "model.c", "model.h", "number.h"])
+GENERATED = sorted(["codegen_report.json", "kernels.h", "model.c", "model.h", "number.h"])
 
 
 def _graph():
@@ -83,3 +83,11 @@ def test_generated_folder_has_ordinary_permissions(tmp_path: Path) -> None:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "c").stat().st_mode) == 0o755
     assert stat.S_IMODE((tmp_path / "c" / "model.c").stat().st_mode) == 0o644
+
+
+def test_switching_kernel_sets_removes_the_files_only_the_other_set_generated(tmp_path: Path) -> None:
+    outdir = tmp_path / "c"
+    convert(_graph(), outdir)
+    (outdir / "notes.txt").write_text("mine")
+    convert(_graph(), outdir, kernels="reference")
+    assert _names(outdir) == sorted([*(set(GENERATED) - {"kernels.h"}), "notes.txt"])

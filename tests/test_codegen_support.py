@@ -90,9 +90,9 @@ def quantized(graph: Graph, x: np.ndarray, precision: str) -> Graph:
     return quantize_ptq(graph, x, width, granularity, rounding=rounding, quant_rounding=quant_rounding)
 
 
-def assert_c_matches(graph: Graph, x: np.ndarray, outdir: Path) -> dict[str, Any]:
+def assert_c_matches(graph: Graph, x: np.ndarray, outdir: Path, kernels: str = "optimized") -> dict[str, Any]:
     """Generate C for ``graph``, run ``x`` through the host build, require every vector to match."""
-    convert(graph, outdir)
+    convert(graph, outdir, kernels=kernels)
     check = check_against_reference(graph, outdir, x)
     assert check["vectors"] == len(x)
     assert check["matches"] == 1.0, check

@@ -12,7 +12,7 @@ from test_deploy_support import needs_qemu, standin_reference, standin_vectors, 
 
 from microai.deploy.boards import get_board
 from microai.deploy.errors import RunTimeout
-from microai.deploy.estimate import OTHER, _Run, estimate, estimate_elf
+from microai.deploy.estimate import ENTRY, OTHER, _Run, estimate, estimate_elf
 from microai.deploy.timing import BlockCoster, TimingModel
 
 
@@ -64,6 +64,9 @@ def assemble(tmp_path: Path, source: str) -> bytes:
     ("adds r0, r0, r1", 1, False, False, False),
     ("ldr r0, [r1]\nldr r2, [r3, #4]\nstr r2, [r1]", 2 + 1 + 1, True, True, False),  # pipelined
     ("ldr r0, [r1]\nadds r0, #1\nldr r2, [r3]", 2 + 1 + 2, True, True, False),
+    ("ldr r0, [r1]\nldr r2, [r0, #4]\nldr r3, [r2], #4\nldr r4, [r2]", 2 + 2 + 2 + 2, True, True, False),
+    ("ldr r0, [r1], #4\nstr r0, [r2]\nldr r3, [r1, r4]", 2 + 1 + 1, True, True, False),  # data, not address
+    ("vldr s0, [r0]\nvldr s1, [r0, #4]\nvldmia r0, {s2-s5}", 2 + 2 + 5, False, False, False),
     ("push {r4-r7, lr}", 1 + 5, False, False, False),
     ("pop {r4, pc}", 1 + 2, False, False, True),
     ("mla r0, r1, r2, r3\nsmlad r0, r1, r2, r0\nmul r0, r1", 2 + 1 + 1, False, False, False),
@@ -100,12 +103,39 @@ def test_pipelining_across_fall_through_blocks_and_taken_branches(tmp_path: Path
     b = assemble(tmp_path, "ldr r3, [r2, #4]\ncmp r3, #0\nbne .+16")
     c = assemble(tmp_path, "adds r0, #2")
     model = TimingModel(branch_refill=2)
-    layers = {0x100: "layer_0_x", 0x100 + len(a): "layer_0_x", 0x200: OTHER}
-    uc = FakeUnicorn({0x100: a, 0x100 + len(a): b, 0x200: c})
+    layers = {0x100: "layer_0_x", 0x100 + len(a): "layer_0_x", 0x200: OTHER, 0x300: ENTRY}
+    uc = FakeUnicorn({0x100: a, 0x100 + len(a): b, 0x200: c, 0x300: c})
     run = _Run(uc, BlockCoster(model, layers.get), 10**6)
     run.on_block(uc, 0x100, len(a), None)
     run.on_block(uc, 0x100 + len(a), len(b), None)  # sequential: its first LDR pipelines (1 cycle)
-    run.on_block(uc, 0x200, len(c), None)  # not sequential after a branch: the branch was taken
+    run.on_block(uc, 0x200, len(c), None)  # a helper the layer called, after a taken branch
+    run.on_block(uc, 0x300, len(c), None)  # back in the model's entry: later helpers are nobody's
+    run.on_block(uc, 0x200, len(c), None)
     cycles, instructions = run.totals()
-    assert cycles == {"layer_0_x": (1 + 2) + (1 + 1 + 1 + model.branch_refill), OTHER: 1}
-    assert instructions == {"layer_0_x": 5, OTHER: 1}
+    assert cycles == {"layer_0_x": (1 + 2) + (1 + 1 + 1 + model.branch_refill) + 1, OTHER: 1 + 1}
+    assert instructions == {"layer_0_x": 6, OTHER: 2}
+
+
+@needs_qemu
+@pytest.mark.parametrize("precision", ["int8", "float32"])
+def test_instruction_counts_agree_with_qemu_on_a_whole_network(tmp_path: Path, precision: str) -> None:
+    """The estimator runs the very instructions QEMU runs on ResNetv1-6 (optimized kernels: inline assembly,
+    SIMD, the FPU), vector by vector, and computes the same outputs."""
+    from test_codegen_graphs import resnet_graph
+    from test_codegen_support import quantized
+
+    import codegen
+
+    float_graph = resnet_graph(16)
+    x = np.random.default_rng(0).standard_normal((32, 9, 128)).astype(np.float32)
+    graph = quantized(float_graph, x, precision)
+    codegen.convert(graph, tmp_path / "c")
+    board = get_board("qemu-m4")
+    build = board.build(tmp_path / "c", codegen.pack_input(graph, x[:2]), tmp_path / "out")
+    measured = board.run(build, timeout=60)
+    est = estimate(build.elf)
+    np.testing.assert_array_equal(est.outputs.view(np.uint8), measured.outputs.view(np.uint8))
+    assert np.abs(est.instructions - measured.cycles).max() <= 1, (est.instructions, measured.cycles)
+    functions = {layer["function"] for layer in codegen.load_report(tmp_path / "c")["layers"]}
+    assert set(est.layer_cycles[0]) >= functions
+    assert est.layer_cycles[0].get(OTHER, 0) < 0.001 * est.cycles[0]  # shared kernels count for their layer

@@ -148,3 +148,30 @@ def test_invalid_requests_are_rejected(trained) -> None:
         quantize_ptq(g, x_train[:0], 16)
     with pytest.raises(GraphError, match="already quantized"):
         quantize_ptq(quantize_ptq(g, x_train, 16), x_train, 8)
+
+
+def test_network_q7_9_gives_up_weight_bits_where_a_layer_would_overflow_int32(tmp_path) -> None:
+    """A user model (issue 9): BatchNorm with small running variances, folded into its convolution, makes
+    weights of magnitude ~20; at the paper's uniform Q7.9 the second convolution's worst case
+    (fan-in 160 x |w| ~20 x 2**9 x 2**15) exceeds int32, and convert() refused the graph PTQ returned."""
+    import codegen
+
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv1d(9, 32, 5, padding=2), nn.BatchNorm1d(32), nn.ReLU(),
+                          nn.Conv1d(32, 32, 5, padding=2), nn.BatchNorm1d(32), nn.ReLU(),
+                          nn.AdaptiveMaxPool1d(1), nn.Flatten(), nn.Linear(32, 6))
+    with torch.no_grad():
+        for bn in (model[1], model[4]):
+            bn.running_var.uniform_(0.001, 0.003)
+            bn.running_mean.normal_(0, 0.1)
+    g = from_torch(model.eval(), (9, 64))
+    x = np.random.default_rng(0).normal(0, 0.1, (64, 9, 64)).astype(np.float32)
+    q = quantize_ptq(g, x, 16, "network", fixed_frac=9)
+    dropped = q.metadata["quantization"]["weight_bits_dropped_for_int32_accumulator"]
+    assert dropped and set(dropped) <= {n.name for n in q.nodes if n.op == "Conv1D"}
+    for n in q.nodes:
+        assert R.accumulator_bound(q, n) <= R.LONG_MAX, n.name
+        expected = QFormat(16, 9 - dropped.get(n.name, 0))
+        assert n.formats.get("kernel", expected) == expected and n.formats["output"] == QFormat(16, 9), n.name
+    codegen.convert(q, tmp_path / "c")  # refused before: "worst-case accumulator ... exceeds the int32"
+    assert codegen.check_against_reference(q, tmp_path / "c", x[:16])["matches"] == 1.0

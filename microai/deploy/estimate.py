@@ -4,11 +4,13 @@ The image runs exactly as on QEMU: the harness's UART, its counter and the AIRCR
 modelled with MMIO callbacks. A block hook counts executions per translation block (the block's
 cost is computed once, see :mod:`microai.deploy.timing`); each read of the counter snapshots the
 totals, so per-vector numbers cover the same instructions as QEMU's icount measurement.
-Blocks are attributed to the ``layer_*`` function containing them (MicroAI's generated C), or, in a
-TFLM image, to the operator whose kernel is running: the TFLM adapter publishes each operator's
-invoke function in ``microai_tflm_operators`` (firmware/tflm/tflm_adapter.cc), and everything run
-between entering that function and returning to its caller is the operator's, labelled
-"<index> <OPERATOR>" in execution order. Everything else is "other".
+Blocks are attributed to the ``layer_*`` function containing them; a block of another function that runs
+after a layer's code and before the model entry ``cnn`` runs again (a helper the layer called: a shared
+block kernel, memset) counts for that layer. In a TFLM image, blocks are attributed to the operator
+whose kernel is running: the TFLM adapter publishes each operator's invoke function in
+``microai_tflm_operators`` (firmware/tflm/tflm_adapter.cc), and everything run between entering that
+function and returning to its caller is the operator's, labelled "<index> <OPERATOR>" in execution
+order. Everything else is "other".
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from microai.deploy.timing import BlockCost, BlockCoster, TimingModel
 from microai.deploy.toolchain import FIRMWARE, memory_regions
 
 LAYER_PREFIX = "layer_"
+ENTRY = "cnn"  # the generated model's entry point: code between two layer calls
 OTHER = "other"
 PERIPHERALS = (0x40000000, 0x30000)  # CMSDK timers, UART0 and FPGAIO of mps2-an386
 UART0_DATA, UART0_STATE = 0x4000, 0x4004
@@ -94,6 +97,8 @@ class _Run:
         self.coster = coster
         self.max_instructions = max_instructions
         self.blocks: dict[int, BlockCost] = {}
+        self.called: dict[tuple[int, str], BlockCost] = {}  # helper blocks, per calling layer
+        self.caller: str | None = None
         self.uart = bytearray()
         self.snapshots: list[tuple[dict[str, int], dict[str, int]]] = []
         self.exited = False
@@ -116,10 +121,16 @@ class _Run:
         block = self.blocks.get(key)
         if block is None:
             block = self.blocks[key] = self._new_block(uc, address, size)
+        if block.layer == OTHER:
+            if self.caller is not None:
+                block = self._called(key, block)
+        elif not self.context:
+            self.caller = None if block.layer == ENTRY else block.layer
         block.hits += 1
         previous = self.previous
         if address == self.previous_end:
-            if previous.tail_load_store and block.head_load_store:
+            if (previous.tail_load_store and block.head_load_store
+                    and not previous.tail_writes & block.head_address):
                 block.pipelined += 1
         elif previous is not None and previous.ends_in_branch:
             previous.taken += 1
@@ -147,13 +158,22 @@ class _Run:
         self.next_operator = (index + 1) % len(self.operators)
         self.expect = self.operators[self.next_operator][0]
 
+    def _called(self, key: int, block: BlockCost) -> BlockCost:
+        """The copy of a helper's block that counts for the calling layer."""
+        copy = self.called.get((key, self.caller))
+        if copy is None:
+            copy = self.called[(key, self.caller)] = replace(block, layer=self.caller, hits=0, pipelined=0,
+                                                             taken=0)
+        return copy
+
     def totals(self) -> tuple[dict[str, int], dict[str, int]]:
         cycles: dict[str, int] = {}
         instructions: dict[str, int] = {}
         model = self.coster.model
-        for b in self.blocks.values():
-            cycles[b.layer] = cycles.get(b.layer, 0) + b.total(model)
-            instructions[b.layer] = instructions.get(b.layer, 0) + b.hits * b.instructions
+        for b in (*self.blocks.values(), *self.called.values()):
+            layer = OTHER if b.layer == ENTRY else b.layer
+            cycles[layer] = cycles.get(layer, 0) + b.total(model)
+            instructions[layer] = instructions.get(layer, 0) + b.hits * b.instructions
         return cycles, instructions
 
     def on_peripheral_read(self, uc: Uc, offset: int, size: int, _: object) -> int:
@@ -188,12 +208,12 @@ def estimate(elf_path: Path, model: TimingModel | None = None, max_instructions:
     model = model or TimingModel()
     with elf_path.open("rb") as f:
         segments = [(s["p_paddr"], s.data()) for s in ELFFile(f).iter_segments() if s["p_type"] == "PT_LOAD"]
-    functions = FunctionMap(elf_path, LAYER_PREFIX)
+    functions = FunctionMap(elf_path)
     operators = _OperatorTable.of(elf_path)
 
     def layer_of(address: int) -> str:
         hit = functions.lookup(address)
-        return hit[0] if hit else OTHER
+        return hit[0] if hit and (hit[0].startswith(LAYER_PREFIX) or hit[0] == ENTRY) else OTHER
     uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
     uc.ctl_set_cpu_model(UC_CPU_ARM_CORTEX_M4)
     for origin, length in memory_regions(FIRMWARE / "boards" / "qemu-m4" / "linker.ld").values():

@@ -4,6 +4,7 @@ Costs are computed once per block from capstone's disassembly; the two effects t
 execution order are left to the caller: a taken branch costs ``branch_refill`` extra cycles, and
 a single load/store right after another one costs 1 cycle instead of 2 (address/data phase
 pipelining), also across the boundary of two blocks that follow each other without a branch.
+docs/estimator.md gives the TRM's wording behind each rule, and what the model leaves out.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ class TimingModel:
     def describe(self) -> str:
         return ("Cortex-M4 TRM timings, zero flash wait states, "
                 f"taken branch 1+{self.branch_refill}, SDIV/UDIV {self.divide}, "
-                "LDR/STR 2 or 1 when pipelined after a load/store, LDM/STM/PUSH/POP 1+N, "
+                "LDR/STR 2 or 1 when pipelined after a load/store whose destination (or written-back base) "
+                "is not its address, write-back costs nothing more, LDM/STM/PUSH/POP 1+N, "
+                "VLDR/VSTR 2 (never pipelined), VLDM/VSTM 1+N, "
                 "VMLA/VFMA 3, VDIV/VSQRT 14, no bus contention or cache effects")
 
 
@@ -53,6 +56,8 @@ class BlockCost:
     tail_load_store: bool
     ends_in_branch: bool  # last instruction may change the PC (then a non-sequential successor pays P)
     layer: str
+    head_address: frozenset[int] = frozenset()  # registers the first instruction computes its address from
+    tail_writes: frozenset[int] = frozenset()  # registers the last load writes (result, written-back base)
     hits: int = 0
     pipelined: int = 0  # entries where the head load/store pipelined with the previous block's tail
     taken: int = 0  # executions that left the block by a taken branch
@@ -110,14 +115,28 @@ class BlockCoster:
         if not insns:
             raise ValueError(f"cannot disassemble the block at 0x{address:08x}")
         cycles = 0
-        previous_ls = False
+        previous_ls, previous_writes = False, frozenset()
         for insn in insns:
-            name = insn.insn_name()
-            single_ls = name in SINGLE_LOAD_STORE
-            cycles += 1 if single_ls and previous_ls else instruction_cost(insn, self.model)
-            previous_ls = single_ls
-        last = insns[-1]
+            single_ls = insn.insn_name() in SINGLE_LOAD_STORE
+            pipelined = single_ls and previous_ls and not previous_writes & _address_registers(insn)
+            cycles += 1 if pipelined else instruction_cost(insn, self.model)
+            previous_ls, previous_writes = single_ls, _written_registers(insn)
+        first, last = insns[0], insns[-1]
         ends_in_branch = last.insn_name() in BRANCHES or _writes_pc(last)
-        return BlockCost(cycles, len(insns), insns[0].insn_name() in SINGLE_LOAD_STORE,
+        return BlockCost(cycles, len(insns), first.insn_name() in SINGLE_LOAD_STORE,
                          last.insn_name() in SINGLE_LOAD_STORE and not ends_in_branch, ends_in_branch,
-                         self.layer_of(address))
+                         self.layer_of(address), _address_registers(first), _written_registers(last))
+
+
+def _address_registers(insn: capstone.CsInsn) -> frozenset[int]:
+    """Base and index registers of a memory operand."""
+    return frozenset(r for op in insn.operands if op.type == arm_const.ARM_OP_MEM
+                     for r in (op.mem.base, op.mem.index) if r)
+
+
+def _written_registers(insn: capstone.CsInsn) -> frozenset[int]:
+    """Registers a load writes: its destination(s) and a written-back base (empty for other instructions:
+    only a load's result can delay the next load's address)."""
+    if not insn.insn_name().startswith("ldr"):
+        return frozenset()
+    return frozenset(insn.regs_access()[1])

@@ -64,35 +64,92 @@ class Conv(Operator):
 
     # ------------------------------------------------------------ C
     def lower(self, ctx: LoweringContext, node: Node) -> Layer:
-        dims = self.dims
         ctx.check_bound(node)
         kernel = ctx.weights(node, "kernel")
-        c_out, c_in, *ksize = kernel.shape
-        pad, stride = self.padding(node), self.stride(node)
-        for d in range(dims):
-            if max(pad[2 * d], pad[2 * d + 1]) >= ksize[d]:
-                raise ctx.error(f"{node.describe()}: padding {pad} not smaller than kernel {ksize}; the "
-                                f"template needs every window to touch the input")
         acc_frac = ctx.input_fmt(node).frac + ctx.fmt(node, "kernel").frac if ctx.integer else 0
-        # channels-last kernel rows: (out, k..., in) so a window row is one contiguous run
-        rows = np.moveaxis(kernel, 1, -1).reshape(c_out, -1)
-        n_dot = rows.shape[1]
-        if ctx.widen and dims == 1 and n_dot % 4:
-            # int8 Conv1D: whole windows are widened with zeros up to a multiple of four values, so the kernel
-            # rows get zero columns to match and every inner product runs in the 4-value SIMD steps
-            n_dot += -n_dot % 4
-            rows = np.pad(rows, ((0, 0), (0, n_dot - rows.shape[1])))
-        in_shape, out_shape = ctx.input_shape(node), node.shape
+        bias = ctx.bias(node, acc_frac)
+        c_out, c_in, *ksize = kernel.shape
+        in_shape = ctx.input_shape(node)
         params = {"c_in": c_in, "c_out": c_out, "in_size": list(in_shape[1:]),
-                  "out_size": list(out_shape[1:]), "kernel_size": ksize, "stride": stride, "pad": pad,
-                  "widen": ctx.widen, "n_dot": n_dot,
-                  "interior": [interior(in_shape[1 + d], out_shape[1 + d], ksize[d], stride[d], pad[2 * d])
-                               for d in range(dims)],
+                  "out_size": list(node.shape[1:]), "kernel_size": ksize, "stride": self.stride(node),
+                  "pad": self.padding(node),
                   **ctx.finish(node, acc_frac)}
-        arrays = [ctx.array(node, "kernel", "number_t", rows),
-                  ctx.array(node, "bias", "long_number_t", ctx.bias(node, acc_frac))]
-        params["kernel"], params["bias"] = arrays[0].name, arrays[1].name
-        return ctx.layer(node, f"conv{dims}d.c.j2", params, arrays)
+        template = f"conv{self.dims}d.c.j2"
+        channels_last = np.moveaxis(kernel, 1, -1)  # (out, k..., in): a window row is one contiguous run
+        if not ctx.optimized:
+            arrays = ctx.arrays(node, params, kernel=channels_last.reshape(c_out, -1), bias=bias)
+            return ctx.layer(node, template, params, arrays)
+        # the optimized kernels see a Conv1D as a Conv2D of one row
+        as_2d = {"in_size": [1, *params["in_size"]][-2:], "out_size": [1, *params["out_size"]][-2:],
+                 "kernel_size": [1, *ksize][-2:], "stride": [1, *params["stride"]][-2:],
+                 "pad": [0, 0, *params["pad"]][-4:], "dims": self.dims}
+        params |= as_2d
+        kh, kw = as_2d["kernel_size"]
+        rows = channels_last.reshape(c_out, kh, kw, c_in)
+        bias = np.pad(bias, (0, c_out % 2))
+        if ctx.integer:
+            return self._lower_integer(ctx, node, params, rows, bias, template)
+        stride, pad = self.stride(node), self.padding(node)
+        inside = [interior(in_shape[1 + d], node.shape[1 + d], ksize[d], stride[d], pad[2 * d])
+                  for d in range(self.dims)]
+        params["interior"] = [(0, 1), *inside][-2:]
+        params["row"] = row = kw * c_in
+        pairs = np.pad(rows.reshape(c_out, kh, row), ((0, c_out % 2), (0, 0), (0, 0)))
+        # [pair][kernel row][value][channel of the pair]
+        arranged = np.moveaxis(pairs.reshape(-1, 2, kh, row), 1, -1).reshape(len(pairs) // 2, -1)
+        arrays = ctx.arrays(node, params, kernel=arranged, bias=bias)
+        return ctx.layer(node, template, params, arrays, scratch_bytes=2 * kh * row * 4,
+                         helpers=[ctx.helper("optimized/_block_f.c.j2")])
+
+    def _lower_integer(self, ctx: LoweringContext, node: Node, params: dict, rows: np.ndarray,
+                       bias: np.ndarray, template: str) -> Layer:
+        """Kernel rows pre-arranged for number_conv_<step>_<unroll> (see optimized/_conv.c.j2)."""
+        c_out, kh, kw, c_in = rows.shape
+        c_pad = c_in + c_in % 2  # even: every window starts on a word of the band
+        steps, unroll = block_steps(kw * c_pad)
+        rows = np.pad(rows, ((0, 0), (0, 0), (0, 0), (0, c_pad - c_in))).reshape(c_out, kh, -1)
+        arranged = arrange_pairs(rows, steps, ctx.narrow)
+        step = params["stride"][1] * c_pad
+        cols = params["out_size"][1]
+        # int8 widens each channel pair's kernel once per band, so its band spans the row; int16 one block
+        chunk = -(-cols // 4) * 4 if ctx.narrow else 4
+        span = (chunk - 1) * params["stride"][1] + max(kw, -(-2 * steps // c_pad))  # pixels a band row holds
+        band = kh * span * c_pad
+        weights = kh * steps * 4
+        arrays = ctx.arrays(node, params, kernel=arranged, bias=bias)
+        params |= {"c_pad": c_pad, "narrow": ctx.narrow, "block": f"{step}_{unroll}", "steps": steps,
+                   "chunk": chunk, "span": span, "band": band, "weights": weights}
+        helpers = [ctx.helper("optimized/_band_row.c.j2"),
+                   ctx.helper("optimized/_block.c.j2", step=step, unroll=unroll, rows=kh, out_step=c_out,
+                              inner="positions" if ctx.narrow else "pairs",
+                              asm=6 * step + 4 * unroll <= ASM_OFFSET_LIMIT)]
+        return ctx.layer(node, template, params, arrays, scratch_bytes=2 * (band + weights * ctx.narrow),
+                         helpers=helpers)
+
+
+def arrange_pairs(rows: np.ndarray, steps: int, narrow: bool) -> np.ndarray:
+    """Integer kernel rows (out, kernel rows, n) as the optimized kernels read them: one line per output
+    channel pair (an odd last channel gets a zero partner), each kernel row zero-padded to ``steps`` steps of
+    2 values, a step being the words (a0 a1) (b0 b1) of channels a and b; int8 (``narrow``) stores
+    a0 b0 a1 b1 instead, which SXTB16 and SXTB16 ROR #8 turn into those two words."""
+    c_out, kh, n = rows.shape
+    rows = np.pad(rows, ((0, c_out % 2), (0, 0), (0, 2 * steps - n)))
+    steps_of = np.moveaxis(rows.reshape(-1, 2, kh, steps, 2), 1, 3)  # [pair][row][step][channel][value]
+    if narrow:
+        steps_of = np.swapaxes(steps_of, -1, -2)
+    return steps_of.reshape(len(rows) // 2, -1)
+
+
+#: Largest byte offset of the block kernels' LDR (Thumb-2 LDR.W with a 12-bit immediate).
+ASM_OFFSET_LIMIT = 4095
+
+
+def block_steps(n: int) -> tuple[int, int]:
+    """(steps, unroll) of number_block for windows of ``n`` values: steps of 2 values, a multiple of the
+    unroll factor, chosen to minimise the block's estimated cycles (16 per step, 8 per pass of the loop)."""
+    pairs = -(-n // 2)
+    unroll = min((1, 2, 4, 8), key=lambda u: (-(-pairs // u) * (16 * u + 8), -u))
+    return -(-pairs // unroll) * unroll, unroll
 
 
 def conv_out(length: int, k: int, stride: int, pad: int, where: str) -> int:

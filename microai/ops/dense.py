@@ -11,6 +11,7 @@ import numpy as np
 
 from microai.graph.ir import GraphError, Node
 from microai.ops.base import Operator, Shape, single
+from microai.ops.conv import arrange_pairs
 from microai.ops.pow2 import POW2, Linear
 
 if TYPE_CHECKING:
@@ -48,11 +49,22 @@ class Dense(Operator):
         # the input may be a flattened channels-last tensor: permute the columns to its memory order
         kernel = kernel[:, ctx.memory_order(ctx.layout[node.inputs[0]])]
         acc_frac = ctx.input_fmt(node).frac + ctx.fmt(node, "kernel").frac if ctx.integer else 0
-        arrays = [ctx.array(node, "kernel", "number_t", kernel),
-                  ctx.array(node, "bias", "long_number_t", ctx.bias(node, acc_frac))]
-        params = {"n_in": kernel.shape[1], "n_out": kernel.shape[0], "kernel": arrays[0].name,
-                  "bias": arrays[1].name, **ctx.finish(node, acc_frac)}
-        return ctx.layer(node, "dense.c.j2", params, arrays)
+        bias = ctx.bias(node, acc_frac)
+        n_out, n_in = kernel.shape
+        params = {"n_in": n_in, "n_out": n_out, **ctx.finish(node, acc_frac)}
+        scratch = 0
+        if ctx.optimized:  # output channels in pairs (see optimized/dense.c.j2)
+            bias = np.pad(bias, (0, n_out % 2))
+            if ctx.integer:
+                params["steps"] = steps = -(-n_in // 2)
+                params["narrow"] = ctx.narrow
+                kernel = arrange_pairs(kernel[:, None, :], steps, ctx.narrow)
+                scratch = 2 * 2 * steps
+            else:
+                kernel = np.pad(kernel, ((0, n_out % 2), (0, 0)))
+                kernel = np.moveaxis(kernel.reshape(-1, 2, n_in), 1, -1).reshape(len(kernel) // 2, -1)
+        arrays = ctx.arrays(node, params, kernel=kernel, bias=bias)
+        return ctx.layer(node, "dense.c.j2", params, arrays, scratch_bytes=scratch)
 
 
 OPERATORS = (Dense(),)

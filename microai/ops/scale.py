@@ -55,9 +55,9 @@ class Scale(Operator):
             order = ctx.memory_order(layout)
             scale, bias = scale[order], bias[order]
         ctx.layout[node.name] = layout
-        arrays = [ctx.array(node, "scale", "number_t", scale), ctx.array(node, "bias", "long_number_t", bias)]
-        params = {"channels": node.shape[0], "positions": math.prod(node.shape[1:]), "scale": arrays[0].name,
-                  "bias": arrays[1].name, **ctx.finish(node, acc_frac)}
+        params = {"channels": node.shape[0], "positions": math.prod(node.shape[1:]),
+                  **ctx.finish(node, acc_frac)}
+        arrays = ctx.arrays(node, params, scale=scale, bias=bias)
         return ctx.layer(node, "scale.c.j2", params, arrays)
 
 

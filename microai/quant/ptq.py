@@ -6,11 +6,13 @@ tensor one number of fractional bits (the paper's int16 is Q7.9: ``width=16, fix
 ``granularity="layer"`` gives every tensor its own. The result stores integer weights (int32
 arrays) and every node's formats, as specified in docs/arithmetic.md.
 
-With per-layer formats a fine input and weight resolution can push the bias (aligned to the
-accumulator's resolution) or the worst-case sum out of the int32 accumulator; PTQ then drops
-fractional bits of that layer's weights until ``reference.accumulator_bound`` fits, and records
-how many in the metadata. With one network-wide format nothing is changed (the reference
-executor still reports a real overflow).
+A layer's worst-case int32 accumulator (``reference.accumulator_bound``, the check codegen makes)
+can overflow: with per-layer formats a fine input and weight resolution pushes the aligned bias or
+the sum out of range; with one network-wide format (the paper's Q7.9) a layer with many large
+weights does. PTQ then drops fractional bits of that layer's weights until the bound fits, so that
+every graph it returns can be generated, and records how many per layer in
+``metadata["quantization"]["weight_bits_dropped_for_int32_accumulator"]`` (at network granularity
+that layer's weights then leave the uniform format).
 """
 
 from __future__ import annotations
@@ -72,12 +74,17 @@ def quantize_ptq(graph: Graph, calibration_x: np.ndarray, width: int, granularit
     float_weights = {n.name: dict(n.weights) for n in g.nodes}
     coarsened: dict[str, int] = {}
     for n in g.nodes:
-        for coarsen in range(2 * width):
+        for coarsen in range(2 * width + 1):  # 2w bits less make every w-bit weight 0: the bias alone fits
             n.formats = _formats(g, n, frac_of, width, coarsen)
             n.weights = {key: quantize_array(w, n.formats[key], quant_rounding).astype(np.int32)
                          for key, w in float_weights[n.name].items()}
-            if granularity == "network" or reference.accumulator_bound(g, n) <= reference.LONG_MAX:
+            bound = reference.accumulator_bound(g, n)
+            if bound <= reference.LONG_MAX or not n.weights:
                 break
+        if bound > reference.LONG_MAX:  # no weights to give up bits (Add of operands far apart in range)
+            raise GraphError(f"{n.describe()}: worst-case accumulator {bound} exceeds int32 with the formats "
+                             f"PTQ chose ({', '.join(f'{k} {f}' for k, f in n.formats.items())}); "
+                             f"try granularity 'network' or a smaller width")
         if coarsen:
             coarsened[n.name] = coarsen
     g.metadata["quantization"] = {
@@ -116,7 +123,7 @@ def _frac_chooser(g: Graph, activations: dict[str, float], width: int, granulari
 def _formats(g: Graph, n: Node, frac_of: Callable[[Node, str], int], width: int,
              coarsen: int = 0) -> dict[str, QFormat]:
     """Formats of node ``n`` by its operator's rule; ``coarsen`` drops that many fractional bits of its
-    kernel/scale so the worst-case int32 accumulator fits (per-layer formats only)."""
+    kernel/scale so the worst-case int32 accumulator fits."""
     if ops.of(n).keeps_input_format:
         return {"output": g.node(n.inputs[0]).formats["output"]}
     return ops.integer(g, n).formats(g, n, frac_of, width, coarsen)
