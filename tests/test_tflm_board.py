@@ -19,13 +19,13 @@ from microai.deploy.boards.qemu_m4 import QemuM4
 from microai.deploy.errors import BuildError, DoesNotFit, FirmwareError
 from microai.deploy.tflm.firmware import build_tflm_firmware
 from microai.deploy.tflm.library import build_library
-from microai.deploy.tflm.measure import measure_tflite, outputs_match
+from microai.deploy.tflm.measure import measure_tflite, operator_macs, outputs_match
 from microai.deploy.tflm.sources import RESOLVER_HEADER, write_model_sources
 from microai.deploy.tflm.tree import TflmTree, TflmTreeError, load_tree
 from microai.graph.torch_import import from_torch
 from microai.models import build_model
 from microai.tflite.convert import to_tflite
-from microai.tflite.runtime import quantize_input
+from microai.tflite.runtime import operators, quantize_input
 
 ROOT = Path(__file__).resolve().parent.parent
 TREE = ROOT.parent / "shared" / "tflm"
@@ -67,6 +67,14 @@ def test_board_outputs_equal_the_host_runtime_bit_for_bit(tflm, models, precisio
     assert {k.split(" ", 1)[1] for k in operators} >= {"CONV_2D", "MAX_POOL_2D", "ADD", "FULLY_CONNECTED"}
     assert sum(profile.values()) == m.estimate.cycles[0]
     assert 0 < m.ram_bytes < m.build.ram_bytes + m.run.arena_bytes[0]
+
+
+def test_operator_macs_add_up_to_the_graph(models) -> None:
+    torch.manual_seed(0)
+    graph = from_torch(build_model("resnetv1-6", SHAPE, CLASSES, 4).eval(), SHAPE)
+    for path in models[0].values():
+        macs = operator_macs(path)
+        assert sum(macs) == graph.macs() and len(macs) == len(operators(path))
 
 
 def test_a_changed_output_is_caught() -> None:

@@ -53,9 +53,11 @@ def operator_macs(tflite: Path) -> list[int]:
     macs = []
     for name, op in zip(operators(tflite), graph.operators or [], strict=True):
         per_output = _MACS_PER_OUTPUT.get(name)
-        output = graph.tensors[op.outputs[0]].shape
+        if per_output is None:
+            macs.append(0)
+            continue
         weights = list(graph.tensors[op.inputs[1]].shape)
-        macs.append(int(per_output(weights) * math.prod(output)) if per_output else 0)
+        macs.append(int(per_output(weights) * math.prod(graph.tensors[op.outputs[0]].shape)))
     return macs
 
 
