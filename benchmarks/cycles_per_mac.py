@@ -9,9 +9,9 @@ ROM = text + data without the embedded test input; RAM = data + bss + the stack 
 
 With ``--tflm`` the same float model also goes through TFLite (float32, and int8 by TFLite's
 post-training quantization on the same calibration inputs) into TFLite Micro + CMSIS-NN built from
-the tree ``MICROAI_TFLM_TREE`` names (default ../shared/tflm) with the same compiler and flags; its
-rows (checked bit for bit against the TFLM host runtime) follow MicroAI's, with the ratio
-MicroAI (optimized kernels) / TFLM of cycles, ROM and RAM (arena counted at the bytes TFLM used).
+the tree ``MICROAI_TFLM_TREE`` names (default ../shared/tflm) with the same compiler and flags: a
+row with kernels "tflm" (outputs checked bit for bit against the TFLM host runtime, RAM with the
+tensor arena at the bytes TFLM used), then the ratio of each MicroAI kernel set to it.
 
     .venv/bin/python benchmarks/cycles_per_mac.py --filters 16 32 48 64 80 --tflm \
         --json results/cycles_per_mac.json
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
@@ -55,7 +54,7 @@ CLOCK_HZ = 48_000_000
 class Row:
     filters: int
     precision: str
-    kernels: str  # MicroAI's kernel set, or "cmsis-nn" for TFLite Micro's rows
+    kernels: str
     macs: int
     qemu_instructions: int
     est_cycles: int
@@ -66,7 +65,6 @@ class Row:
     ram_kib: float
     est_ms_at_48mhz: float
     matches_reference: bool
-    framework: str = "microai"
 
 
 def paper_macs(filters: int) -> int:
@@ -109,26 +107,29 @@ def measure(graph: Graph, filters: int, precision: str, kernels: str, x: np.ndar
     )
 
 
-def measure_tflm(filters: int, precision: str, calibration: np.ndarray, x: np.ndarray, workdir: Path,
-                 tflm: tuple, seed: int) -> Row:
-    """The float model of :func:`measure` through TFLite into TFLite Micro + CMSIS-NN on qemu-m4."""
-    from microai.deploy.tflm.measure import measure_tflite
+def measure_tflm(graph: Graph, filters: int, precision: str, calibration: np.ndarray, x: np.ndarray,
+                 workdir: Path, tflm: tuple) -> Row:
+    """The float ``graph`` through TFLite (``precision``, PTQ calibrated on ``calibration``) into TFLM."""
+    from microai.deploy.tflm.measure import measure_tflite, operator_macs
     from microai.tflite.convert import to_tflite
 
-    graph = build_graph(filters, "float32", calibration, seed)
     folder = workdir / f"f{filters}_{precision}_tflm"
     folder.mkdir(parents=True)
     tflite = folder / f"{precision}.tflite"
     tflite.write_bytes(to_tflite(graph, precision, calibration))
     m = measure_tflite(tflite, x, *tflm, folder / "build")
-    macs, cycles = graph.macs(), int(m.estimate.cycles[0])
+    macs = graph.macs()
+    per_op = operator_macs(tflite)
+    biggest = max(range(len(per_op)), key=per_op.__getitem__)
+    label = next(k for k in m.estimate.layer_cycles[0] if k.startswith(f"{biggest:02d} "))
+    cycles = int(m.estimate.cycles[0])
     return Row(
-        filters=filters, precision=precision, kernels="cmsis-nn", macs=macs,
+        filters=filters, precision=precision, kernels="tflm", macs=macs,
         qemu_instructions=int(m.run.cycles[0]), est_cycles=cycles, cycles_per_mac=round(cycles / macs, 3),
-        biggest_conv="-", biggest_conv_cycles_per_mac=math.nan,
+        biggest_conv=label,
+        biggest_conv_cycles_per_mac=round(m.estimate.layer_cycles[0][label] / per_op[biggest], 3),
         rom_kib=round(m.build.rom_bytes / 1024, 2), ram_kib=round(m.ram_bytes / 1024, 2),
         est_ms_at_48mhz=round(cycles / CLOCK_HZ * 1000, 1), matches_reference=bool(m.matches.all()),
-        framework="tflite-micro",
     )
 
 
@@ -142,10 +143,8 @@ def tflm_setup() -> tuple:
 
 
 def ratio_line(ours: Row, tflm: Row) -> str:
-    return (f"{'':>3} {'ratio':>9} MicroAI ({ours.kernels}) / TFLM: est. cycles "
-            f"{ours.est_cycles / tflm.est_cycles:.2f}, instructions "
-            f"{ours.qemu_instructions / tflm.qemu_instructions:.2f}, ROM {ours.rom_kib / tflm.rom_kib:.2f}, "
-            f"RAM {ours.ram_kib / tflm.ram_kib:.2f}")
+    return (f"{'':>3} {'':>9} {ours.kernels:>9} / tflm: est. cycles {ours.est_cycles / tflm.est_cycles:.2f}, "
+            f"ROM {ours.rom_kib / tflm.rom_kib:.2f}, RAM {ours.ram_kib / tflm.ram_kib:.2f}")
 
 
 HEADER = (f"{'F':>3} {'precision':>9} {'kernels':>9} {'MACs':>9} {'QEMU instr':>11} {'est. cycles':>11} "
@@ -193,19 +192,22 @@ def main(argv: list[str] | None = None) -> int:
                     baseline = baseline or row
                 if tflm and precision in TFLM_PRECISIONS:
                     started = time.perf_counter()
-                    theirs = measure_tflm(filters, precision, calibration, calibration[:args.vectors],
-                                          Path(tmp), tflm, args.seed)
-                    rows.append(theirs)
-                    print(format_row(theirs, None), flush=True)  # kernels "cmsis-nn": TFLite Micro
+                    ours = rows[-len(args.kernels):]
+                    float_graph = build_graph(filters, "float32", calibration, args.seed)
+                    rows.append(measure_tflm(float_graph, filters, precision, calibration,
+                                             calibration[:args.vectors], Path(tmp), tflm))
+                    print(format_row(rows[-1], None), flush=True)
                     print(f"    ({time.perf_counter() - started:.1f} s)", file=sys.stderr, flush=True)
-                    print(ratio_line(rows[-2], theirs), flush=True)
+                    for row in ours:
+                        print(ratio_line(row, rows[-1]), flush=True)
     print("QEMU instr: instructions counted by QEMU -icount (emulated); est. cycles: estimated by the "
           f"Unicorn timing model ({TimingModel().describe()}); conv cyc/MAC: the convolution with the most "
           "MACs; speedup: first kernel set's cycles / this row's; exact: every output equals the reference "
-          "executor's (TFLM rows: the TFLM host runtime's, bit for bit).")
+          "executor's (tflm: the TFLM host runtime's, bit for bit).")
     if tflm:
-        print(f"TFLite Micro: {tflm[0].root}, library {tflm[1].key} (built in {tflm[1].build_seconds} s "
-              f"with {tflm[1].jobs} jobs, cached); RAM with the tensor arena at the bytes used on the board")
+        print(f"tflm: TFLite Micro + CMSIS-NN from {tflm[0].root}, library {tflm[1].key} (compiled in "
+              f"{tflm[1].build_seconds} s with {tflm[1].jobs} jobs, then cached); its conv cyc/MAC: the "
+              "CONV_2D operator with the most MACs; RAM with the tensor arena at the bytes TFLM used.")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n")

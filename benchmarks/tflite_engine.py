@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from cycles_per_mac import tflm_setup  # the benchmarks' folder is the script's: first on sys.path
 
 import codegen
 from microai.deploy.boards import get_board
@@ -43,7 +43,6 @@ from microai.deploy.estimate import estimate
 from microai.tflite.importer import from_tflite
 from microai.tflite.runtime import run_tflm
 
-ROOT = Path(__file__).resolve().parent.parent
 VECTORS = 4
 
 
@@ -157,14 +156,6 @@ def measure_tflm(name: str, precision: str, tflite: Path, x: np.ndarray, workdir
     cycles = int(m.estimate.cycles.max())
     return Row(name, precision, "tflite-micro + cmsis-nn", macs, m.build.rom_bytes, ram, cycles,
                round(cycles / macs, 2), bool(m.matches.all()))
-
-
-def tflm_setup() -> tuple:
-    from microai.deploy.tflm.library import build_library
-    from microai.deploy.tflm.tree import load_tree
-
-    tree = load_tree(Path(os.environ.get("MICROAI_TFLM_TREE") or ROOT.parent / "shared" / "tflm"))
-    return tree, build_library(tree)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -421,15 +421,32 @@ def _measure_board(board_name: str, board_cfg: dict[str, Any], build_json: Path,
     return result
 
 
+def _energy_uwh(ms: float, board: Any) -> float:
+    """The paper's energy: time x supply voltage x the board's run current, in micro-watt-hours."""
+    return ms / 3.6e6 * board.supply_v * board.run_current_a * 1e6
+
+
+def _measured(board: Any, counts: int) -> tuple[dict[str, Any], str]:
+    """A run's mean per-inference count in the columns of what it is, and how the derived ones are made."""
+    if board.run_counts == "instructions":
+        return {"instructions": counts}, ""
+    if board.run_counts == "ns":
+        return {"host_wall_ms": counts / 1e6}, "; host_wall_ms: wall time of the native build on this machine"
+    fields: dict[str, Any] = {"cycles": counts, "ms": counts / board.clock_hz * 1e3}
+    derived = f"; ms = measured cycles at {board.clock_hz / 1e6:g} MHz"
+    if board.run_current_a is not None:
+        fields["energy_uwh"] = _energy_uwh(fields["ms"], board)
+        derived += f"; energy_uwh = ms x {board.supply_v} V x {board.run_current_a * 1e3:g} mA (datasheet)"
+    return fields, derived
+
+
 # -------------------------------------------------------------- TFLite Micro on boards
 
 
 def tflm_library(params: dict[str, Any], opt: str, out_library: Path, threads: int = 1) -> dict[str, Any]:
     """TFLM + CMSIS-NN of the named tree as a static library for the Cortex-M4F boards at ``opt``:
     taken from the content-keyed cache (built there on a miss), copied to ``out_library``, described
-    in ``<out_library>.json``."""
-    from dataclasses import asdict
-
+    in ``<out_library>.json`` (path, cache key, -O level)."""
     from microai.data.atomic import atomic_output
     from microai.deploy.frameworks import unavailable_reason
     from microai.deploy.tflm.library import build_library
@@ -443,7 +460,7 @@ def tflm_library(params: dict[str, Any], opt: str, out_library: Path, threads: i
         library = build_library(named_tree(params), opt, jobs=threads)
         with atomic_output(out_library) as tmp:
             shutil.copyfile(library.archive, tmp)
-        result = {**asdict(library), "archive": str(out_library)}
+        result = {"archive": str(out_library), "key": library.key, "opt": opt}
     write_json(out_library.with_suffix(".json"), result)
     return result
 
@@ -451,11 +468,16 @@ def tflm_library(params: dict[str, Any], opt: str, out_library: Path, threads: i
 def compile_tflm_firmware(board_name: str, tflite: Path, library_json: Path, prepared_npz: Path, vectors: int,
                           opt: str, params: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """Build a ``.tflite`` model with the TFLM adapter and library for a board, its first ``vectors``
-    test inputs quantized as the TFLM host runtime feeds them; DoesNotFit names the limits."""
+    test inputs quantized as the TFLM host runtime feeds them.
+
+    ``out_dir/build.json`` always results: a model that does not fit the board (the real link's
+    answer), or no TFLM tree, gives ``{"unavailable": <reason>}`` there and no image.
+    """
     import json
 
     from microai.data import load_prepared
     from microai.deploy.boards import get_board
+    from microai.deploy.errors import DoesNotFit
     from microai.deploy.frameworks import unavailable_reason
     from microai.deploy.tflm.firmware import build_tflm_firmware
     from microai.deploy.tflm.library import TflmLibrary
@@ -464,26 +486,35 @@ def compile_tflm_firmware(board_name: str, tflite: Path, library_json: Path, pre
 
     board = get_board(board_name)
     described = json.loads(Path(library_json).read_text())
+    fields = {"board": board_name, "opt": opt, "vectors": vectors, "framework": "tflite-micro"}
     reason = described.get("unavailable") or unavailable_reason("tflite-micro", board_name, params)
     if reason is not None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        result = {"board": board_name, "unavailable": reason}
-        write_json(out_dir / "build.json", result)
-        return result
-    library = TflmLibrary(**described)
+        return _not_built(Path(out_dir), {**fields, "unavailable": reason})
+    tree = named_tree(params)
+    library = TflmLibrary.of(Path(described["archive"]), described["key"], tree, opt)
     inputs = quantize_input(tflite, load_prepared(Path(prepared_npz)).x_test[:vectors])
     host_arena = arena_bytes(tflite).total
 
     def build(folder: Path) -> dict[str, Any]:
-        result, sources = build_tflm_firmware(board, Path(tflite), named_tree(params), library, host_arena,
+        result, sources = build_tflm_firmware(board, Path(tflite), tree, library, host_arena,
                                               inputs.reshape(len(inputs), -1), folder, opt)
         return {**_build_fields(result), "host_arena_bytes": host_arena,
                 "arena_reserved_bytes": sources.arena_bytes, "operators": list(sources.operators),
                 "library": library.key, "elf_sha256": hashlib.sha256(result.elf.read_bytes()).hexdigest()}
 
-    return _build_into(Path(out_dir), build, {"board": board_name, "opt": opt, "vectors": vectors,
-                                             "framework": "tflite-micro"})
+    try:
+        return _build_into(Path(out_dir), build, fields)
+    except DoesNotFit as e:
+        return _not_built(Path(out_dir), {**fields, "unavailable": str(e), "needs": e.needs, "has": e.has})
+
+
+def _not_built(out_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """A build folder holding only a build.json that says why there is no image."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    write_json(out_dir / "build.json", result)
+    return result
 
 
 def measure_tflm(board_name: str, board_cfg: dict[str, Any], build_json: Path, flash_json: Path, tflite: Path,
@@ -514,25 +545,6 @@ def measure_tflm(board_name: str, board_cfg: dict[str, Any], build_json: Path, f
                                "kernel's invoke function to returning")
     write_json(out_json, result)
     return result
-
-
-def _energy_uwh(ms: float, board: Any) -> float:
-    """The paper's energy: time x supply voltage x the board's run current, in micro-watt-hours."""
-    return ms / 3.6e6 * board.supply_v * board.run_current_a * 1e6
-
-
-def _measured(board: Any, counts: int) -> tuple[dict[str, Any], str]:
-    """A run's mean per-inference count in the columns of what it is, and how the derived ones are made."""
-    if board.run_counts == "instructions":
-        return {"instructions": counts}, ""
-    if board.run_counts == "ns":
-        return {"host_wall_ms": counts / 1e6}, "; host_wall_ms: wall time of the native build on this machine"
-    fields: dict[str, Any] = {"cycles": counts, "ms": counts / board.clock_hz * 1e3}
-    derived = f"; ms = measured cycles at {board.clock_hz / 1e6:g} MHz"
-    if board.run_current_a is not None:
-        fields["energy_uwh"] = _energy_uwh(fields["ms"], board)
-        derived += f"; energy_uwh = ms x {board.supply_v} V x {board.run_current_a * 1e3:g} mA (datasheet)"
-    return fields, derived
 
 
 # --------------------------------------------------------------------------- report

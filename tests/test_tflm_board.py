@@ -4,6 +4,8 @@ can meet (an incomplete tree, an operator the tree lacks, an arena too small, an
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,17 +13,19 @@ import pytest
 import torch
 from test_deploy_support import needs_qemu
 
+from microai import stages
+from microai.data.prepared import PreparedDataset, RawSplits, save_prepared
 from microai.deploy.boards.qemu_m4 import QemuM4
 from microai.deploy.errors import BuildError, DoesNotFit, FirmwareError
 from microai.deploy.tflm.firmware import build_tflm_firmware
 from microai.deploy.tflm.library import build_library
-from microai.deploy.tflm.measure import measure_tflite, outputs_match
+from microai.deploy.tflm.measure import measure_tflite, operator_macs, outputs_match
 from microai.deploy.tflm.sources import RESOLVER_HEADER, write_model_sources
 from microai.deploy.tflm.tree import TflmTree, TflmTreeError, load_tree
 from microai.graph.torch_import import from_torch
 from microai.models import build_model
 from microai.tflite.convert import to_tflite
-from microai.tflite.runtime import quantize_input
+from microai.tflite.runtime import operators, quantize_input
 
 ROOT = Path(__file__).resolve().parent.parent
 TREE = ROOT.parent / "shared" / "tflm"
@@ -65,6 +69,14 @@ def test_board_outputs_equal_the_host_runtime_bit_for_bit(tflm, models, precisio
     assert 0 < m.ram_bytes < m.build.ram_bytes + m.run.arena_bytes[0]
 
 
+def test_operator_macs_add_up_to_the_graph(models) -> None:
+    torch.manual_seed(0)
+    graph = from_torch(build_model("resnetv1-6", SHAPE, CLASSES, 4).eval(), SHAPE)
+    for path in models[0].values():
+        macs = operator_macs(path)
+        assert sum(macs) == graph.macs() and len(macs) == len(operators(path))
+
+
 def test_a_changed_output_is_caught() -> None:
     expected = np.array([[1.0, -2.0], [3.0, 0.0]], np.float32)
     actual = expected.copy()
@@ -89,6 +101,33 @@ def test_image_too_large_for_the_board_does_not_fit(tflm, models, tmp_path) -> N
     with pytest.raises(DoesNotFit, match=r"does not fit qemu-m4: needs \d+\.\d KiB flash"):
         build_tflm_firmware(small, paths["int8"], *tflm, 20000,
                             quantize_input(paths["int8"], x[:1]).reshape(1, -1), tmp_path)
+
+
+def test_a_model_too_large_for_a_board_gives_a_row_saying_so(tflm, tmp_path) -> None:
+    """The pipeline's stages on a float32 model whose activations (2 x 16 x 4000 floats) exceed the
+    Nucleo's 128 KiB of RAM: build.json says why, flash and measure carry the reason on."""
+    torch.manual_seed(0)
+    nn = torch.nn
+    net = nn.Sequential(nn.Conv1d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool1d(1), nn.Flatten(),
+                        nn.Linear(16, 2))
+    tflite = tmp_path / "float32.tflite"
+    tflite.write_bytes(to_tflite(from_torch(net.eval(), (8, 4000)), "float32"))
+    x = np.random.default_rng(0).normal(0, 1, (6, 8, 4000)).astype(np.float32)
+    splits = RawSplits(x[:4], np.array([0, 1, 0, 1]), x[4:], np.array([0, 1]), ["a", "b"], {})
+    prepared = save_prepared(PreparedDataset.from_splits(splits, {}), tmp_path / "prepared.npz")
+    library = tmp_path / "libtflm.json"
+    library.write_text(json.dumps({"archive": tflm[1].archive, "key": tflm[1].key, "opt": "-O2"}))
+    params = {"frameworks": {"tflite-micro": {"source": str(TREE)}}, "boards": {}}
+    out = tmp_path / "nucleo-l452re-p"
+    built = stages.compile_tflm_firmware("nucleo-l452re-p", tflite, library, prepared, 1, "-O2", params, out)
+    assert re.fullmatch(r"does not fit nucleo-l452re-p: needs .* KiB RAM, has .* 128\.0 KiB RAM",
+                        built["unavailable"])
+    assert built["needs"]["RAM"] > 128 * 1024 and not (out / "firmware.elf").exists()
+    flashed = stages.flash("nucleo-l452re-p", {}, out / "firmware.elf", out / "flash.json")
+    assert flashed["status"] == f"unavailable: no image: {built['unavailable']}"
+    measured = stages.measure_tflm("nucleo-l452re-p", {}, out / "build.json", out / "flash.json", tflite,
+                                   prepared, 60, tmp_path / "float32.nucleo-l452re-p.json")
+    assert measured["note"] == f"unavailable: {built['unavailable']}" and "rom_bytes" not in measured
 
 
 def test_operator_missing_from_the_tree_is_named(models, tmp_path) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 from test_deploy_support import needs_arm_gcc
 
 from microai.deploy.errors import BuildError
-from microai.deploy.tflm.library import PRECOMPILED, build_library, library_key
+from microai.deploy.tflm.library import PRECOMPILED, TflmLibrary, build_library, library_key
 from microai.deploy.tflm.tree import REQUIRED_FILES, load_tree
 
 pytestmark = needs_arm_gcc
@@ -30,11 +31,16 @@ def standin_tree(root: Path, value: int = 1) -> Path:
 def test_built_once_then_taken_from_the_cache(tmp_path) -> None:
     tree = load_tree(standin_tree(tmp_path / "tree"))
     first = build_library(tree, "-O2", cache_dir=tmp_path / "cache")
-    assert Path(first.archive).is_file() and first.objects == 2
+    members = subprocess.run(["arm-none-eabi-ar", "t", first.archive], capture_output=True, text=True).stdout
+    assert members.split() == ["tensorflow__lite__micro__a.cc.o", "third_party__cmsis_nn__b.c.o"]
+    assert first.jobs >= 1 and first.build_seconds >= 0
     assert "-O2" in first.cxx_flags and f"-I{tree.root}" in first.cxx_flags and "-DSTANDIN" in first.cxx_flags
     stamp = Path(first.archive).stat().st_mtime_ns
     again = build_library(tree, "-O2", cache_dir=tmp_path / "cache")
     assert again == first and Path(again.archive).stat().st_mtime_ns == stamp
+    assert TflmLibrary.of(Path(first.archive), first.key, tree, "-O2").cxx_flags == first.cxx_flags
+    with pytest.raises(BuildError, match="another TFLite Micro tree, compiler or flags"):
+        TflmLibrary.of(Path(first.archive), first.key, tree, "-Os")
 
 
 def test_key_follows_content_flags_and_not_location(tmp_path) -> None:

@@ -4,10 +4,10 @@ The image runs exactly as on QEMU: the harness's UART, its counter and the AIRCR
 modelled with MMIO callbacks. A block hook counts executions per translation block (the block's
 cost is computed once, see :mod:`microai.deploy.timing`); each read of the counter snapshots the
 totals, so per-vector numbers cover the same instructions as QEMU's icount measurement.
-Blocks are attributed to the ``layer_*`` function containing them (MicroAI's generated C; a block of
-another function that runs after a layer's code and before the model entry ``cnn`` runs again -- a
-helper the layer called: a shared block kernel, memset -- counts for that layer), or, in a TFLM image,
-to the operator whose kernel is running: the TFLM adapter publishes each operator's invoke function in
+Blocks are attributed to the ``layer_*`` function containing them; a block of another function that runs
+after a layer's code and before the model entry ``cnn`` runs again (a helper the layer called: a shared
+block kernel, memset) counts for that layer. In a TFLM image, blocks are attributed to the operator
+whose kernel is running: the TFLM adapter publishes each operator's invoke function in
 ``microai_tflm_operators`` (firmware/tflm/tflm_adapter.cc), and everything run between entering that
 function and returning to its caller is the operator's, labelled "<index> <OPERATOR>" in execution
 order. Everything else is "other".
@@ -32,13 +32,13 @@ from microai.deploy.timing import BlockCost, BlockCoster, TimingModel
 from microai.deploy.toolchain import FIRMWARE, memory_regions
 
 LAYER_PREFIX = "layer_"
+ENTRY = "cnn"  # the generated model's entry point: code between two layer calls
 OTHER = "other"
 PERIPHERALS = (0x40000000, 0x30000)  # CMSDK timers, UART0 and FPGAIO of mps2-an386
 UART0_DATA, UART0_STATE = 0x4000, 0x4004
 FPGAIO_COUNTER = 0x28018
 SCS = (0xE000E000, 0x1000)
 AIRCR = 0xD0C
-ENTRY = "cnn"  # the generated model's entry point: code between two layer calls
 TFLM_OPERATORS = "microai_tflm_operators"  # {invoke, name} per operator, see firmware/tflm
 _CONTEXT_SHIFT = 44  # block keys: (operator context << 44) | (address << 12) | size
 
@@ -97,6 +97,8 @@ class _Run:
         self.coster = coster
         self.max_instructions = max_instructions
         self.blocks: dict[int, BlockCost] = {}
+        self.called: dict[tuple[int, str], BlockCost] = {}  # helper blocks, per calling layer
+        self.caller: str | None = None
         self.uart = bytearray()
         self.snapshots: list[tuple[dict[str, int], dict[str, int]]] = []
         self.exited = False
@@ -104,8 +106,6 @@ class _Run:
         self.instructions = 0
         self.previous: BlockCost | None = None
         self.previous_end = -1
-        self.called: dict[tuple[int, str], BlockCost] = {}  # helper blocks, per calling layer
-        self.caller: str | None = None
         self.operator_table = operators
         self.operators: list[tuple[int, str]] = []
         self.next_operator = 0
@@ -124,7 +124,7 @@ class _Run:
         if block.layer == OTHER:
             if self.caller is not None:
                 block = self._called(key, block)
-        elif block.layer == ENTRY or block.layer.startswith(LAYER_PREFIX):
+        elif not self.context:
             self.caller = None if block.layer == ENTRY else block.layer
         block.hits += 1
         previous = self.previous
@@ -140,14 +140,6 @@ class _Run:
         if self.instructions > self.max_instructions:
             self.over_budget = True
             uc.emu_stop()
-
-    def _called(self, key: int, block: BlockCost) -> BlockCost:
-        """The copy of a helper's block that counts for the calling layer."""
-        copy = self.called.get((key, self.caller))
-        if copy is None:
-            copy = self.called[(key, self.caller)] = replace(block, layer=self.caller, hits=0, pipelined=0,
-                                                             taken=0)
-        return copy
 
     def _new_block(self, uc: Uc, address: int, size: int) -> BlockCost:
         static = self.blocks.get((address << 12) | size)
@@ -165,6 +157,14 @@ class _Run:
         self.return_to = uc.reg_read(UC_ARM_REG_LR) & ~1
         self.next_operator = (index + 1) % len(self.operators)
         self.expect = self.operators[self.next_operator][0]
+
+    def _called(self, key: int, block: BlockCost) -> BlockCost:
+        """The copy of a helper's block that counts for the calling layer."""
+        copy = self.called.get((key, self.caller))
+        if copy is None:
+            copy = self.called[(key, self.caller)] = replace(block, layer=self.caller, hits=0, pipelined=0,
+                                                             taken=0)
+        return copy
 
     def totals(self) -> tuple[dict[str, int], dict[str, int]]:
         cycles: dict[str, int] = {}

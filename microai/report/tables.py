@@ -147,13 +147,16 @@ def _framework_rows(key: tuple, framework: str, kinds: dict[str, list[dict[str, 
 #: Ratios MicroAI / TFLite Micro of the paper layout: metric -> table column (same run, same precision).
 RATIOS = {"est_cycles_ratio": "est_cycles", "rom_ratio": "rom_bytes", "ram_ratio": "ram_bytes"}
 PEER_FRAMEWORK = "tflite-micro"
+RATIO_FRAMEWORK = f"{OWN_FRAMEWORK} / {PEER_FRAMEWORK}"
+RATIO_HOW = ("ratio of the two frameworks' rows of this run: estimated cycles (Cortex-M4 timing model), "
+             "ROM and RAM of their ELFs (see those rows' how_measured)")
 
 
 def paper_layout(table: pd.DataFrame) -> pd.DataFrame:
     """The paper's Tables A3-A5: ROM (KiB), time (ms) and energy (uWh) against filters, one row per
     dataset / model / framework / board / precision / metric, with the rows' ``how_measured``; then,
-    framework "microai / tflite-micro", the ratios :data:`RATIOS` of the two frameworks' figures for the
-    same dataset, model, board and precision (int8 vs int8, float32 vs float32)."""
+    framework "microai / tflite-micro", the ratios :data:`RATIOS` of the two frameworks' figures for
+    the same dataset, model, board and precision (int8 vs int8, float32 vs float32)."""
     long = pd.concat(
         [table[[*PAPER_KEY, "filters"]].assign(metric=name, value=table[column] * scale)
          for name, (column, scale) in PAPER_METRICS.items()] + [_ratios(table)],
@@ -162,7 +165,9 @@ def paper_layout(table: pd.DataFrame) -> pd.DataFrame:
     wide = long.pivot_table(index=[*PAPER_KEY, "metric"], columns="filters", values="value", aggfunc="first")
     wide.columns = [f"F{c}" for c in wide.columns]
     how = table.groupby(PAPER_KEY)["how_measured"].agg(lambda s: " | ".join(dict.fromkeys(s.dropna())))
-    return wide.reset_index().join(how, on=PAPER_KEY)
+    wide = wide.reset_index().join(how, on=PAPER_KEY)
+    wide.loc[wide.framework == RATIO_FRAMEWORK, "how_measured"] = RATIO_HOW
+    return wide
 
 
 def _ratios(table: pd.DataFrame) -> pd.DataFrame:
@@ -170,8 +175,7 @@ def _ratios(table: pd.DataFrame) -> pd.DataFrame:
     ours = table[table.framework == OWN_FRAMEWORK].set_index(keys)
     peer = table[table.framework == PEER_FRAMEWORK].set_index(keys)
     both = ours.merge(peer, left_index=True, right_index=True, suffixes=("", "_peer"))
-    framework = f"{OWN_FRAMEWORK} / {PEER_FRAMEWORK}"
-    parts = [pd.DataFrame({"metric": name, "framework": framework,
+    parts = [pd.DataFrame({"metric": name, "framework": RATIO_FRAMEWORK,
                            "value": both[col].astype(float) / both[f"{col}_peer"].astype(float)},
                           index=both.index).reset_index()
              for name, col in RATIOS.items()]

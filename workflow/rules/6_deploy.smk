@@ -61,8 +61,8 @@ if TFLM_BOARDS:
             library=rules.tflm_library.output.manifest,
             data=PREPARED,
             code=code("microai/deploy", "microai/tflite", "firmware"),
+        # build.json only: a model that does not fit the board has no firmware.elf, and says why there.
         output:
-            elf=TFLM_BUILD + "/{board}/firmware.elf",
             build=TFLM_BUILD + "/{board}/build.json",
         params:
             opt=config["deploy"]["opt"],
@@ -73,11 +73,11 @@ if TFLM_BOARDS:
         shell:
             "{PYTHON} {SCRIPTS}/compile_tflm.py --params {PARAMS_FILE} --board {wildcards.board}"
             " --tflite {input.tflite} --library {input.library} --data {input.data}"
-            " --vectors {params.vectors} --opt={params.opt} --out-dir $(dirname {output.elf}) 2> {log}"
+            " --vectors {params.vectors} --opt={params.opt} --out-dir $(dirname {output.build}) 2> {log}"
 
     rule flash_tflm:
         input:
-            elf=TFLM_BUILD + "/{board}/firmware.elf",
+            build=TFLM_BUILD + "/{board}/build.json",
         output:
             TFLM_BUILD + "/{board}/flash.json",
         params:
@@ -86,4 +86,4 @@ if TFLM_BOARDS:
             "logs/flash_tflm/{dataset}/{model}-f{filters}/run{run}/{tflm_precision}/{board}.log",
         shell:
             "{PYTHON} {SCRIPTS}/flash.py --params {PARAMS_FILE} --board {wildcards.board}"
-            " --elf {input.elf} --out {output} 2> {log}"
+            " --elf $(dirname {input.build})/firmware.elf --out {output} 2> {log}"

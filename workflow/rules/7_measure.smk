@@ -32,7 +32,7 @@ if TFLM_BOARDS:
             flash=TFLM_BUILD + "/{board}/flash.json",
             tflite=MODEL_DIR + "/{tflm_precision}.tflite",
             data=PREPARED,
-            emulated_elf=TFLM_BUILD + "/qemu-m4/firmware.elf",
+            emulated=TFLM_BUILD + "/qemu-m4/build.json",
             code=code("microai/deploy", "microai/tflite"),
         output:
             RUN_DIR + "/tflite-micro/{tflm_precision}.{board}.json",
@@ -44,7 +44,8 @@ if TFLM_BOARDS:
         shell:
             "{PYTHON} {SCRIPTS}/measure_tflm.py --params {PARAMS_FILE} --board {wildcards.board}"
             " --build {input.build} --flash {input.flash} --tflite {input.tflite} --data {input.data}"
-            " --timeout {params.timeout} --emulated-elf {input.emulated_elf} --out {output} 2> {log}"
+            " --timeout {params.timeout} --emulated-elf $(dirname {input.emulated})/firmware.elf"
+            " --out {output} 2> {log}"
 
     localrules:
         flash_tflm,

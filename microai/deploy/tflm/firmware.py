@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from elftools.elf.elffile import ELFFile
 
 from microai.deploy.boards.base import Board, BuildResult, CortexMBoard
 from microai.deploy.errors import BuildError
@@ -49,4 +50,16 @@ def build_tflm_firmware(board: Board, tflite: Path, tree: TflmTree, library: Tfl
             raise BuildError(f"{tflite}: the TFLite Micro tree {tree.root} has no kernel for operator(s) "
                              f"{kernels} (tflite::Register_...() undefined at link time)") from e
         raise
+    _check_no_static_constructors(build.elf)
     return build, sources
+
+
+def _check_no_static_constructors(elf: Path) -> None:
+    """The harness's startup (firmware/cortex_m/startup.c) runs no C++ static constructors: refuse an
+    image that would need them rather than run it with objects left unconstructed."""
+    with elf.open("rb") as f:
+        sections = {s.name: s["sh_size"] for s in ELFFile(f).iter_sections()}
+    needed = [name for name in (".preinit_array", ".init_array", ".ctors") if sections.get(name)]
+    if needed:
+        raise BuildError(f"{elf}: the TFLite Micro image has static constructors ({', '.join(needed)}), "
+                         "which the harness's startup code does not run")

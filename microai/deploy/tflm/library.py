@@ -40,16 +40,25 @@ CXX, CC, AR = "arm-none-eabi-g++", "arm-none-eabi-gcc", "arm-none-eabi-ar"
 
 @dataclass(frozen=True)
 class TflmLibrary:
-    """A built library: the archive, the flags to compile code against it, and how it was built."""
+    """A built library: the archive, its cache key and the flags to compile code against it
+    (the adapter: absolute include dirs of the tree). ``build_seconds`` and ``jobs`` describe the
+    compilation that filled the cache; None where the library comes from a pipeline artifact, whose
+    content must not depend on the clock or the thread count."""
 
     archive: str
     key: str
-    tree: str
-    compiler: str
-    cxx_flags: list[str]  # for C++ that includes TFLM headers (the adapter): absolute include dirs
-    objects: int
-    build_seconds: float  # wall-clock time of the compilation that produced the cached archive
-    jobs: int
+    cxx_flags: list[str]
+    build_seconds: float | None = None
+    jobs: int | None = None
+
+    @classmethod
+    def of(cls, archive: Path, key: str, tree: TflmTree, opt: str,
+           target: Sequence[str] = CORTEX_M4F_FLAGS) -> TflmLibrary:
+        """The library in ``archive`` built with ``key``; BuildError if ``tree`` and ``opt`` give another."""
+        if library_key(tree, opt, target) != key:
+            raise BuildError(f"{archive} was built from another TFLite Micro tree, compiler or flags than "
+                             f"{tree.root} at {opt}: rebuild it (rule tflm_library)")
+        return cls(str(archive), key, compile_flags(tree, "c++", opt, target, absolute_includes=True))
 
 
 def cache_root() -> Path:
@@ -91,9 +100,9 @@ def build_library(tree: TflmTree, opt: str = "-O2", jobs: int | None = None,
         if not (folder / MANIFEST).is_file():
             _build(tree, opt, target, key, folder, jobs or len(os.sched_getaffinity(0)))
     built = json.loads((folder / MANIFEST).read_text())
-    # Paths come from this call: a tree with the same content elsewhere shares the cached archive.
-    return TflmLibrary(**{**built, "archive": str(folder / ARCHIVE), "tree": str(tree.root),
-                          "cxx_flags": compile_flags(tree, "c++", opt, target, absolute_includes=True)})
+    # Include paths come from this call: a tree with the same content elsewhere shares the archive.
+    flags = compile_flags(tree, "c++", opt, target, absolute_includes=True)
+    return TflmLibrary(str(folder / ARCHIVE), key, flags, built["build_seconds"], built["jobs"])
 
 
 def _build(tree: TflmTree, opt: str, target: Sequence[str], key: str, folder: Path, jobs: int) -> None:

@@ -10,6 +10,7 @@ comparison with the host runtime, Unicorn cycle estimate with a per-operator pro
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,14 @@ from microai.deploy.estimate import Estimate, estimate
 from microai.deploy.tflm.firmware import build_tflm_firmware
 from microai.deploy.tflm.library import TflmLibrary
 from microai.deploy.tflm.tree import TflmTree
-from microai.tflite.runtime import TFLMRun, arena_bytes, run_tflm
+from microai.tflite.runtime import TFLMRun, arena_bytes, operators, read_model, run_tflm
+
+#: Operators whose multiply-accumulates are counted: name -> MACs per output value from the filter shape.
+_MACS_PER_OUTPUT = {
+    "CONV_2D": lambda f: math.prod(f[1:]),  # filter (out_ch, kh, kw, in_ch)
+    "DEPTHWISE_CONV_2D": lambda f: f[1] * f[2],  # filter (1, kh, kw, out_ch)
+    "FULLY_CONNECTED": lambda f: f[-1],  # filter (out, in)
+}
 
 
 def outputs_match(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
@@ -33,6 +41,24 @@ def outputs_match(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
                           f"TFLM host runtime's {expected.dtype}{list(expected.shape)}")
     n = len(expected)
     return np.all(expected.reshape(n, -1).view(np.uint8) == actual.reshape(n, -1).view(np.uint8), axis=1)
+
+
+def operator_macs(tflite: Path) -> list[int]:
+    """Multiply-accumulates of each operator of the main subgraph, in execution order (0 for operators
+    without weights), so that a per-operator cycle profile gives cycles per MAC."""
+    from tflite_micro import runtime
+
+    model = runtime.convert_bytearray_to_object(bytearray(read_model(tflite)))
+    graph = model.subgraphs[0]
+    macs = []
+    for name, op in zip(operators(tflite), graph.operators or [], strict=True):
+        per_output = _MACS_PER_OUTPUT.get(name)
+        if per_output is None:
+            macs.append(0)
+            continue
+        weights = list(graph.tensors[op.inputs[1]].shape)
+        macs.append(int(per_output(weights) * math.prod(graph.tensors[op.outputs[0]].shape)))
+    return macs
 
 
 def arena_ram_bytes(data: int, bss: int, stack: int, arena: tuple[int, int] | None) -> int:
@@ -53,9 +79,9 @@ class TflmMeasurement:
 
     @property
     def ram_bytes(self) -> int:
-        """data + bss + stack reserve, arena at its used bytes (comparable to MicroAI's build.ram_bytes)."""
+        """data + bss + the stack high-water mark, the arena at its used bytes."""
         build = self.build
-        return arena_ram_bytes(build.data, build.bss, build.stack_reserve, self.run.arena_bytes)
+        return arena_ram_bytes(build.data, build.bss, self.run.stack_bytes_used, self.run.arena_bytes)
 
 
 def measure_tflite(tflite: Path, x: np.ndarray, tree: TflmTree, library: TflmLibrary, out_dir: Path,
