@@ -7,17 +7,19 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+# slurm-wlm + munge: the SLURM test starts a single-node cluster on localhost (tests/slurm_cluster.py).
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm slurm-wlm munge
 CORES ?= all
 
-.PHONY: setup run test lint repro clean-results readme-table
+.PHONY: setup run test lint repro dvc-yaml clean-results readme-table
 
 setup: $(VENV)/.deps-stamp .apt-stamp
 
-# Debian toolchain: cross compiler, newlib and the Cortex-M4F emulator.
+# Debian packages: cross compiler, newlib, the Cortex-M4F emulator, SLURM and munge.
 .apt-stamp:
 	@if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null \
-	    || ! test -f /usr/lib/arm-none-eabi/newlib/libc.a; then \
+	    || ! test -f /usr/lib/arm-none-eabi/newlib/libc.a || ! command -v slurmctld >/dev/null \
+	    || ! command -v munged >/dev/null; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
@@ -50,6 +52,10 @@ test: setup
 # The same stages with DVC (dvc.yaml); stage commands call `python`, so the venv goes first on PATH.
 repro: setup
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
+
+# dvc.yaml is generated from the stage table (microai/pipeline.py), the one the Snakefile reads.
+dvc-yaml: setup
+	$(BIN)/python -m microai.dvc_yaml > dvc.yaml.tmp && mv dvc.yaml.tmp dvc.yaml
 
 lint: setup
 	$(BIN)/ruff check .

@@ -7,9 +7,8 @@ Datasets:
 
 * ``fsdd``: the Free Spoken Digit Dataset (real recordings; default: ../shared/datasets/fsdd's archive),
   12 MFCC + energy x 39 frames, with ONE SPEAKER HELD OUT as the test set (``--speaker``, all of their
-  recordings) and the other speakers' recordings as the training set. The pipeline's own FSDD split is
-  the README's (recording index 0-4 test); the speaker split is made here because the pipeline option
-  (``datasets.fsdd.split``) had not landed when this benchmark was written.
+  recordings) and the other speakers' recordings as the training set: the pipeline's
+  ``datasets.fsdd.split: speaker:<name>`` split (its official split is at ceiling).
 * ``gtsrb-shape``: 3 x 32 x 32 images of 43 classes generated here (a seeded textured pattern per class,
   randomly shifted, scaled in brightness and noised): the GTSRB shape for the 2D ResNetv1-6, no data
   needed. ``--gtsrb-npz`` replaces it by a prepared real GTSRB (``data/prepared/gtsrb.npz`` of the
@@ -52,21 +51,15 @@ CALIBRATION = 1000  # representative samples, as the pipeline's frameworks.tflit
 
 
 def fsdd(archive: Path, speaker: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
-    """Every recording of ``speaker`` as the test set, the other speakers' as the training set (z-scored with
-    the training set's channel statistics, as the pipeline's prepare stage does)."""
+    """FSDD in the pipeline's ``datasets.fsdd.split: speaker:<speaker>`` split, z-scored with the training
+    set's channel statistics as the pipeline's prepare stage does."""
     from microai.data.fsdd import SPEC, load
 
-    raw = load(archive, **SPEC.options)
-    x = np.concatenate([raw.x_train, raw.x_test])
-    y = np.concatenate([raw.y_train, raw.y_test])
-    who = np.concatenate([raw.subjects_train, raw.subjects_test])
-    names = raw.preprocessing["speakers"]
-    if speaker not in names:
-        raise SystemExit(f"speaker '{speaker}' not in {names}")
-    test = who == names.index(speaker) + 1
-    mean, std = channel_statistics(x[~test])
-    return (standardize(x[~test], mean, std), y[~test], standardize(x[test], mean, std), y[test],
-            f"FSDD, speaker '{speaker}' held out ({test.sum()} test / {(~test).sum()} training recordings)")
+    raw = load(archive, **{**SPEC.options, "split": f"speaker:{speaker}"})
+    mean, std = channel_statistics(raw.x_train)
+    return (standardize(raw.x_train, mean, std), raw.y_train, standardize(raw.x_test, mean, std), raw.y_test,
+            f"FSDD, speaker '{speaker}' held out ({len(raw.y_test)} test / {len(raw.y_train)} training "
+            "recordings)")
 
 
 def gtsrb_shape(seed: int = 0, n_train: int = 6450, n_test: int = 2150

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from microai.config import load_params
+from microai.config import load_params, stage_resources
 from microai.data.errors import DatasetError
 
 #: Failures a user can act on from the message alone (bad input, missing tool, a limit): no traceback.
@@ -23,6 +23,17 @@ def parser(description: str) -> argparse.ArgumentParser:
 def params_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", type=Path, default=Path("params.yaml"),
                    help="parameters file (Snakemake passes the effective, merged configuration)")
+
+
+def threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for the numerics (Snakemake passes the rule's; default: the parameters'"
+                        " resources.stages.<stage>.threads, else resources.default.threads, else 1)")
+
+
+def threads(args: argparse.Namespace, params: dict[str, Any], stage: str) -> int:
+    """--threads, or the configuration's threads for ``stage`` (how DVC runs get theirs)."""
+    return args.threads if args.threads is not None else stage_resources(params, stage).get("threads", 1)
 
 
 def load(args: argparse.Namespace) -> dict[str, Any]:

@@ -43,6 +43,9 @@ def _check_references(params: dict[str, Any], source: str) -> None:
             for sec in sections:
                 if name not in params.get(sec, {}):
                     raise ConfigError(f"{source}: sweep.{dim} lists '{name}' but {sec}.{name} is not defined")
+    extra_runs = sorted(set(params["deploy"]["runs"]) - set(sweep["runs"]))
+    if extra_runs:
+        raise ConfigError(f"{source}: deploy.runs lists run(s) {extra_runs} that sweep.runs does not")
     for prec in sweep["precisions"]:
         if params["precisions"][prec]["method"] == "qat":
             for ds in sweep["datasets"]:
@@ -61,6 +64,12 @@ def load_params(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: expected a mapping at the top level")
     validate_params(params, str(path))
     return params
+
+
+def stage_resources(params: dict[str, Any], stage: str) -> dict[str, Any]:
+    """The configuration's threads / mem_mb / runtime for ``stage``: its entry over ``default``."""
+    res = params.get("resources", {})
+    return {**res.get("default", {}), **res.get("stages", {}).get(stage, {})}
 
 
 def section(params: dict[str, Any], *keys: str) -> Any:

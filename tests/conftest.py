@@ -23,6 +23,20 @@ settings.load_profile("repeatable")
 
 
 @pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny end-to-end configuration run once locally by Snakemake (slow: about a minute);
+    the pipeline, report, SLURM and DVC tests compare with it."""
+    from pipeline_support import failure_report, snakemake, tiny_params, write_params
+
+    workdir = tmp_path_factory.mktemp("pipeline")
+    write_params(workdir / "params.yaml", tiny_params())
+    proc = snakemake(workdir, "--cores", "2")
+    if proc.returncode != 0:
+        pytest.fail(failure_report(proc, workdir))
+    return workdir
+
+
+@pytest.fixture(scope="session")
 def synthetic_har(tmp_path_factory):
     """The default configuration's prepared synthetic-har (UCI-HAR's shape; 7352 train / 2947 test)."""
     from microai.data import download_dataset, load_prepared, prepare_dataset

@@ -88,9 +88,12 @@ def test_null_sha256_opts_out_with_warning_and_records_digest(tmp_path: Path, ar
     assert json.loads(path.read_text())["files"][0]["sha256"] == sha256_of(archive)
 
 
-def test_missing_official_checksum_must_be_configured(tmp_path: Path, archive: Path) -> None:
-    with pytest.raises(DatasetError, match=r"datasets\.fsdd\.sha256"):
-        download_dataset("fsdd", {"path": str(archive)}, tmp_path / "raw")
+def test_missing_official_checksum_is_trusted_on_first_use(tmp_path: Path, archive: Path) -> None:
+    seen = rf"trusting the one seen now, {sha256_of(archive)}.*datasets\.fsdd\.sha256"
+    with pytest.warns(UserWarning, match=seen):
+        path = download_dataset("fsdd", {"path": str(archive)}, tmp_path / "raw")
+    entry = json.loads(path.read_text())["files"][0]
+    assert entry["sha256"] == sha256_of(archive) and entry["verification"] == "trusted on first use"
 
 
 @pytest.mark.parametrize(

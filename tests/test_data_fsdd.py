@@ -101,3 +101,25 @@ def test_tiny_archive_split_and_errors(tmp_path: Path) -> None:
     corrupt = {**members, "fsdd-main/recordings/3_ann_0.wav": b"not audio"}
     with pytest.raises(DatasetError, match="3_ann_0.wav"):
         load(write_zip(tmp_path / "bad.zip", corrupt, zipfile.ZIP_STORED), 8000, 50.0, 25.0, 39)
+
+
+def test_real_archive_split_holding_out_one_speaker(tmp_path: Path) -> None:
+    cfg = {"path": str(FSDD_ZIP), "sha256": FSDD_SHA256, "split": "speaker:theo"}
+    download_dataset("fsdd", cfg, tmp_path / "raw")
+    prepared = load_prepared(prepare_dataset("fsdd", cfg, tmp_path / "raw", tmp_path / "fsdd.npz"))
+    speakers = prepared.provenance["preprocessing"]["speakers"]
+    theo = speakers.index("theo") + 1
+    assert prepared.x_test.shape == (500, 13, 39) and prepared.x_train.shape == (2500, 13, 39)
+    assert set(prepared.subjects_test.tolist()) == {theo}
+    assert theo not in set(prepared.subjects_train.tolist())
+    assert np.bincount(prepared.y_test).tolist() == [50] * 10
+    assert "theo held out" in prepared.provenance["preprocessing"]["split"]
+
+
+@pytest.mark.parametrize(("split", "message"), [
+    ("speaker:nobody", r"no speaker 'nobody'.*speakers: \['george'"),
+    ("by-index", r"must be 'official' or 'speaker:<name>'"),
+])
+def test_bad_split_names_the_choices(tmp_path: Path, split: str, message: str) -> None:
+    with pytest.raises(DatasetError, match=message):
+        load(FSDD_ZIP, 8000, 50.0, 25.0, 39, split=split)

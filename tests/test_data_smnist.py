@@ -67,10 +67,16 @@ def test_local_dir_mirror(tmp_path: Path) -> None:
     assert manifest["files"][0]["source"] == str(paths["train_data"])
 
 
-def test_unpinned_files_are_refused(tmp_path: Path) -> None:
-    write_record(tmp_path / "zenodo")
-    with pytest.raises(DatasetError, match=r"files\.train_data\.sha256"):
-        download_dataset("smnist", {"local_dir": str(tmp_path / "zenodo")}, tmp_path / "raw")
+def test_unpinned_files_are_trusted_on_first_use_and_pinned_in_provenance(tmp_path: Path) -> None:
+    """Zenodo publishes no sha256: a real run no longer stops; the digests seen are recorded."""
+    paths = write_record(tmp_path / "zenodo")
+    cfg = {"local_dir": str(tmp_path / "zenodo")}
+    with pytest.warns(UserWarning, match=r"trusting the one seen now.*files\.train_data\.sha256"):
+        download_dataset("smnist", cfg, tmp_path / "raw")
+    prepared = prepare_dataset("smnist", cfg, tmp_path / "raw", tmp_path / "s.npz")
+    provenance = load_prepared(prepared).provenance
+    assert provenance["checksums"]["data_sp_train.npy"] == sha256_of(paths["train_data"])
+    assert provenance["unverified"] == {p.name: "trusted on first use" for p in paths.values()}
 
 
 @pytest.mark.parametrize(

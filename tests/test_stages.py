@@ -105,7 +105,7 @@ def _attached(monkeypatch, tmp_path: Path, board_class: type, counts: int) -> di
                 else "host wall-clock ns (clock_gettime)"
             return RunResult(self.name, reference.run(graph, x), np.array([counts, counts]), 512, how)
 
-    monkeypatch.setattr(stages, "_test_vectors", lambda *_: (graph, x))
+    monkeypatch.setattr("microai.stages.deploy._test_vectors", lambda *_: (graph, x))
     monkeypatch.setattr("microai.deploy.boards.get_board", lambda name, **cfg: Attached(**cfg))
     build = tmp_path / "build.json"
     build.write_text(json.dumps({"elf": str(tmp_path / "fw.elf"), "rom_bytes": 1000, "ram_bytes": 9000,

@@ -50,7 +50,7 @@ def test_shared_tree_is_a_tflm_tree() -> None:
 
 # ----------------------------------------------------------------------------- stages
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tflite_stages(tmp_path_factory):
     """A small prepared dataset, an untrained ResNetv1-6 (F=4) graph and both TFLite stages run."""
     tmp = tmp_path_factory.mktemp("tflite-stages")
     params = load_params(ROOT / "params.yaml")
@@ -68,8 +68,8 @@ def tiny_run(tmp_path_factory):
     return params, data, graph_path, models, evals
 
 
-def test_convert_stage_writes_both_models_deterministically(tiny_run, tmp_path: Path) -> None:
-    params, data, graph_path, models, _ = tiny_run
+def test_convert_stage_writes_both_models_deterministically(tflite_stages, tmp_path: Path) -> None:
+    params, data, graph_path, models, _ = tflite_stages
     again = {p: tmp_path / f"{p}.tflite" for p in models}
     stages.convert_tflite(graph_path, data, params, again["float32"], again["int8"])
     for p, path in models.items():
@@ -77,8 +77,8 @@ def test_convert_stage_writes_both_models_deterministically(tiny_run, tmp_path: 
     assert sorted(f.name for f in tmp_path.iterdir()) == ["float32.tflite", "int8.tflite"]
 
 
-def test_evaluate_stage_reports_accuracy_arena_and_operators(tiny_run) -> None:
-    *_, models, evals = tiny_run
+def test_evaluate_stage_reports_accuracy_arena_and_operators(tflite_stages) -> None:
+    *_, models, evals = tflite_stages
     for precision, result in evals.items():
         assert 0.0 <= result["accuracy"] <= 1.0 and result["test_vectors"] == 40
         assert result["arena_bytes"] == result["arena_head_bytes"] + result["arena_tail_bytes"] > 0

@@ -235,3 +235,32 @@ def test_qat_in_the_tflite_scheme_exports_what_it_trained(trained_resnet, tmp_pa
     assert np.mean(R.predict(q, x) == R.predict(graph, x)) > 0.8
     convert(q, tmp_path / "c")
     np.testing.assert_array_equal(run_host(q, tmp_path / "c", x[:100]), R.run(q, x[:100]))
+
+
+@pytest.mark.slow
+def test_the_pipeline_stages_make_tflite_s_precisions(tmp_path: Path) -> None:
+    """params.yaml's precisions in TFLite's scheme through the stage functions the workflow runs:
+    quantize (PTQ, QAT, 16x8), evaluate, generated C checked on the host against the reference."""
+    import json
+
+    from microai import stages
+    from microai.config import load_params
+
+    params = load_params(Path(__file__).resolve().parent.parent / "params.yaml")
+    params["datasets"]["synthetic-har"].update(n_train=128, n_test=32)
+    params["train"]["synthetic-har"].update(epochs=1, milestones=[1], batch_size=32)
+    params["qat"]["synthetic-har"].update(epochs=1, milestones=[1], batch_size=32)
+    raw = tmp_path / "raw"
+    stages.download("synthetic-har", params, raw)
+    data = stages.prepare("synthetic-har", params, raw, tmp_path / "synthetic-har.npz")
+    ckpt = tmp_path / "float32.pt"
+    stages.train_float(data, "resnetv1-6", 4, 0, params, ckpt, tmp_path / "float32.train.json")
+    for name, precision in (("int8-tflite", "int8"), ("int8-tflite-qat", "int8"), ("int16x8", "int16x8")):
+        graph = tmp_path / f"{name}.json"
+        stages.quantize(name, params, ckpt, data, 0, graph, tmp_path / f"{name}.quant.json")
+        evaluated = stages.evaluate(graph, data, name, tmp_path / f"{name}.eval.json")
+        assert evaluated["graph_precision"] == precision and 0 <= evaluated["accuracy"] <= 1
+        assert json.loads(graph.read_text())["scheme"] == "tflite"
+        convert(Graph.load(graph), tmp_path / name)
+        checked = stages.check_host(graph, tmp_path / name, data, tmp_path / f"{name}.check.json")
+        assert checked["matches"] == 1.0 and checked["vectors"] == 32

@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from test_pipeline_e2e import ROOT, TFLM_TREE, tiny_params
+from pipeline_support import ROOT, snakemake, tiny_params, write_params
+
+TFLM_TREE = ROOT.parent / "shared" / "tflm"  # as .ci/run names it
 
 
 def planned_jobs(workdir: Path, tree: str | None) -> dict[str, int]:
     """Job counts of ``snakemake -n`` for the e2e test's tiny configuration (qemu-m4 and nucleo)."""
-    (workdir / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
+    write_params(workdir / "params.yaml", tiny_params())
     env = {k: v for k, v in os.environ.items() if k != "MICROAI_TFLM_TREE"}
     if tree is not None:
         env["MICROAI_TFLM_TREE"] = tree
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--cores", "2", "-n", "results/tables.csv"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    proc = snakemake(workdir, "--cores", "2", "-n", env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     stats = (proc.stdout + proc.stderr).split("Job stats:", 1)[1]
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE)}

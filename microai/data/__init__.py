@@ -7,7 +7,7 @@ reads their output. Names: ``synthetic-har`` (offline default), ``uci-har``, ``s
 
 from microai.data.errors import DatasetError
 from microai.data.prepared import PreparedDataset, load_prepared
-from microai.data.registry import DATASETS, download_dataset, prepare_dataset
+from microai.data.registry import DATASETS, download_dataset, prepare_dataset, why_unobtainable
 
 __all__ = [
     "DATASETS",
@@ -16,4 +16,5 @@ __all__ = [
     "download_dataset",
     "load_prepared",
     "prepare_dataset",
+    "why_unobtainable",
 ]

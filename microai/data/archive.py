@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import http.client
 import io
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -32,13 +34,21 @@ class Source:
 
     ``location`` is a URL (http, https, ftp, file) or a local path. ``sha256`` holds the accepted
     digests (some publishers ship the same content in more than one wrapping); ``None`` means the
-    user explicitly opted out of verification.
+    file is not verified: the user opted out (``sha256: null``), or, when ``pin_as`` names the
+    setting that would pin it, no digest is known at all and the first one seen is trusted.
     """
 
     key: str
     filename: str
     location: str
     sha256: tuple[str, ...] | None
+    pin_as: str | None = None
+
+    @property
+    def verification(self) -> str:
+        if self.sha256 is not None:
+            return "sha256"
+        return "trusted on first use" if self.pin_as else "not verified (sha256: null)"
 
 
 def sha256_of(path: Path) -> str:
@@ -57,6 +67,20 @@ def _open_location(location: str, timeout_s: float) -> IO[bytes]:
         return open(Path(location).expanduser(), "rb")
     except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
         raise DatasetError(f"cannot open {location}: {exc}") from exc
+
+
+def location_problem(location: str, timeout_s: float) -> str | None:
+    """Why ``location`` cannot be read from here (a missing file, an unreachable host), or None."""
+    parts = urllib.parse.urlsplit(location)
+    if parts.scheme in ("http", "https", "ftp"):
+        port = parts.port or {"http": 80, "https": 443, "ftp": 21}[parts.scheme]
+        try:
+            socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+        except OSError as exc:
+            return f"{parts.hostname} is unreachable from here ({exc})"
+        return None
+    path = Path(urllib.request.url2pathname(parts.path) if parts.scheme == "file" else location).expanduser()
+    return None if path.is_file() else f"{path} does not exist"
 
 
 def fetch(source: Source, raw_dir: Path, timeout_s: float = 60.0) -> dict[str, Any]:
@@ -95,6 +119,10 @@ def fetch(source: Source, raw_dir: Path, timeout_s: float = 60.0) -> dict[str, A
             )
         if source.filename.endswith(".zip"):
             check_zip(tmp, label=f"{source.filename} (sha256 {actual})")
+    if source.pin_as:
+        warnings.warn(f"{source.filename} from {source.location} has no official sha256: trusting the one "
+                      f"seen now, {actual} (recorded in the manifest and the results' provenance; set "
+                      f"{source.pin_as} to it to verify later downloads)", stacklevel=2)
     return _manifest_entry(source, dest, actual)
 
 
@@ -111,6 +139,7 @@ def _manifest_entry(source: Source, path: Path, sha256: str) -> dict[str, Any]:
         "filename": source.filename,
         "source": source.location,
         "sha256": sha256,
+        "verification": source.verification,
         "bytes": path.stat().st_size,
     }
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from microai.data import fsdd, gtsrb, smnist, synthetic_har, uci_har
-from microai.data.archive import fetch, sha256_of
+from microai.data.archive import fetch, location_problem, sha256_of
 from microai.data.atomic import atomic_output
 from microai.data.errors import DatasetError
 from microai.data.prepared import PreparedDataset, save_prepared
@@ -49,6 +49,29 @@ def download_dataset(name: str, cfg: dict[str, Any], raw_dir: Path) -> Path:
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def why_unobtainable(name: str, cfg: dict[str, Any], timeout_s: float = 5.0) -> str | None:
+    """Why the download stage could not get ``name``'s files from here, or None when it can.
+
+    Checked before a run starts (Snakemake's dry run too), so that a sweep stops with one message
+    naming every dataset it cannot obtain instead of failing hours later: a local path or
+    ``file://`` URL must exist; the host of a network URL must accept a connection.
+    """
+    spec = dataset_spec(name)
+    if spec.synthetic:
+        return None
+    try:
+        sources = resolve_sources(name, spec.files, cfg or {})
+    except DatasetError as exc:
+        return str(exc)
+    hint = (f"set datasets.{name}.path to a local copy of the official file" if len(sources) == 1 else
+            f"set datasets.{name}.local_dir to a folder holding the official files (or files.<key>.path)")
+    for source in sources:
+        problem = location_problem(source.location, timeout_s)
+        if problem:
+            return f"{source.filename}: {problem}; {hint}"
+    return None
 
 
 def read_manifest(name: str, raw_dir: Path) -> dict[str, Any]:
@@ -111,6 +134,8 @@ def prepare_dataset(name: str, cfg: dict[str, Any], raw_dir: Path, out_npz: Path
             "synthetic": False,
             "source": {e["filename"]: e["source"] for e in manifest["files"]},
             "checksums": {e["filename"]: e["sha256"] for e in manifest["files"]},
+            "unverified": {e["filename"]: e["verification"] for e in manifest["files"]
+                           if e.get("verification", "sha256") != "sha256"},
             "options": dict(options),
         }
     try:

@@ -10,7 +10,9 @@ sha256). The section may override them:
 
 ``sha256`` set to a digest verifies against it; ``sha256: null`` explicitly skips verification
 (a warning is emitted and the manifest records the digest actually fetched). A file whose
-official digest is unknown and whose section gives none is an error, never a silent download.
+official digest is unknown (smnist, gtsrb, fsdd: their publishers give none) and whose section
+pins none is trusted on first use: the download warns with the digest it saw, and the manifest,
+the prepared data and the results' provenance record it.
 """
 
 from __future__ import annotations
@@ -83,13 +85,10 @@ def _resolve_one(where: str, official: OfficialFile, local_dir: str | None, over
     else:
         location = official.url
     sha256 = override.get("sha256", _UNSET)
+    pin_as = None
     if sha256 is _UNSET:
-        if official.sha256 is None:
-            raise DatasetError(
-                f"{where}: no official sha256 is known for {official.filename}; set {where}.sha256 to its "
-                f"digest, or to null to skip verification"
-            )
         accepted = official.sha256
+        pin_as = f"{where}.sha256" if accepted is None else None
     elif sha256 is None:
         warnings.warn(
             f"{where}.sha256 is null: {official.filename} from {location} will not be verified",
@@ -100,4 +99,5 @@ def _resolve_one(where: str, official: OfficialFile, local_dir: str | None, over
         accepted = (sha256,)
     else:
         raise DatasetError(f"{where}.sha256 must be 64 lowercase hex digits or null, got {sha256!r}")
-    return Source(key=official.key, filename=official.filename, location=location, sha256=accepted)
+    return Source(key=official.key, filename=official.filename, location=location, sha256=accepted,
+                  pin_as=pin_as)

@@ -1,4 +1,4 @@
-"""Stage aggregate: per-run JSON results -> results/tables.csv, the paper's Tables A3-A5, a figure."""
+"""Stage aggregate: the sweep's per-run results -> tables, metrics, plot data and the paper's figures."""
 
 from pathlib import Path
 
@@ -8,14 +8,11 @@ from microai import cli, stages
 def main() -> None:
     p = cli.parser(__doc__)
     cli.params_arg(p)
-    p.add_argument("results", type=Path, nargs="+",
-                   help="per-run JSON results, or folders searched for them (results/runs)")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--out-paper", type=Path, required=True)
-    p.add_argument("--out-figure", type=Path, required=True)
+    p.add_argument("--runs", type=Path, required=True,
+                   help="folder of the per-run results (results/runs); only the sweep's files are read")
+    p.add_argument("--out-dir", type=Path, required=True, help="folder receiving the outputs (results)")
     args = p.parse_args()
-    files = [f for r in args.results for f in (sorted(r.rglob("*.json")) if r.is_dir() else [r])]
-    stages.aggregate(files, cli.load(args), args.out, args.out_paper, args.out_figure)
+    stages.aggregate(cli.load(args), args.runs, args.out_dir)
 
 
 if __name__ == "__main__":

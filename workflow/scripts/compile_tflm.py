@@ -10,14 +10,17 @@ def main() -> None:
     cli.params_arg(p)
     p.add_argument("--board", required=True)
     p.add_argument("--tflite", type=Path, required=True)
-    p.add_argument("--library", type=Path, required=True, help="library.json of the tflm_library stage")
+    p.add_argument("--library", type=Path, required=True, help="libtflm.json of the tflm_library stage")
     p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--vectors", type=int, required=True, help="test vectors embedded in the firmware")
-    p.add_argument("--opt", default="-O2")
-    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--build", type=Path, required=True,
+                   help="build report <folder>/build.json; the folder gets the whole build (firmware.elf)")
     args = p.parse_args()
-    stages.compile_tflm_firmware(args.board, args.tflite, args.library, args.data, args.vectors, args.opt,
-                                 cli.load(args), args.out_dir)
+    if args.build.name != "build.json":
+        p.error("--build must be <folder>/build.json")
+    params = cli.load(args)
+    deploy = params["deploy"]
+    stages.compile_tflm_firmware(args.board, args.tflite, args.library, args.data, deploy["vectors"],
+                                 deploy["opt"], params, args.build.parent)
 
 
 if __name__ == "__main__":

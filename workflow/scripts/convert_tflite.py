@@ -10,12 +10,13 @@ def main() -> None:
     cli.params_arg(p)
     p.add_argument("--graph", type=Path, required=True, help="float32 graph artifact")
     p.add_argument("--data", type=Path, required=True, help="prepared dataset (.npz): representative inputs")
-    p.add_argument("--threads", type=int, default=1)
+    cli.threads_arg(p)
     p.add_argument("--out-float", type=Path, required=True, help="float32 .tflite")
     p.add_argument("--out-int8", type=Path, required=True, help="int8 .tflite")
     args = p.parse_args()
-    stages.convert_tflite(args.graph, args.data, cli.load(args), args.out_float, args.out_int8,
-                          threads=args.threads)
+    params = cli.load(args)
+    stages.convert_tflite(args.graph, args.data, params, args.out_float, args.out_int8,
+                          threads=cli.threads(args, params, "convert_tflite"))
 
 
 if __name__ == "__main__":

@@ -13,14 +13,14 @@ def main() -> None:
     p.add_argument("--flash", type=Path, required=True, help="flash.json of the flash stage")
     p.add_argument("--graph", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--emulated-elf", type=Path, default=None,
                    help="qemu-m4 build of the same code (estimates a real board that is not attached)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    board_cfg = cli.load(args).get("boards", {}).get(args.board, {})
-    stages.measure(args.board, board_cfg, args.build, args.flash, args.graph, args.data, args.timeout,
-                   args.out, emulated_elf=args.emulated_elf)
+    params = cli.load(args)
+    board_cfg = params.get("boards", {}).get(args.board, {})
+    stages.measure(args.board, board_cfg, args.build, args.flash, args.graph, args.data,
+                   params["deploy"]["timeout_s"], args.out, emulated_elf=args.emulated_elf)
 
 
 if __name__ == "__main__":

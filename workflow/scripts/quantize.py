@@ -12,12 +12,13 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--run", type=int, required=True)
     p.add_argument("--precision", required=True)
-    p.add_argument("--threads", type=int, default=1)
+    cli.threads_arg(p)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--metrics", type=Path, required=True)
     args = p.parse_args()
-    stages.quantize(args.precision, cli.load(args), args.checkpoint, args.data, args.run, args.out,
-                    args.metrics, threads=args.threads)
+    params = cli.load(args)
+    stages.quantize(args.precision, params, args.checkpoint, args.data, args.run, args.out,
+                    args.metrics, threads=cli.threads(args, params, "quantize"))
 
 
 if __name__ == "__main__":

@@ -9,11 +9,12 @@ from microai import cli, stages
 def main() -> None:
     p = cli.parser(__doc__)
     cli.params_arg(p)
-    p.add_argument("--opt", default="-O2")
-    p.add_argument("--threads", type=int, default=1, help="parallel compilations on a cache miss")
+    cli.threads_arg(p)
     p.add_argument("--out", type=Path, required=True, help="libtflm.a (its description goes to <out>.json)")
     args = p.parse_args()
-    stages.tflm_library(cli.load(args), args.opt, args.out, threads=args.threads)
+    params = cli.load(args)
+    stages.tflm_library(params, params["deploy"]["opt"], args.out,
+                        threads=cli.threads(args, params, "tflm_library"))
 
 
 if __name__ == "__main__":

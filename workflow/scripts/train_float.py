@@ -12,12 +12,13 @@ def main() -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--filters", type=int, required=True)
     p.add_argument("--run", type=int, required=True)
-    p.add_argument("--threads", type=int, default=1)
+    cli.threads_arg(p)
     p.add_argument("--out", type=Path, required=True, help="checkpoint (.pt)")
     p.add_argument("--metrics", type=Path, required=True, help="metrics (.json)")
     args = p.parse_args()
-    stages.train_float(args.data, args.model, args.filters, args.run, cli.load(args), args.out, args.metrics,
-                       threads=args.threads)
+    params = cli.load(args)
+    stages.train_float(args.data, args.model, args.filters, args.run, params, args.out, args.metrics,
+                       threads=cli.threads(args, params, "train_float"))
 
 
 if __name__ == "__main__":
