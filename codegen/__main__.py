@@ -1,5 +1,6 @@
 """CLI: ``python -m codegen MODEL -o OUTDIR``: MODEL is a graph artifact (a Graph.save stem, .json or
-.npz) or a Keras model (.keras, .h5), converted to a float32 graph first."""
+.npz), a Keras model (.keras, .h5), converted to a float32 graph first, or a quantized TFLite model
+(.tflite: int8, or int16 activations with int8 weights), imported with TFLite's integer arithmetic."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from codegen.errors import CodegenError
 from codegen.lowering import KERNEL_SETS
 from microai.graph import Graph, GraphError
 from microai.graph.keras_io import KERAS_SUFFIXES, load_keras
+from microai.tflite.importer import TFLITE_SUFFIX, load_tflite
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m codegen", description=__doc__)
     parser.add_argument("artifact", type=Path,
-                        help="graph artifact (<stem>, <stem>.json, <stem>.npz) or Keras model (.keras, .h5)")
+                        help="graph artifact (<stem>, <stem>.json, <stem>.npz), Keras model (.keras, .h5) or "
+                             "quantized TFLite model (.tflite)")
     parser.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the generated C library")
     parser.add_argument("--kernels", choices=KERNEL_SETS, default="optimized",
                         help="layer C: plain reference loops, or register-blocked SIMD kernels (default)")
@@ -39,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
 def _load(path: Path) -> Graph:
     if path.suffix.lower() in KERAS_SUFFIXES:
         return load_keras(path)  # imports TensorFlow (seconds): only for Keras models
+    if path.suffix.lower() == TFLITE_SUFFIX:
+        return load_tflite(path)
     return Graph.load(path)
 
 

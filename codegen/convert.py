@@ -8,12 +8,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from codegen.ctext import number_bytes, number_ctype
+from codegen.ctext import CTYPE_BYTES, arena_ctype, tensor_ctype
 from codegen.errors import CodegenError
 from codegen.lowering import KERNEL_SETS, Layer, Lowered, lower
 from codegen.memory import Buffer, Placement, lower_bound, plan, pool_allocation
 from codegen.outdir import write_outdir
-from codegen.render import render
+from codegen.render import ENV, render
 from microai import ops
 from microai.graph import Graph, GraphError
 from microai.graph.passes import simplify
@@ -38,6 +38,8 @@ class CodegenResult:
     input_shape: list[int]
     output_shape: list[int]
     output_layout_shape: list[int]  # logical shape whose channels-last order the output follows
+    input_ctype: str  # C types of the input and output buffers (model_input_t, model_output_t)
+    output_ctype: str
     input_size: int
     output_size: int
     params: int
@@ -69,7 +71,7 @@ def convert(graph: Graph, outdir: Path, *, layout: str = "channels_last",
     lowered = lower(g, kernels)
     buffers = _buffers(g, lowered)
     pools, planned = pool_allocation(buffers), plan(buffers)
-    sizeof = number_bytes(g.precision)
+    sizeof = CTYPE_BYTES[arena_ctype(g)]
     out_node = g.node(g.output)
     result = CodegenResult(
         outdir=str(outdir),
@@ -81,11 +83,13 @@ def convert(graph: Graph, outdir: Path, *, layout: str = "channels_last",
         input_shape=list(g.input.shape),
         output_shape=list(out_node.shape),
         output_layout_shape=list(lowered.layout[g.output]),
+        input_ctype=tensor_ctype(g, g.input),
+        output_ctype=tensor_ctype(g, out_node),
         input_size=math.prod(g.input.shape),
         output_size=math.prod(out_node.shape),
         params=g.param_count(),
         macs=g.macs(),
-        layers=[_layer_summary(g, layer, planned) for layer in lowered.layers],
+        layers=[_layer_summary(g, layer, planned, kernels) for layer in lowered.layers],
         activation_bytes_pools=pools.size,
         activation_bytes_planned=planned.size,
         activation_bytes_lower_bound=lower_bound(buffers),
@@ -107,6 +111,15 @@ def prepare(graph: Graph) -> Graph:
         raise CodegenError(f"graph cannot be prepared for code generation: {e}") from e
 
 
+def kernel_set(layer: Layer, kernels: str) -> str:
+    """The kernel set whose template computes ``layer``: the one asked for, or ``reference`` when the
+    optimized set has no kernel for it or the lowering chose the reference one (the report's
+    ``layers[].kernels`` and ``layers[].fallback``, and the layer's comment, say so)."""
+    if layer.fallback is None and f"{kernels}/{layer.template}" not in ENV.list_templates():
+        layer.fallback = f"the {kernels} set has no {layer.template}"
+    return "reference" if layer.fallback else kernels
+
+
 def load_report(outdir: Path) -> dict[str, Any]:
     """The ``codegen_report.json`` of a generated folder."""
     path = Path(outdir) / REPORT_NAME
@@ -118,7 +131,6 @@ def load_report(outdir: Path) -> dict[str, Any]:
 
 def _buffers(g: Graph, lowered: Lowered) -> list[Buffer]:
     """Arena buffers: every layer output except the graph output (the caller owns input and output)."""
-    sizeof = number_bytes(g.precision)
     last_read: dict[str, int] = {}
     for step, layer in enumerate(lowered.layers):
         for owner in layer.inputs:
@@ -129,6 +141,7 @@ def _buffers(g: Graph, lowered: Lowered) -> list[Buffer]:
         name = layer.node.name
         if name == out_owner:
             continue
+        sizeof = CTYPE_BYTES[tensor_ctype(g, layer.node)]
         buffers.append(Buffer(name, _aligned(math.prod(layer.node.shape) * sizeof), step,
                               last_read.get(name, step)))
     for step, layer in enumerate(lowered.layers):
@@ -146,10 +159,13 @@ def _scratch(layer: Layer) -> str:
     return f"{layer.node.name} scratch"
 
 
-def _layer_summary(g: Graph, layer: Layer, placement: Placement) -> dict[str, Any]:
+def _layer_summary(g: Graph, layer: Layer, placement: Placement, kernels: str) -> dict[str, Any]:
     node = layer.node
     summary = {"function": layer.function, "node": node.name, "op": node.op, "output_shape": list(node.shape),
-               "macs": ops.of(node).macs(node), "arena_offset": placement.offsets.get(node.name)}
+               "macs": ops.of(node).macs(node), "arena_offset": placement.offsets.get(node.name),
+               "kernels": kernel_set(layer, kernels)}
+    if layer.fallback and kernels != "reference":
+        summary["fallback"] = layer.fallback
     if g.is_quantized:
         summary["formats"] = {k: str(f) for k, f in node.formats.items()}
     return summary
@@ -173,21 +189,29 @@ def _render_all(g: Graph, lowered: Lowered, placement: Placement, sizeof: int,
             return "input"
         if owner == out_owner:
             return "output"
-        return f"arena.values + {placement.offsets[owner] // sizeof}"
+        pointer = f"arena.values + {placement.offsets[owner] // sizeof}"
+        ctype = tensor_ctype(g, g.node(owner))
+        return pointer if ctype == arena_ctype(g) else f"({ctype} *)({pointer})"
 
+    scheme = g.scheme if integer else "float"
     common: dict[str, Any] = {"name": g.metadata.get("name", g.output), "precision": g.precision,
-                              "integer": integer, "ctype": number_ctype(g.precision)}
+                              "integer": integer, "ctype": arena_ctype(g), "scheme": scheme}
     fixed: dict[str, Any] = {}
-    if integer:
+    if scheme == "tflite":
+        fixed = _tflite_context(g, result)
+    elif integer:
         fmt = g.input.formats["output"]
         fixed = {"width": g.width, "min_int": fmt.min_int,
                  "max_int": fmt.max_int, "rounding": g.rounding, "quant_rounding": g.quant_rounding,
                  "input_frac": fmt.frac, "output_frac": g.node(g.output).formats["output"].frac}
     layers, calls, helpers = [], [], []
-    for layer in lowered.layers:
-        code = render(f"{result.kernels}/{layer.template}", **{**common, **fixed, **layer.params},
+    for layer, summary in zip(lowered.layers, result.layers, strict=True):
+        code = render(f"{summary['kernels']}/{layer.template}", **{**common, **fixed, **layer.params},
                       function=layer.function)
-        layers.append({"summary": _describe(g, layer), "arrays": layer.arrays, "code": code.rstrip("\n")})
+        summary_text = _describe(g, layer)
+        if summary["kernels"] != result.kernels:
+            summary_text += f"; reference kernel: {layer.fallback}"
+        layers.append({"summary": summary_text, "arrays": layer.arrays, "code": code.rstrip("\n")})
         args = [buffer(owner) for owner in layer.inputs] + [buffer(layer.node.name)]
         if layer.scratch_bytes:
             args.append(f"arena.scratch + {placement.offsets[_scratch(layer)] // SCRATCH_BYTES[integer]}")
@@ -210,6 +234,17 @@ def _render_all(g: Graph, lowered: Lowered, placement: Placement, sizeof: int,
                                     helpers=[render(h.template, **common, **fixed, **dict(h.params))
                                              for h in helpers])
     return texts
+
+
+def _tflite_context(g: Graph, result: CodegenResult) -> dict[str, Any]:
+    """number.h / model.h parameters of a tflite-scheme graph: buffer types, input and output quantization,
+    which helpers the layers need (64-bit requantization, the softmax's fixed point)."""
+    fin, fout = g.input.formats["output"], g.node(g.output).formats["output"]
+    wide = any(g.node(n.inputs[0]).formats["output"].width == 16 for n in g.nodes if "kernel" in n.weights)
+    return {"input_ctype": result.input_ctype, "output_ctype": result.output_ctype, "wide": wide,
+            "softmax": any(n.op == "Softmax" for n in g.nodes), "width": 8,
+            "input_scale": fin.scale[0], "input_zero_point": fin.zero_point[0],
+            "output_scale": fout.scale[0], "output_zero_point": fout.zero_point[0]}
 
 
 def _layout_text(shape: list[int], layout_shape: list[int]) -> str:

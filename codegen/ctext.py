@@ -7,6 +7,7 @@ import re
 import numpy as np
 
 from codegen.errors import CodegenError
+from microai.graph import Graph, Node
 
 VALUES_PER_LINE = 12
 
@@ -25,14 +26,27 @@ def number_ctype(precision: str) -> str:
     return "int8_t" if width <= 8 else "int16_t"
 
 
+#: sizeof and numpy dtype of the C types a tensor may have.
+CTYPE_BYTES = {"float": 4, "int8_t": 1, "int16_t": 2}
+CTYPE_DTYPES = {"float": np.float32, "int8_t": np.int8, "int16_t": np.int16}
+
+
+def tensor_ctype(graph: Graph, node: Node) -> str:
+    """The C type of ``node``'s output buffer: number_t's, or in the tflite scheme (where widths may
+    differ per tensor) the type of its own format."""
+    if graph.is_quantized and graph.scheme == "tflite":
+        return {8: "int8_t", 16: "int16_t"}[node.formats["output"].width]
+    return number_ctype(graph.precision)
+
+
+def arena_ctype(graph: Graph) -> str:
+    """The element type of the activation arena: number_t (int8_t in the tflite scheme: offsets in bytes)."""
+    return "int8_t" if graph.is_quantized and graph.scheme == "tflite" else number_ctype(graph.precision)
+
+
 def number_bytes(precision: str) -> int:
     """sizeof(number_t)."""
-    return {"float": 4, "int8_t": 1, "int16_t": 2}[number_ctype(precision)]
-
-
-def numpy_dtype(precision: str) -> type:
-    """The numpy dtype of number_t (for packing inputs and reading outputs)."""
-    return {"float": np.float32, "int8_t": np.int8, "int16_t": np.int16}[number_ctype(precision)]
+    return CTYPE_BYTES[number_ctype(precision)]
 
 
 def float_literal(value: float) -> str:

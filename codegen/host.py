@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from codegen.convert import load_report, prepare
-from codegen.ctext import numpy_dtype
+from codegen.ctext import CTYPE_DTYPES
 from codegen.errors import CodegenError
 from codegen.layout import pack_input, unpack_output
 from codegen.render import render
@@ -104,7 +104,7 @@ def _run(exe: Path, packed: np.ndarray, report: dict[str, Any]) -> np.ndarray:
     proc = subprocess.run([str(exe)], input=packed.tobytes(), capture_output=True, check=False)
     if proc.returncode != 0:
         raise CodegenError(f"{exe} failed with exit code {proc.returncode}: {proc.stderr.decode().strip()}")
-    y = np.frombuffer(proc.stdout, dtype=numpy_dtype(report["precision"]))
+    y = np.frombuffer(proc.stdout, dtype=CTYPE_DTYPES[report["output_ctype"]])
     expected = len(packed) * report["output_size"]
     if y.size != expected:
         raise CodegenError(f"{exe}: produced {y.size} output values, expected {expected}")

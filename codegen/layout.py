@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from codegen.ctext import numpy_dtype
+from codegen.ctext import CTYPE_DTYPES, tensor_ctype
 from codegen.errors import CodegenError
 from microai.graph import Graph
 from microai.quant.reference import quantize_input
@@ -42,7 +42,7 @@ def pack_input(graph: Graph, x: np.ndarray) -> np.ndarray:
     if x.shape[1:] != shape:
         raise CodegenError(f"input batch of shape {x.shape} does not match the model input {shape} (+ batch)")
     values = quantize_input(graph, x) if graph.is_quantized else x
-    values = np.asarray(values).astype(numpy_dtype(graph.precision))
+    values = np.asarray(values).astype(CTYPE_DTYPES[tensor_ctype(graph, graph.input)])
     return np.ascontiguousarray(values.reshape(len(x), -1)[:, memory_order(shape)])
 
 

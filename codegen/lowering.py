@@ -20,6 +20,7 @@ from codegen.layout import memory_order
 from microai import ops
 from microai.graph import Graph, Node, QFormat
 from microai.ops.pow2 import LONG_MAX
+from microai.ops.tflite import ACTIVATIONS, TFLITE
 from microai.quant.reference import accumulator_bound, shift_right
 
 #: The C of every layer: plain reference loops, or the optimized kernels (codegen/templates/<set>/).
@@ -65,6 +66,8 @@ class Layer:
     arrays: list[CArray] = field(default_factory=list)
     scratch_bytes: int = 0
     helpers: list[Helper] = field(default_factory=list)
+    #: Why the layer uses the reference kernels although the optimized ones were asked for (None: it doesn't).
+    fallback: str | None = None
 
     @property
     def function(self) -> str:
@@ -88,7 +91,7 @@ def lower(graph: Graph, kernels: str = "optimized") -> Lowered:
     for index, node in enumerate(graph.nodes):
         if node.name not in nodes:
             continue
-        _check_activation(node)
+        _check_activation(graph, node)
         op = ops.of(node)
         if node.op == "Input":
             ctx.owner[node.name] = node.name
@@ -107,7 +110,7 @@ def lower(graph: Graph, kernels: str = "optimized") -> Lowered:
                                    f"BatchNorm must be folded by microai.graph.passes first)")
             ctx.owner[node.name] = node.name
             ctx.layout[node.name] = node.shape
-            layer = op.lower(ctx, node)
+            layer = op.lower_tflite(ctx, node) if ctx.tflite else op.lower(ctx, node)
             layer.index = index
             layer.inputs = [ctx.owner[i] for i in node.inputs]
             layers.append(layer)
@@ -129,11 +132,12 @@ def _live_nodes(graph: Graph) -> set[str]:
     return live
 
 
-def _check_activation(node: Node) -> None:
+def _check_activation(graph: Graph, node: Node) -> None:
     act = node.attrs.get("activation")
-    if act is not None and (act != "relu" or not ops.of(node).relu_fusable):
+    allowed = ACTIVATIONS if graph.is_quantized and graph.scheme == TFLITE else ("relu",)
+    if act is not None and (act not in allowed or not ops.of(node).relu_fusable):
         raise CodegenError(f"{node.describe()}: fused activation '{act}' not supported "
-                           f"(only 'relu' on {ops.relu_fusable()})")
+                           f"(only {allowed} on {ops.relu_fusable()})")
 
 
 class LoweringContext:
@@ -151,16 +155,22 @@ class LoweringContext:
         return self.graph.is_quantized
 
     @property
+    def tflite(self) -> bool:
+        """The graph follows TFLite's integer scheme (operators lower with ``lower_tflite``)."""
+        return self.integer and self.graph.scheme == TFLITE
+
+    @property
     def narrow(self) -> bool:
-        """int8_t storage (widths <= 8): the optimized kernels widen values to int16 before multiplying."""
-        return self.integer and number_ctype(self.graph.precision) == "int8_t"
+        """int8_t storage (widths <= 8; the tflite scheme's int8 weights): the optimized kernels widen values
+        to int16 before multiplying."""
+        return self.tflite or (self.integer and number_ctype(self.graph.precision) == "int8_t")
 
     def fmt(self, node: Node, key: str = "output") -> QFormat:
         try:
             fmt = node.formats[key]
         except KeyError:
             raise CodegenError(f"{node.describe()}: no '{key}' number format recorded") from None
-        if fmt.width != self.graph.width:
+        if not self.tflite and fmt.width != self.graph.width:
             raise CodegenError(f"{node.describe()}: '{key}' is {fmt.width}-bit in a "
                                f"{self.graph.precision} graph")
         return fmt
@@ -238,9 +248,21 @@ class LoweringContext:
 
     @staticmethod
     def layer(node: Node, template: str, params: dict[str, Any], arrays: list[CArray] | None = None,
-              scratch_bytes: int = 0, helpers: list[Helper] | None = None) -> Layer:
-        """A C layer of ``node`` from ``<kernels>/<template>`` (lower() fills in its index and inputs)."""
-        return Layer(-1, node, template, [], params, arrays or [], scratch_bytes, helpers or [])
+              scratch_bytes: int = 0, helpers: list[Helper] | None = None,
+              fallback: str | None = None) -> Layer:
+        """A C layer of ``node`` from ``<kernels>/<template>`` (lower() fills in its index and inputs);
+        ``fallback``: why the reference kernel computes it although the optimized set was asked for."""
+        return Layer(-1, node, template, [], params, arrays or [], scratch_bytes, helpers or [], fallback)
+
+    @staticmethod
+    def typed_arrays(node: Node, params: dict[str, Any], **values: tuple[str, np.ndarray]) -> list[CArray]:
+        """One ``static const`` array per keyword ``key=(C type, values)``, named ``<key>_<node>``; the names
+        go into ``params``."""
+        arrays = []
+        for key, (ctype, v) in values.items():
+            params[key] = f"{key}_{c_identifier(node.name)}"
+            arrays.append(CArray(params[key], ctype, v))
+        return arrays
 
     @staticmethod
     def helper(template: str, **params: Any) -> Helper:

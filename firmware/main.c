@@ -3,9 +3,11 @@
  * vectors and reports over the UART with a line protocol (see microai/deploy/protocol.py):
  *
  *   MICROAI v1 board=<name> vectors=<N> outputs=<K> dtype=<f32|i8|i16>
+ *   ARENA <used> <size>                      tensor arena bytes (runtimes that have one, e.g. TFLM)
+ *   LOG <text>                               a message of the model's runtime
  *   V <i> <cycles> <out0> ... <outK-1>      one line per vector, cycles in board units
  *   STACK <bytes>                            stack high-water mark (boards that paint it)
- *   END ok
+ *   END ok                                   (END error when model_setup() or an inference failed)
  *
  * Integer outputs are printed in decimal, floats as hex IEEE-754 bit patterns.
  */
@@ -17,11 +19,18 @@
 #include "number.h"
 #include "vectors.h"
 
-#define NUMBER_DTYPE _Generic((number_t)0, float: "f32", int8_t: "i8", int16_t: "i16")
+#define NUMBER_DTYPE _Generic((model_output_t)0, float: "f32", int8_t: "i8", int16_t: "i16")
 
-static number_t output[MODEL_OUTPUT_SAMPLES];
+static model_output_t output[MODEL_OUTPUT_SAMPLES];
 
-static void put_number(number_t v)
+/* One-time set-up before the timed inferences; 0 on success. Generated C needs none (this default);
+ * a runtime such as TFLM's adapter (firmware/tflm) defines its own to build its interpreter. */
+__attribute__((weak)) int model_setup(void)
+{
+    return 0;
+}
+
+static void put_number(model_output_t v)
 {
     _Generic(v, float: put_float_bits, default: put_i32)(v);
 }
@@ -38,6 +47,10 @@ int main(void)
     put_str(" dtype=");
     put_str(NUMBER_DTYPE);
     put_nl();
+    if (model_setup() != 0) {
+        put_str("END error\n");
+        board_exit(1);
+    }
 
     for (uint32_t i = 0; i < vector_count; i++) {
         uint32_t start = board_cycles();

@@ -9,6 +9,6 @@
 
 extern const uint32_t vector_count;
 /* Already packed in the generated library's input layout and number format. */
-extern const number_t vectors[][MODEL_INPUT_SIZE];
+extern const model_input_t vectors[][MODEL_INPUT_SIZE];
 
 #endif

@@ -51,6 +51,12 @@ TFLM_PRECISIONS = ("float32", "int8")
 FLOAT_GRAPH = MODEL_DIR + "/float32.json"
 FLOAT_WEIGHTS = MODEL_DIR + "/float32.npz"
 TFLITE = MODEL_DIR + "/{precision}.tflite"
+#: TFLite Micro on the boards: one library for every Cortex-M4F board (same compiler and flags, from a
+#: content-keyed cache), the .tflite models built with the TFLM adapter per board.
+TFLM_LIBRARY = "build/tflm/cortex-m4f/libtflm.a"
+TFLM_LIBRARY_JSON = "build/tflm/cortex-m4f/libtflm.json"  # its description, written beside it
+TFLM_FIRMWARE = BUILD_DIR.replace("{precision}", "tflite-micro/{precision}") + "/{board}"
+TFLM_EMULATED_ELF = TFLM_FIRMWARE.replace("{board}", "qemu-m4") + "/firmware.elf"
 
 #: Code every stage script runs: argument parsing, parameter loading, the stage functions' package
 #: (and the data package, whose errors the command line reports).
@@ -58,6 +64,9 @@ COMMON_CODE = ("microai/__init__.py", "microai/cli.py", "microai/config.py", "mi
                "microai/data")
 #: The graph IR and everything that reads it: operators, quantization, the reference, codegen.
 GRAPH_CODE = ("microai/graph", "microai/ops", "microai/quant", "codegen")
+#: The board stages of both frameworks: their shared bodies (build folders, run + estimates, flash), the
+#: boards, the TFLM measurement (its reference: the TFLM host runtime).
+BOARD_CODE = ("microai/stages/boards.py", "microai/data", "microai/deploy", "microai/tflite")
 SOURCE_SUFFIXES = {".py", ".j2", ".c", ".h", ".ld", ".cc", ".s", ".S"}
 
 
@@ -169,7 +178,7 @@ STAGES: tuple[Stage, ...] = (
         outputs={"graph": _out(GRAPH), "weights": _out(WEIGHTS),
                  "history": _out(MODEL_DIR + "/{precision}.quant.json")},
         params=("precisions.{precision}", "qat.{dataset}?"),
-        code=("microai/data", "microai/models", "microai/train", *GRAPH_CODE),
+        code=("microai/data", "microai/models", "microai/train", "microai/tflite", *GRAPH_CODE),
         threaded=True,
     ),
     Stage(
@@ -223,14 +232,14 @@ STAGES: tuple[Stage, ...] = (
         inputs={"c": BUILD_DIR + "/c", "graph": GRAPH, "weights": WEIGHTS, "data": PREPARED},
         outputs={"elf": _out(FIRMWARE + "/firmware.elf"), "build": _out(FIRMWARE + "/build.json")},
         params=("deploy.vectors", "deploy.opt"),
-        code=("microai/data", "microai/deploy", "firmware", *GRAPH_CODE), local=True,
+        code=(*BOARD_CODE, "firmware", *GRAPH_CODE), local=True,
     ),
     Stage(
-        name="flash", script="flash.py", module="deploy", over=BOARD, deploy_runs=True,
+        name="flash", script="flash.py", module="boards", over=BOARD, deploy_runs=True,
         doc="program an attached board (pyocd); the emulator and the host load the ELF at run time",
         args="--board {board} --elf {input.elf} --out {output.status}",
         inputs={"elf": FIRMWARE + "/firmware.elf"}, outputs={"status": _out(FIRMWARE + "/flash.json")},
-        params=("boards.{board}?",), code=("microai/data", "microai/deploy", *GRAPH_CODE), local=True,
+        params=("boards.{board}?",), code=BOARD_CODE, local=True,
     ),
     Stage(
         name="measure", script="measure.py", module="deploy", over=BOARD, deploy_runs=True,
@@ -243,7 +252,52 @@ STAGES: tuple[Stage, ...] = (
                 "emulated_elf": EMULATED_ELF},
         outputs={"result": _out(RUN_DIR + "/{precision}.{board}.json")},
         params=("boards.{board}?", "deploy.timeout_s"),
-        code=("microai/data", "microai/deploy", *GRAPH_CODE), local=True,
+        code=(*BOARD_CODE, *GRAPH_CODE), local=True,
+    ),
+    # TFLite Micro on the boards, with the same harness and line protocol. Without a TFLM tree these
+    # stages record "unavailable: <reason>" instead of building (DVC runs them all; Snakemake plans them
+    # only for the boards sweep_results asks for); the ELF is tracked through build.json's elf_sha256.
+    Stage(
+        name="tflm_library", script="tflm_library.py", module="tflm", over=(),
+        doc="TFLM + CMSIS-NN of the named tree as a static library for the Cortex-M4F boards (cached)",
+        args="--out " + TFLM_LIBRARY,
+        inputs={}, outputs={"manifest": _out(TFLM_LIBRARY_JSON)},
+        params=("frameworks.tflite-micro.source", "deploy.opt"), facts=("tflm_tree", "tflm_library_key"),
+        code=BOARD_CODE, threaded=True,
+    ),
+    Stage(
+        name="compile_tflm", script="compile_tflm.py", module="tflm", over=BOARD, deploy_runs=True,
+        values={"precision": TFLM_PRECISIONS},
+        doc="a .tflite model + the TFLM adapter + library per board (ROM, RAM; a model that does not fit"
+            " gives a build.json saying so)",
+        args="--board {board} --tflite {input.tflite} --library {input.library} --data {input.data}"
+             " --build {output.build}",
+        inputs={"tflite": TFLITE, "library": TFLM_LIBRARY_JSON, "data": PREPARED},
+        outputs={"build": _out(TFLM_FIRMWARE + "/build.json")},
+        params=("frameworks.tflite-micro.source", "deploy.vectors", "deploy.opt"), facts=("tflm_tree",),
+        code=(*BOARD_CODE, "firmware"), local=True,
+    ),
+    Stage(
+        name="flash_tflm", script="flash.py", module="boards", over=BOARD, deploy_runs=True,
+        values={"precision": TFLM_PRECISIONS},
+        doc="program an attached board with the TFLM image (as flash)",
+        args="--board {board} --elf " + TFLM_FIRMWARE + "/firmware.elf --out {output.status}",
+        inputs={"build": TFLM_FIRMWARE + "/build.json"},
+        outputs={"status": _out(TFLM_FIRMWARE + "/flash.json")},
+        params=("boards.{board}?",), code=BOARD_CODE, local=True,
+    ),
+    Stage(
+        name="measure_tflm", script="measure_tflm.py", module="tflm", over=BOARD, deploy_runs=True,
+        values={"precision": TFLM_PRECISIONS},
+        doc="run the TFLM image, outputs bit for bit against the TFLM host runtime, cycles per operator",
+        args="--board {board} --build {input.build} --flash {input.flash} --tflite {input.tflite}"
+             " --data {input.data} --emulated-elf " + TFLM_EMULATED_ELF + " --out {output.result}",
+        inputs={"build": TFLM_FIRMWARE + "/build.json", "flash": TFLM_FIRMWARE + "/flash.json",
+                "tflite": TFLITE, "data": PREPARED,
+                "emulated": TFLM_EMULATED_ELF.replace("firmware.elf", "build.json")},
+        outputs={"result": _out(RUN_DIR + "/tflite-micro/{precision}.{board}.json")},
+        params=("boards.{board}?", "deploy.timeout_s"),
+        code=BOARD_CODE, local=True,
     ),
     Stage(
         name="aggregate", script="aggregate.py", module="report", over=(),
@@ -277,8 +331,21 @@ def tflm_tree(params: dict[str, Any]) -> str:
         return f"unavailable: {err}"
 
 
+def tflm_library_key(params: dict[str, Any]) -> str:
+    """Compiler, flags and tree content of the TFLM library (its cache key), or why there is no tree:
+    any change rebuilds the library."""
+    from microai.deploy.tflm.library import library_key
+    from microai.deploy.tflm.tree import TflmTreeError, named_tree
+    from microai.tflite.tree import NoTFLMTree
+
+    try:
+        return library_key(named_tree(params), params["deploy"]["opt"])
+    except (NoTFLMTree, TflmTreeError) as err:  # the library stage, if planned, names what is wrong
+        return f"unavailable: {err}"
+
+
 #: Facts of this machine a stage's results depend on, beside its files and parameters.
-ENVIRONMENT_FACTS = {"tflm_tree": tflm_tree}
+ENVIRONMENT_FACTS = {"tflm_tree": tflm_tree, "tflm_library_key": tflm_library_key}
 
 
 def check_resources(params: dict[str, Any], source: str) -> None:
@@ -318,4 +385,14 @@ def sweep_results(params: dict[str, Any], root: str | Path = SWEEP_RESULTS) -> l
                             files += [folder / f"{precision}.{board}.json" for board in sweep["boards"]]
                     if "tflite-micro" in sweep.get("frameworks", []):
                         files += [folder / "tflite-micro" / f"{p}.eval.json" for p in TFLM_PRECISIONS]
+                        if run in deploy_runs(params):
+                            files += [folder / "tflite-micro" / f"{p}.{board}.json" for p in TFLM_PRECISIONS
+                                      for board in tflm_boards(params)]
     return files
+
+
+def tflm_boards(params: dict[str, Any]) -> list[str]:
+    """The swept boards TFLite Micro is built and measured on: none without a TFLM tree."""
+    from microai.deploy.frameworks import unavailable_reason
+
+    return [b for b in params["sweep"]["boards"] if unavailable_reason("tflite-micro", b, params) is None]

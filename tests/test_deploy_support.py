@@ -39,7 +39,8 @@ def write_standin(directory: Path, dtype: np.dtype | type = np.int16, body: str 
     (directory / "number.h").write_text(
         "#include <stdint.h>\n"
         f"typedef {ctype} number_t;\n"
-        f"typedef {'int32_t' if integer else 'float'} long_number_t;\n")
+        f"typedef {'int32_t' if integer else 'float'} long_number_t;\n"
+        "typedef number_t model_input_t;\ntypedef number_t model_output_t;\n")
     (directory / "model.h").write_text(
         '#include "number.h"\n'
         f"#define MODEL_INPUT_SIZE {INPUTS}\n#define MODEL_OUTPUT_SAMPLES {OUTPUTS}\n"

@@ -3,7 +3,9 @@
 Each example draws one operator, a geometry (channel counts that leave SIMD tails, strides, padding wider
 than the kernel, odd output counts...) and a precision, quantizes a small graph around it, generates C with
 the reference and the optimized kernels and compares both with ``reference.run`` on ordinary inputs and on
-inputs far outside the calibration range (every value saturated).
+inputs far outside the calibration range (every value saturated). The precisions cover both integer
+schemes: the paper's power-of-two one (PTQ) and TFLite's (int8 and 16x8, :func:`quantize_tflite`); an
+operator is drawn only with the schemes it has integer semantics for.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from test_codegen_support import Builder, assert_c_matches
 from codegen.lowering import KERNEL_SETS
 from microai import ops
 from microai.graph import Graph
+from microai.graph.passes import simplify
+from microai.quant.affine import quantize_tflite
 from microai.quant.ptq import quantize_ptq
 
 Draw = st.DrawFn
@@ -115,6 +119,32 @@ def _flatten(draw: Draw) -> Graph:
     return b.graph()
 
 
+def _depthwise(dims: int) -> Callable[[Draw], Graph]:
+    def build(draw: Draw) -> Graph:
+        k = [draw(st.integers(1, 4)) for _ in range(dims)]
+        pad = [draw(st.integers(0, kk - 1)) for kk in k for _ in range(2)]
+        spatial = [draw(st.integers(max(1, kk - 2 * p), 9)) for kk, p in zip(k, pad[::2], strict=True)]
+        c, multiplier = draw(st.integers(1, 9)), draw(st.integers(1, 2))
+        b = Builder((c, *spatial), seed=draw(st.integers(0, 99)))
+        attrs = {"stride": [draw(st.integers(1, 3)) for _ in range(dims)], "padding": pad}
+        if draw(st.booleans()):
+            attrs["activation"] = draw(st.sampled_from(["relu", "relu6"]))
+        b.add(f"DepthwiseConv{dims}D", ["x"], attrs,
+              kernel=b.rng.standard_normal((c * multiplier, 1, *k)) / np.sqrt(np.prod(k)),
+              bias=b.rng.standard_normal(c * multiplier) * 0.1)
+        return b.graph()
+    return build
+
+
+def _mean(draw: Draw) -> Graph:
+    spatial = [draw(st.integers(1, 9)) for _ in range(draw(st.integers(1, 2)))]
+    b = Builder((draw(st.integers(1, 9)), *spatial), seed=draw(st.integers(0, 99)))
+    x = b.add("Mean", ["x"])
+    if draw(st.booleans()):
+        b.dense(x, draw(st.integers(1, 5)))
+    return b.graph()
+
+
 def _softmax(draw: Draw) -> Graph:
     b = Builder((draw(st.integers(1, 12)),), seed=draw(st.integers(0, 99)))
     b.add("Softmax", [b.dense("x", draw(st.integers(2, 8)))])
@@ -133,10 +163,18 @@ GEOMETRIES: dict[str, Callable[[Draw], Graph]] = {
     "MaxPool2D": _pool("MaxPool2D"), "AvgPool1D": _pool("AvgPool1D"), "AvgPool2D": _pool("AvgPool2D"),
     "Add": _add, "ReLU": _relu, "Scale": _scale, "BatchNorm": _batchnorm, "ZeroPadding1D": _zero_padding(1),
     "ZeroPadding2D": _zero_padding(2), "Flatten": _flatten, "Softmax": _softmax, "Identity": _identity,
+    "DepthwiseConv1D": _depthwise(1), "DepthwiseConv2D": _depthwise(2), "Mean": _mean,
 }
 #: (width or None for float32, granularity); the roundings are drawn separately.
 PRECISIONS = {"float32": (None, None), "int16": (16, "network"), "int12": (12, "layer"), "int9": (9, "layer"),
               "int8": (8, "layer"), "int5": (5, "layer")}
+#: TFLite's scheme: the activation width of quantize_tflite (int8, or 16x8).
+TFLITE_PRECISIONS = {"int8-tflite": 8, "int16x8": 16}
+
+
+def _schemes(graph: Graph) -> set[str]:
+    """The integer schemes every operator of ``graph`` (as quantization simplifies it) has semantics for."""
+    return set.intersection(*[set(ops.REGISTRY[n.op].integer) for n in simplify(graph).nodes])
 
 
 def test_every_operator_has_random_geometries() -> None:
@@ -148,7 +186,16 @@ def quantized_layers(draw: Draw) -> tuple[Graph, np.ndarray]:
     graph = GEOMETRIES[draw(st.sampled_from(sorted(GEOMETRIES)))](draw)
     x = np.random.default_rng(draw(st.integers(0, 99))).standard_normal((16, *graph.input.shape)) * 1.5
     x = np.concatenate([x, 1e3 * np.sign(x[:1]), np.full_like(x[:1], -1e3)]).astype(np.float32)
-    width, granularity = PRECISIONS[draw(st.sampled_from(sorted(PRECISIONS)))]
+    schemes = _schemes(graph)
+    if any(n.op == "Softmax" for n in graph.nodes):  # TFLite's int16 softmax is a LUT of its own: not here
+        choices = {"int8-tflite"} if "tflite" in schemes else set()
+    else:
+        choices = set(TFLITE_PRECISIONS) if "tflite" in schemes else set()
+    choices |= set(PRECISIONS) if "pow2" in schemes else {"float32"}
+    precision = draw(st.sampled_from(sorted(choices)))
+    if precision in TFLITE_PRECISIONS:
+        return quantize_tflite(graph, x[:16], activations=TFLITE_PRECISIONS[precision]), x
+    width, granularity = PRECISIONS[precision]
     if width is not None:
         graph = quantize_ptq(graph, x[:16], width, granularity,
                              rounding=draw(st.sampled_from(["floor", "nearest"])),

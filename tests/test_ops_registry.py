@@ -14,6 +14,7 @@ from microai.graph import Graph, GraphError, Node, QFormat
 from microai.graph.passes import simplify
 from microai.ops.base import IntegerSemantics, Operator, Shape, as_list, single, spatial
 from microai.ops.pow2 import POW2
+from microai.ops.tflite import TFLITE
 from microai.quant import reference
 from microai.quant.formats import saturate
 from microai.quant.ptq import quantize_ptq
@@ -27,7 +28,11 @@ def test_every_package_imports_first_without_a_cycle(module: str) -> None:
 @pytest.mark.parametrize("name", sorted(ops.REGISTRY))
 def test_facts_are_consistent(name: str) -> None:
     op = ops.get(name)
-    assert op.name == name and POW2 in op.integer
+    # the paper's scheme has every operator but those only TFLite models bring, TFLite's scheme every
+    # operator but those TFLite lacks (a BatchNorm or Scale that could not fold)
+    tflite_only, pow2_only = ("DepthwiseConv1D", "DepthwiseConv2D", "Mean"), ("BatchNorm", "Scale")
+    assert op.name == name and set(op.integer) <= set(ops.SCHEMES)
+    assert (POW2 in op.integer) != (name in tflite_only) and (TFLITE in op.integer) != (name in pow2_only)
     assert not op.alias or op.keeps_input_format  # an alias shares its input's bytes, hence its format
     assert not (op.alias and op.lowers_to_c)
     assert op.dims in (None, 1, 2) and (op.dims is None) == (name[-2:] not in ("1D", "2D"))

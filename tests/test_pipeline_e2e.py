@@ -15,6 +15,8 @@ from microai.pipeline import STAGES
 from microai.report import FIGURES
 
 pytestmark = pytest.mark.slow
+#: TFLM's board rows are measured when a tree is named (.ci/run names the shared one).
+TFLM_BOARD_ROWS = bool(os.environ.get("MICROAI_TFLM_TREE"))
 
 
 def test_table_has_every_precision_board_and_framework(tiny_run):
@@ -34,8 +36,30 @@ def test_table_has_every_precision_board_and_framework(tiny_run):
     assert sorted(tflm.precision.unique()) == ["float32", "int8"] and (tflm.runs == 1).all()
     assert tflm.accuracy_mean.between(0, 100).all() and (tflm.arena_bytes > 0).all()
     assert tflm.how_measured.str.contains("TFLM host runtime").all()
+    # MicroAI's C of the same int8.tflite, whole test set, against the TFLM host runtime
+    assert (tflm[tflm.precision == "int8"].microai_c_matches_tflm == 1.0).all()
     cube = table[table.framework == "stm32cubeai"]
     assert cube.note.str.contains("unavailable: ").all() and cube.rom_bytes.isna().all()
+
+
+@pytest.mark.skipif(not TFLM_BOARD_ROWS, reason="MICROAI_TFLM_TREE names no TFLite Micro tree")
+def test_tflm_rows_are_measured_on_the_boards(tiny_run):
+    table = pd.read_csv(tiny_run / "results" / "tables.csv")
+    tflm = table[table.framework == "tflite-micro"]
+    assert set(tflm.board) == {"qemu-m4", "nucleo-l452re-p"} and (tflm.rom_bytes > 0).all()
+    assert (tflm.est_cycles > 0).all() and (tflm.ram_bytes > 0).all()
+    qemu = tflm[tflm.board == "qemu-m4"]
+    assert sorted(qemu.precision) == ["float32", "int8"]
+    assert (qemu.outputs_match_reference == 1.0).all() and (qemu.instructions > 0).all()
+    assert qemu.how_measured.str.contains("bit for bit with the TFLM host runtime").all()
+    nucleo = tflm[tflm.board == "nucleo-l452re-p"]
+    assert nucleo.note.str.contains("not run on nucleo-l452re-p").all()
+    run_dir = next((tiny_run / "results" / "runs").rglob("run0"))
+    measured = json.loads((run_dir / "tflite-micro" / "int8.qemu-m4.json").read_text())
+    profile = measured["layer_cycles"]  # per operator, in execution order
+    assert any(k.endswith(" CONV_2D") for k in profile)
+    assert abs(sum(profile.values()) - measured["est_cycles"]) <= len(profile)  # means, truncated
+    assert 0 < measured["arena_used_bytes"] <= measured["arena_reserved_bytes"]
 
 
 def test_metrics_and_plot_data_come_from_the_table(tiny_run):
@@ -48,8 +72,8 @@ def test_metrics_and_plot_data_come_from_the_table(tiny_run):
     acc = pd.read_csv(tiny_run / "results" / "plots" / "accuracy_vs_filters.csv")
     assert sorted(acc.series) == ["float32", "int16", "int8", "tflite-micro float32", "tflite-micro int8"]
     at_max = pd.read_csv(tiny_run / "results" / "plots" / "deployment_at_max_filters.csv")
-    # 3 precisions x 2 boards; the unavailable frameworks' rows have no numbers and are left out
-    assert len(at_max) == 6 and (at_max.filters == 4).all()
+    # 3 precisions x 2 boards (and TFLM's 2 x 2 with a tree); unavailable rows have no numbers, left out
+    assert len(at_max) == 6 + 4 * TFLM_BOARD_ROWS and (at_max.filters == 4).all()
     for png in (tiny_run / "results" / "figures").glob("*.png"):
         assert png.read_bytes()[:4] == b"\x89PNG"
 

@@ -80,3 +80,19 @@ def test_foreign_path_is_an_error(tmp_path):
     bad = _write(tmp_path, "results/other.json", {})
     with pytest.raises(ValueError, match="other.json"):
         read_results([bad])
+
+
+def test_paper_layout_has_microai_over_tflm_ratios_per_precision(results, tmp_path):
+    d = "results/runs/synthetic-har/resnetv1-6-f16/run0"
+    board = {"rom_bytes": 10240, "ram_bytes": 3000, "est_cycles": 800000, "est_ms": 16.7}
+    results += [_write(tmp_path, f"{d}/float32.qemu-m4.json", board),
+                _write(tmp_path, f"{d}/tflite-micro/float32.eval.json",
+                       {"accuracy": 0.9, "params": 3958, "macs": 333920, "arena_bytes": 9000}),
+                _write(tmp_path, f"{d}/tflite-micro/float32.qemu-m4.json",
+                       {"rom_bytes": 40960, "ram_bytes": 12000, "est_cycles": 3200000, "est_ms": 66.7})]
+    wide = paper_layout(results_table(read_results(results), ["qemu-m4"]))
+    ratios = wide[wide.framework == "microai / tflite-micro"].set_index("metric")
+    assert set(ratios.precision) == {"float32"}  # int16 has no TFLM counterpart
+    assert ratios.loc["est_cycles_ratio", "F16"] == pytest.approx(0.25)
+    assert ratios.loc["rom_ratio", "F16"] == pytest.approx(0.25)
+    assert ratios.loc["ram_ratio", "F16"] == pytest.approx(0.25)

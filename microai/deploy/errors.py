@@ -27,6 +27,10 @@ class ProtocolError(DeployError):
     """The firmware's line protocol was malformed, incomplete or cut short."""
 
 
+class FirmwareError(ProtocolError):
+    """The firmware ended its report with an error status (``END error``); the message quotes its log."""
+
+
 class RunTimeout(DeployError):
     """No END line arrived in time (the firmware hangs or the port is silent)."""
 

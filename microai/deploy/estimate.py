@@ -6,7 +6,11 @@ cost is computed once, see :mod:`microai.deploy.timing`); each read of the count
 totals, so per-vector numbers cover the same instructions as QEMU's icount measurement.
 Blocks are attributed to the ``layer_*`` function containing them; a block of another function that runs
 after a layer's code and before the model entry ``cnn`` runs again (a helper the layer called: a shared
-block kernel, memset) counts for that layer; everything else is "other".
+block kernel, memset) counts for that layer. In a TFLM image, blocks are attributed to the operator
+whose kernel is running: the TFLM adapter publishes each operator's invoke function in
+``microai_tflm_operators`` (firmware/tflm/tflm_adapter.cc), and everything run between entering that
+function and returning to its caller is the operator's, labelled "<index> <OPERATOR>" in execution
+order. Everything else is "other".
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ from pathlib import Path
 import numpy as np
 from elftools.elf.elffile import ELFFile
 from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_MODE_MCLASS, UC_MODE_THUMB, Uc, UcError
-from unicorn.arm_const import UC_ARM_REG_PC, UC_ARM_REG_SP, UC_CPU_ARM_CORTEX_M4
+from unicorn.arm_const import UC_ARM_REG_LR, UC_ARM_REG_PC, UC_ARM_REG_SP, UC_CPU_ARM_CORTEX_M4
 
 from microai.deploy.errors import DeployError, RunTimeout
 from microai.deploy.protocol import parse_lines
-from microai.deploy.symbols import FunctionMap
+from microai.deploy.symbols import FunctionMap, symbol_span
 from microai.deploy.timing import BlockCost, BlockCoster, TimingModel
 from microai.deploy.toolchain import FIRMWARE, memory_regions
 
@@ -35,6 +39,8 @@ UART0_DATA, UART0_STATE = 0x4000, 0x4004
 FPGAIO_COUNTER = 0x28018
 SCS = (0xE000E000, 0x1000)
 AIRCR = 0xD0C
+TFLM_OPERATORS = "microai_tflm_operators"  # {invoke, name} per operator, see firmware/tflm
+_CONTEXT_SHIFT = 44  # block keys: (operator context << 44) | (address << 12) | size
 
 
 @dataclass(frozen=True)
@@ -49,16 +55,44 @@ class Estimate:
     assumptions: str
     instructions_per_second: float  # speed of the estimator itself
     stack_bytes_used: int | None  # the harness's stack high-water mark, as it reported it
+    arena_bytes: tuple[int, int] | None  # (used, reserved) tensor arena of a TFLM image, as it reported it
 
 
 def _page_round(n: int) -> int:
     return (n + 0xFFF) & ~0xFFF
 
 
-class _Run:
-    """State of one emulation: block table, counters, UART capture and counter snapshots."""
+class _OperatorTable:
+    """The TFLM adapter's operator table in RAM: {invoke, name} pairs, read once the adapter filled it."""
 
-    def __init__(self, uc: Uc, coster: BlockCoster, max_instructions: int) -> None:
+    def __init__(self, address: int, size: int) -> None:
+        self.address, self.size = address, size
+
+    @classmethod
+    def of(cls, elf: Path) -> _OperatorTable | None:
+        span = symbol_span(elf, TFLM_OPERATORS)
+        return cls(*span) if span else None
+
+    def read(self, uc: Uc) -> list[tuple[int, str]]:
+        """(invoke function address, "<index> <OPERATOR>") per operator in execution order."""
+        words = struct.unpack(f"<{self.size // 4}I", bytes(uc.mem_read(self.address, self.size)))
+        return [(invoke & ~1, f"{i:02d} {_c_string(uc, name)}")
+                for i, (invoke, name) in enumerate(zip(words[::2], words[1::2], strict=True))]
+
+
+def _c_string(uc: Uc, address: int, limit: int = 64) -> str:
+    return bytes(uc.mem_read(address, limit)).split(b"\0", 1)[0].decode("ascii", "replace")
+
+
+class _Run:
+    """State of one emulation: block table, counters, UART capture and counter snapshots.
+
+    With a TFLM operator table, ``context`` is the running operator (0: none): blocks are counted
+    per (operator, block), and ``expect`` / ``return_to`` are the addresses that switch operators.
+    """
+
+    def __init__(self, uc: Uc, coster: BlockCoster, max_instructions: int,
+                 operators: _OperatorTable | None = None) -> None:
         self.uc = uc
         self.coster = coster
         self.max_instructions = max_instructions
@@ -72,16 +106,25 @@ class _Run:
         self.instructions = 0
         self.previous: BlockCost | None = None
         self.previous_end = -1
+        self.operator_table = operators
+        self.operators: list[tuple[int, str]] = []
+        self.next_operator = 0
+        self.context = 0
+        self.expect = self.return_to = -1
 
     def on_block(self, uc: Uc, address: int, size: int, _: object) -> None:
-        key = (address << 12) | size
+        if address == self.expect:
+            self._enter_operator(uc)
+        elif address == self.return_to:
+            self.context, self.return_to = 0, -1
+        key = self.context | (address << 12) | size
         block = self.blocks.get(key)
         if block is None:
-            block = self.blocks[key] = self.coster.cost(bytes(uc.mem_read(address, size)), address)
+            block = self.blocks[key] = self._new_block(uc, address, size)
         if block.layer == OTHER:
             if self.caller is not None:
                 block = self._called(key, block)
-        else:
+        elif not self.context:
             self.caller = None if block.layer == ENTRY else block.layer
         block.hits += 1
         previous = self.previous
@@ -97,6 +140,23 @@ class _Run:
         if self.instructions > self.max_instructions:
             self.over_budget = True
             uc.emu_stop()
+
+    def _new_block(self, uc: Uc, address: int, size: int) -> BlockCost:
+        static = self.blocks.get((address << 12) | size)
+        if static is None:
+            static = self.blocks[(address << 12) | size] = self.coster.cost(bytes(uc.mem_read(address, size)),
+                                                                             address)
+        if not self.context:
+            return static
+        label = self.operators[(self.context >> _CONTEXT_SHIFT) - 1][1]
+        return replace(static, layer=label, hits=0, pipelined=0, taken=0)
+
+    def _enter_operator(self, uc: Uc) -> None:
+        index = self.next_operator
+        self.context = (index + 1) << _CONTEXT_SHIFT
+        self.return_to = uc.reg_read(UC_ARM_REG_LR) & ~1
+        self.next_operator = (index + 1) % len(self.operators)
+        self.expect = self.operators[self.next_operator][0]
 
     def _called(self, key: int, block: BlockCost) -> BlockCost:
         """The copy of a helper's block that counts for the calling layer."""
@@ -118,6 +178,9 @@ class _Run:
 
     def on_peripheral_read(self, uc: Uc, offset: int, size: int, _: object) -> int:
         if offset == FPGAIO_COUNTER:
+            if self.operator_table is not None and not self.operators:  # set-up done: the table is filled
+                self.operators = self.operator_table.read(uc)
+                self.expect = self.operators[0][0] if self.operators else -1
             cycles, instructions = self.totals()
             self.snapshots.append((cycles, instructions))
             return sum(cycles.values()) & 0xFFFFFFFF
@@ -146,6 +209,7 @@ def estimate(elf_path: Path, model: TimingModel | None = None, max_instructions:
     with elf_path.open("rb") as f:
         segments = [(s["p_paddr"], s.data()) for s in ELFFile(f).iter_segments() if s["p_type"] == "PT_LOAD"]
     functions = FunctionMap(elf_path)
+    operators = _OperatorTable.of(elf_path)
 
     def layer_of(address: int) -> str:
         hit = functions.lookup(address)
@@ -160,7 +224,7 @@ def estimate(elf_path: Path, model: TimingModel | None = None, max_instructions:
         except UcError as e:
             raise DeployError(f"{elf_path}: segment at 0x{address:08x} is outside the qemu-m4 "
                               "memory map") from e
-    run = _Run(uc, BlockCoster(model, layer_of), max_instructions)
+    run = _Run(uc, BlockCoster(model, layer_of), max_instructions, operators)
     uc.mmio_map(*PERIPHERALS, run.on_peripheral_read, None, run.on_peripheral_write, None)
     uc.mmio_map(*SCS, run.on_scs_read, None, run.on_scs_write, None)
     uc.hook_add(UC_HOOK_BLOCK, run.on_block)
@@ -200,6 +264,7 @@ def estimate(elf_path: Path, model: TimingModel | None = None, max_instructions:
         assumptions=model.describe(),
         instructions_per_second=run.instructions / elapsed if elapsed > 0 else float("inf"),
         stack_bytes_used=report.stack_bytes,
+        arena_bytes=report.arena_bytes,
     )
 
 
@@ -213,6 +278,7 @@ class InferenceEstimate:
     assumptions: str
     vectors: int
     stack_bytes_used: int | None
+    arena_bytes: tuple[int, int] | None
 
 
 def estimate_elf(elf_path: Path, timeout: float | None = None,
@@ -228,4 +294,5 @@ def estimate_elf(elf_path: Path, timeout: float | None = None,
         assumptions=est.assumptions,
         vectors=n,
         stack_bytes_used=est.stack_bytes_used,
+        arena_bytes=est.arena_bytes,
     )

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from microai.deploy.boards import BOARDS
+from microai.deploy.boards.base import CortexMBoard
 from microai.tflite.tree import NoTFLMTree, find_tree
 
 FRAMEWORKS = ("microai", "tflite-micro", "stm32cubeai")
@@ -32,6 +33,8 @@ def unavailable_reason(framework: str, board: str, params: Mapping[str, Any] | N
     if framework == "microai":
         return None
     if framework == "tflite-micro":
+        if not issubclass(BOARDS[board], CortexMBoard):
+            return f"TFLite Micro board builds target the Cortex-M boards, not {board}"
         try:
             find_tree(params or {}, environ)
         except NoTFLMTree as e:

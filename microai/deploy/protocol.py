@@ -1,8 +1,9 @@
 """Parser and reader of the harness's UART line protocol (firmware/main.c).
 
 Lines before the ``MICROAI`` header are ignored (boot loaders print banners); after it,
-every line must be a vector line, the stack line or the ``END`` sentinel. A ``FAULT``
-line anywhere raises :class:`FirmwareFault`.
+every line must be a vector line, the stack, arena or log line or the ``END`` sentinel. A ``FAULT``
+line anywhere raises :class:`FirmwareFault`; ``END error`` raises :class:`FirmwareError` quoting
+the ``LOG`` lines (the model runtime's own messages, e.g. TFLM's "Arena size is too small ...").
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from microai.deploy.errors import FirmwareFault, ProtocolError, RunTimeout
+from microai.deploy.errors import FirmwareError, FirmwareFault, ProtocolError, RunTimeout
 
 PROTOCOL_VERSION = "v1"
 DTYPES = {"f32": np.dtype(np.float32), "i8": np.dtype(np.int8), "i16": np.dtype(np.int16)}
@@ -27,12 +28,15 @@ _FAULT = re.compile(r"FAULT (?P<kind>\w+)(?P<regs>( \w+=0x[0-9a-fA-F]+)*)")
 
 @dataclass(frozen=True)
 class Report:
-    """Everything one run printed. ``ticks`` are raw board counter deltas (board units)."""
+    """Everything one run printed. ``ticks`` are raw board counter deltas (board units);
+    ``arena_bytes`` is (used, size) of the runtime's tensor arena when it printed one."""
 
     board: str
     outputs: np.ndarray
     ticks: np.ndarray
     stack_bytes: int | None
+    arena_bytes: tuple[int, int] | None = None
+    log: tuple[str, ...] = ()
 
 
 class LineSource(Protocol):
@@ -53,6 +57,8 @@ class ProtocolParser:
         self._outputs: list[np.ndarray] = []
         self._ticks: list[int] = []
         self._stack: int | None = None
+        self._arena: tuple[int, int] | None = None
+        self._log: list[str] = []
         self._done = False
 
     def feed(self, raw: bytes | str) -> bool:
@@ -73,6 +79,11 @@ class ProtocolParser:
             self._vector(rest)
         elif kind == "STACK" and rest.isdigit():
             self._stack = int(rest)
+        elif kind == "ARENA" and re.fullmatch(r"\d+ \d+", rest):
+            used, size = rest.split()
+            self._arena = (int(used), int(size))
+        elif kind == "LOG":
+            self._log.append(rest)
         elif kind == "END":
             self._end(rest)
         else:
@@ -83,7 +94,8 @@ class ProtocolParser:
         if not self._done or self._board is None:
             raise self._error(f"no END line; last line read: {self.last_line!r}")
         outputs = np.stack(self._outputs) if self._outputs else np.zeros((0, self._k), self._dtype)
-        return Report(self._board, outputs, np.asarray(self._ticks, dtype=np.int64), self._stack)
+        return Report(self._board, outputs, np.asarray(self._ticks, dtype=np.int64), self._stack,
+                      self._arena, tuple(self._log))
 
     # ----------------------------------------------------------------- lines
     def _decode(self, raw: bytes | str) -> str:
@@ -132,7 +144,8 @@ class ProtocolParser:
 
     def _end(self, status: str) -> None:
         if status != "ok":
-            raise self._error(f"firmware ended with status {status!r}")
+            logged = f"; it logged: {' | '.join(self._log)}" if self._log else ""
+            raise FirmwareError(f"{self.source}: firmware ended with status {status!r}{logged}")
         if len(self._ticks) != self._n:
             raise self._error(f"END after {len(self._ticks)} of {self._n} vectors")
         self._done = True

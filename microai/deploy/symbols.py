@@ -36,3 +36,14 @@ class FunctionMap:
     def describe(self, address: int) -> str:
         hit = self.lookup(address)
         return f"{hit[0]}+0x{hit[1]:x}" if hit else "no function"
+
+
+def symbol_span(elf: Path, name: str) -> tuple[int, int] | None:
+    """(address, size in bytes) of a symbol (function or data) the ELF defines, or None."""
+    with elf.open("rb") as f:
+        for sec in ELFFile(f).iter_sections():
+            if isinstance(sec, SymbolTableSection):
+                for sym in sec.get_symbol_by_name(name) or ():
+                    if sym["st_shndx"] != "SHN_UNDEF":
+                        return sym["st_value"], sym["st_size"]
+    return None

@@ -8,7 +8,7 @@ import numpy as np
 
 from microai.deploy.errors import BuildError
 
-#: numpy dtype of the packed vectors -> the C type number_t must be.
+#: numpy dtype of the packed vectors -> the C type model_input_t must be.
 C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t", np.dtype(np.float32): "float"}
 
 
@@ -37,10 +37,11 @@ def render_vectors_c(vectors: np.ndarray) -> str:
         '#include "vectors.h"\n\n'
         f"_Static_assert(MODEL_INPUT_SIZE == {size},\n"
         f"               \"vectors have {size} values, MODEL_INPUT_SIZE differs\");\n"
-        f"_Static_assert(sizeof(number_t) == sizeof({ctype}) && ((number_t)0.5 != 0) == {is_float},\n"
-        f"               \"vectors are {ctype}, number_t differs\");\n\n"
+        f"_Static_assert(sizeof(model_input_t) == sizeof({ctype})\n"
+        f"               && ((model_input_t)0.5 != 0) == {is_float},\n"
+        f"               \"vectors are {ctype}, model_input_t differs\");\n\n"
         f"const uint32_t vector_count = {n};\n\n"
-        f"const number_t vectors[{n}][MODEL_INPUT_SIZE] = {{\n{rows}\n}};\n"
+        f"const model_input_t vectors[{n}][MODEL_INPUT_SIZE] = {{\n{rows}\n}};\n"
     )
 
 

@@ -1,5 +1,5 @@
 """Framework-neutral model graph (IR), its importers and persistence."""
 
-from microai.graph.ir import Graph, GraphError, Node, QFormat
+from microai.graph.ir import AffineFormat, Graph, GraphError, Node, QFormat
 
-__all__ = ["Graph", "GraphError", "Node", "QFormat"]
+__all__ = ["AffineFormat", "Graph", "GraphError", "Node", "QFormat"]

@@ -7,6 +7,9 @@ Weights keep PyTorch layouts: Conv1D kernel ``(out, in, k)``, Conv2D kernel
 
 A graph is saved as two files with one stem: ``<stem>.json`` (structure,
 attributes, number formats; human readable) and ``<stem>.npz`` (weights).
+A quantized graph follows one integer scheme (``Graph.scheme``): the paper's power-of-two
+fixed point (``pow2``, :class:`QFormat` per tensor) or TFLite's affine quantization
+(``tflite``, :class:`AffineFormat` per tensor: scale, zero point, per output channel for weights).
 The integer arithmetic every backend must reproduce is specified in
 ``docs/arithmetic.md``. What each operator is (weights, attributes, shape rule, semantics) is
 defined in :mod:`microai.ops`; this module only knows nodes, formats and files.
@@ -22,6 +25,8 @@ from typing import Any
 import numpy as np
 
 FORMAT_VERSION = 1
+#: Integer schemes of a quantized graph: the paper's power-of-two fixed point, TFLite's affine quantization.
+SCHEMES = ("pow2", "tflite")
 
 class GraphError(ValueError):
     """A graph that cannot be built, saved, loaded or run; the message names the node."""
@@ -61,9 +66,77 @@ class QFormat:
         return f"Q{self.integer_bits}.{self.frac}"
 
 
+@dataclass(frozen=True)
+class AffineFormat:
+    """TFLite's affine quantization: ``real = scale * (q - zero_point)`` in ``width``-bit signed integers.
+
+    One ``scale``/``zero_point`` per tensor, or one per output channel (axis 0 of the IR weight layout,
+    symmetric: zero points 0) for per-channel weights and their biases. Scales are float32 values (as a
+    ``.tflite`` stores them), kept as Python floats so that JSON round-trips them exactly.
+    """
+
+    width: int
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scale", tuple(float(np.float32(s)) for s in self.scale))
+        object.__setattr__(self, "zero_point", tuple(int(z) for z in self.zero_point))
+        if not self.scale or len(self.scale) != len(self.zero_point):
+            raise GraphError(f"affine format needs as many zero points as scales (>= 1), got "
+                             f"{len(self.scale)} scales and {len(self.zero_point)} zero points")
+        if not all(s > 0 and np.isfinite(s) for s in self.scale):
+            raise GraphError(f"affine format scales must be finite and > 0, got {self.scale[:4]}...")
+        if any(z < self.min_int or z > self.max_int for z in self.zero_point):
+            raise GraphError(f"zero points {self.zero_point[:4]} outside the {self.width}-bit range")
+
+    @classmethod
+    def per_tensor(cls, width: int, scale: float, zero_point: int = 0) -> AffineFormat:
+        return cls(width, (scale,), (zero_point,))
+
+    @property
+    def per_channel(self) -> bool:
+        return len(self.scale) > 1
+
+    @property
+    def min_int(self) -> int:
+        return -(1 << (self.width - 1))
+
+    @property
+    def max_int(self) -> int:
+        return (1 << (self.width - 1)) - 1
+
+    def scales(self, channels: int) -> np.ndarray:
+        """float32 scale of each of ``channels`` channels (a per-tensor scale is repeated)."""
+        if len(self.scale) not in (1, channels):
+            raise GraphError(f"{len(self.scale)} scales for {channels} channels")
+        return np.broadcast_to(np.asarray(self.scale, dtype=np.float32), (channels,))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"width": self.width, "scale": list(self.scale), "zero_point": list(self.zero_point)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> AffineFormat:
+        return cls(int(d["width"]), tuple(d["scale"]), tuple(d["zero_point"]))
+
+    def __str__(self) -> str:
+        if self.per_channel:
+            return f"int{self.width} per-channel({len(self.scale)})"
+        return f"int{self.width} s={self.scale[0]:.6g} zp={self.zero_point[0]}"
+
+
+#: The number format of one tensor of a quantized graph.
+Format = QFormat | AffineFormat
+
+
+def format_from_json(d: dict[str, Any]) -> Format:
+    """A QFormat or an AffineFormat from its ``to_json()`` dict (affine ones carry a ``scale``)."""
+    return AffineFormat.from_json(d) if "scale" in d else QFormat.from_json(d)
+
+
 @dataclass
 class Node:
-    """One operator. ``formats`` maps ``"output"`` and weight names to their QFormat once quantized."""
+    """One operator. ``formats`` maps ``"output"`` and weight names to their number format once quantized."""
 
     name: str
     op: str
@@ -71,7 +144,7 @@ class Node:
     attrs: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     shape: tuple[int, ...] = ()
-    formats: dict[str, QFormat] = field(default_factory=dict)
+    formats: dict[str, Format] = field(default_factory=dict)
 
     def describe(self) -> str:
         return f"node '{self.name}' ({self.op})"
@@ -79,11 +152,13 @@ class Node:
 
 @dataclass
 class Graph:
-    """A DAG of nodes in topological order; ``precision`` is ``float32`` or ``int<w>``.
+    """A DAG of nodes in topological order; ``precision`` is ``float32`` or ``int<w>``
+    (``int16x8`` for TFLite's 8-bit weights with 16-bit activations).
 
-    ``rounding`` (``"floor"`` or ``"nearest"``) applies to every right shift of the
-    integer arithmetic; ``quant_rounding`` (``"trunc"`` or ``"nearest"``) to the
-    conversion of float weights and inputs to fixed point.
+    ``scheme`` is the integer arithmetic of a quantized graph (:data:`SCHEMES`). For ``pow2``,
+    ``rounding`` (``"floor"`` or ``"nearest"``) applies to every right shift of the integer
+    arithmetic and ``quant_rounding`` (``"trunc"`` or ``"nearest"``) to the conversion of float
+    weights and inputs to fixed point; the ``tflite`` scheme's rounding is TFLite's own.
     """
 
     nodes: list[Node]
@@ -92,6 +167,7 @@ class Graph:
     rounding: str = "floor"
     quant_rounding: str = "trunc"
     metadata: dict[str, Any] = field(default_factory=dict)
+    scheme: str = "pow2"
 
     # ------------------------------------------------------------------ access
     def node(self, name: str) -> Node:
@@ -113,10 +189,10 @@ class Graph:
 
     @property
     def width(self) -> int:
-        """Integer width of a quantized graph (``int16`` -> 16)."""
+        """Integer width of a quantized graph's activations (``int16`` -> 16, ``int16x8`` -> 16)."""
         if not self.is_quantized:
             raise GraphError("float32 graph has no integer width")
-        return int(self.precision[3:])
+        return int(self.precision[3:].split("x")[0])
 
     def consumers(self, name: str) -> list[Node]:
         return [n for n in self.nodes if name in n.inputs]
@@ -133,6 +209,7 @@ class Graph:
             rounding=self.rounding,
             quant_rounding=self.quant_rounding,
             metadata=json.loads(json.dumps(self.metadata)),
+            scheme=self.scheme,
         )
 
     # -------------------------------------------------------------- checking
@@ -158,6 +235,14 @@ class Graph:
             raise GraphError(f"rounding must be 'floor' or 'nearest', got '{self.rounding}'")
         if self.quant_rounding not in ("trunc", "nearest"):
             raise GraphError(f"quant_rounding must be 'trunc' or 'nearest', got '{self.quant_rounding}'")
+        if self.scheme not in SCHEMES:
+            raise GraphError(f"scheme must be one of {SCHEMES}, got '{self.scheme}'")
+        expected = AffineFormat if self.scheme == "tflite" else QFormat
+        for n in self.nodes:
+            wrong = [k for k, f in n.formats.items() if not isinstance(f, expected)]
+            if wrong:
+                raise GraphError(f"{n.describe()}: formats {wrong} are not {expected.__name__}s of the "
+                                 f"'{self.scheme}' scheme")
         infer_shapes(self)
 
     # ------------------------------------------------------------ statistics
@@ -181,6 +266,7 @@ class Graph:
             "precision": self.precision,
             "rounding": self.rounding,
             "quant_rounding": self.quant_rounding,
+            "scheme": self.scheme,
             "output": self.output,
             "metadata": self.metadata,
             "nodes": [
@@ -232,9 +318,9 @@ class Graph:
                     raise GraphError(f"{npz_path}: weight '{key}' missing or not of shape {shape}")
                 weights[k] = arrays[key]
             nodes.append(Node(d["name"], d["op"], list(d["inputs"]), d["attrs"], weights, tuple(d["shape"]),
-                              {k: QFormat.from_json(f) for k, f in d["formats"].items()}))
+                              {k: format_from_json(f) for k, f in d["formats"].items()}))
         g = cls(nodes, doc["output"], doc["precision"], doc["rounding"], doc["quant_rounding"],
-                doc["metadata"])
+                doc["metadata"], doc.get("scheme", "pow2"))
         g.validate()
         return g
 

@@ -66,7 +66,7 @@ def ir_shape(k_shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(k_shape) if len(k_shape) < 2 else (k_shape[-1], *k_shape[:-1])
 
 
-def _ir_index(shape: tuple[int, ...]) -> np.ndarray:
+def ir_index(shape: tuple[int, ...]) -> np.ndarray:
     """For an IR tensor of ``shape``: the IR flat index of every element, laid out as Keras holds it."""
     idx = np.arange(math.prod(shape)).reshape(shape)
     return idx if len(shape) < 2 else np.moveaxis(idx, 0, -1)
@@ -97,7 +97,7 @@ def _order_or_none(order: np.ndarray) -> np.ndarray | None:
     return None if np.array_equal(order, np.arange(order.size)) else order
 
 
-def _same_padding(size: int, k: int, stride: int) -> list[int]:
+def same_padding(size: int, k: int, stride: int) -> list[int]:
     """TensorFlow's 'same': output ceil(size / stride), the odd extra sample on the right/bottom."""
     total = max((math.ceil(size / stride) - 1) * stride + k - size, 0)
     return [total // 2, total - total // 2]
@@ -165,7 +165,7 @@ class _Exporter:
         ksize = list(kernel.shape[2:])
         stride, pad = ops.of(n).stride(n), ops.of(n).padding(n)
         spatial = self._in_shape(n)[1:]
-        same = [p for d in range(dims) for p in _same_padding(spatial[d], ksize[d], stride[d])]
+        same = [p for d in range(dims) for p in same_padding(spatial[d], ksize[d], stride[d])]
         x = self._in(n)
         if not any(pad):
             mode = "valid"
@@ -259,7 +259,7 @@ class _Exporter:
         if n.name in self.permute_first:
             x = L.Permute((len(shape), *range(1, len(shape))), name=_k(n, _PERMUTE_SUFFIX))(x)
             return L.Flatten(name=_k(n))(x), None
-        return L.Flatten(name=_k(n))(x), _order_or_none(_ir_index(shape))
+        return L.Flatten(name=_k(n))(x), _order_or_none(ir_index(shape))
 
 
 def _equal_orders(a: np.ndarray | None, b: np.ndarray | None) -> bool:
@@ -480,7 +480,7 @@ class _Importer:
         pad = pre_pad or [0] * 2 * dims
         padded = [x.shape[d] + pad[2 * d] + pad[2 * d + 1] for d in range(dims)]
         if layer.padding == "same":
-            extra = [p for d in range(dims) for p in _same_padding(padded[d], ksize[d], stride[d])]
+            extra = [p for d in range(dims) for p in same_padding(padded[d], ksize[d], stride[d])]
         elif layer.padding == "causal":
             extra = [ksize[0] - 1, 0]
         else:
@@ -512,7 +512,7 @@ class _Importer:
         pool = list(layer.pool_size)
         stride = list(layer.strides) if layer.strides is not None else pool
         if layer.padding == "same" and any(
-                p for d in range(dims) for p in _same_padding(x.shape[d], pool[d], stride[d])):
+                p for d in range(dims) for p in same_padding(x.shape[d], pool[d], stride[d])):
             self._fail(layer, f"padding='same' that pads the input {x.shape[:-1]} (IR pools do not pad)")
         op = ("MaxPool" if cls.startswith("Max") else "AvgPool") + f"{dims}D"
         return _Value(self._emit(layer, op, [x], _pool_attrs(pool, stride), keras_out=out_shape), out_shape)
@@ -608,7 +608,7 @@ class _Importer:
         x = ins[0]
         if x.pad is not None:
             self._canonical(layer, x)
-        index = x.index if x.index is not None else _ir_index(ir_shape(x.shape))
+        index = x.index if x.index is not None else ir_index(ir_shape(x.shape))
         if getattr(layer, "data_format", "channels_last") == "channels_first" and index.ndim > 1:
             index = np.transpose(index, (*range(1, index.ndim), 0))
         return self._flatten_to(layer, x, index, out_shape)
@@ -624,12 +624,12 @@ class _Importer:
             self._fail(layer, f"Reshape to {out_shape} (only to a vector, as a Flatten)")
         if x.pad is not None:
             self._canonical(layer, x)
-        index = x.index if x.index is not None else _ir_index(ir_shape(x.shape))
+        index = x.index if x.index is not None else ir_index(ir_shape(x.shape))
         return self._flatten_to(layer, x, index, out_shape)
 
     def permute(self, layer, ins, out_shape):
         x = self._canonical(layer, ins[0])
-        index = _ir_index(ir_shape(x.shape))
+        index = ir_index(ir_shape(x.shape))
         return _Value(x.ir, out_shape, index.transpose([d - 1 for d in layer.dims]))
 
 

@@ -104,6 +104,34 @@ def simplify(g: Graph) -> Graph:
     return fuse_relu(g)
 
 
+def binary_adds(g: Graph) -> Graph:
+    """An Add of n > 2 tensors -> a chain of n - 1 two-operand Adds (TFLite's ADD is binary).
+
+    The last Add of the chain keeps the node's name and activation; the others are ``<name>_<i>``. Float
+    graphs only: the intermediate sums need formats of their own, which quantization gives them.
+    """
+    adds = [n for n in g.nodes if n.op == "Add" and len(n.inputs) > 2]
+    if adds and g.is_quantized:
+        raise GraphError(f"{adds[0].describe()}: splitting an Add of {len(adds[0].inputs)} tensors needs a "
+                         f"float graph")
+    g = g.copy()
+    names = {n.name for n in g.nodes}
+    for add in adds:
+        node = g.node(add.name)
+        chain, prev = [], node.inputs[0]
+        for i, operand in enumerate(node.inputs[1:-1], start=1):
+            name = f"{node.name}_{i}"
+            if name in names:
+                raise GraphError(f"{node.describe()}: cannot split it, a node is already named {name!r}")
+            chain.append(Node(name, "Add", [prev, operand]))
+            names.add(name)
+            prev = name
+        node.inputs = [prev, node.inputs[-1]]
+        at = g.nodes.index(node)
+        g.nodes[at:at] = chain
+    return _finish(g, "binary_adds")
+
+
 def _bypass(g: Graph, node: Node, replacement: str) -> None:
     """Remove ``node``; its consumers (and the graph output) read ``replacement`` instead."""
     for n in g.nodes:

@@ -7,22 +7,24 @@ template) consult; nothing outside this package lists operators. How to add an o
 each fact is: docs/operators.md.
 
 Integer semantics are keyed by quantization scheme (``Operator.integer[scheme]``);
-:func:`scheme_of` says which scheme a node uses. Today every graph uses the paper's ``pow2``.
+:func:`scheme_of` says which scheme a node uses: the paper's ``pow2`` (:mod:`microai.ops.pow2`) or
+TFLite's ``tflite`` (:mod:`microai.ops.tflite`), as recorded in ``Graph.scheme``.
 """
 
 from __future__ import annotations
 
 from microai.graph.ir import Graph, GraphError, Node
-from microai.ops import add, conv, dense, pool, relu, reshape, scale, softmax, zero_padding
+from microai.ops import add, conv, dense, depthwise, mean, pool, relu, reshape, scale, softmax, zero_padding
 from microai.ops.base import IntegerSemantics, Operator
 from microai.ops.pow2 import POW2
+from microai.ops.tflite import TFLITE
 
-_MODULES = (reshape, conv, dense, scale, pool, add, relu, zero_padding, softmax)
+_MODULES = (reshape, conv, depthwise, dense, scale, pool, mean, add, relu, zero_padding, softmax)
 
 #: Every operator by name.
 REGISTRY: dict[str, Operator] = {op.name: op for module in _MODULES for op in module.OPERATORS}
 #: Quantization schemes with integer semantics.
-SCHEMES = (POW2,)
+SCHEMES = (POW2, TFLITE)
 
 
 def get(name: str) -> Operator:
@@ -42,8 +44,8 @@ def of(node: Node) -> Operator:
 
 
 def scheme_of(graph: Graph, node: Node) -> str:
-    """The quantization scheme of a node of a quantized graph (the paper's for every graph so far)."""
-    return POW2
+    """The quantization scheme of a node of a quantized graph: the graph's."""
+    return graph.scheme
 
 
 def integer(graph: Graph, node: Node) -> IntegerSemantics:
@@ -60,5 +62,5 @@ def relu_fusable() -> list[str]:
     return sorted(name for name, op in REGISTRY.items() if op.relu_fusable)
 
 
-__all__ = ["POW2", "REGISTRY", "SCHEMES", "IntegerSemantics", "Operator", "get", "integer", "of",
+__all__ = ["POW2", "REGISTRY", "SCHEMES", "TFLITE", "IntegerSemantics", "Operator", "get", "integer", "of",
            "relu_fusable", "scheme_of"]

@@ -59,7 +59,11 @@ class IntegerSemantics:
     ``run`` is what the reference executor computes (and the generated C must reproduce);
     ``accumulator_bound`` the worst-case magnitude of its int32 intermediates (0: none), checked by
     the quantizers and codegen; ``formats`` the quantizer's rule for the formats of its tensors.
+    ``applies_activation``: ``run`` computes a fused activation itself (the tflite scheme clamps its
+    output); otherwise the executor applies ``max(out, 0)`` after it.
     """
+
+    applies_activation: ClassVar[bool] = False
 
     def run(self, graph: Graph, node: Node, ins: list[np.ndarray]) -> np.ndarray:
         raise GraphError(f"{node.describe()}: no integer implementation")
@@ -111,7 +115,11 @@ class Operator:
         """The C layer computing ``node``: template name, its parameters and constant arrays."""
         raise ctx.error(f"{node.describe()}: operator not supported by the C generator")
 
+    def lower_tflite(self, ctx: LoweringContext, node: Node) -> Layer:
+        """:meth:`lower` for a graph of the tflite scheme (TFLite's arithmetic, its own templates)."""
+        raise ctx.error(f"{node.describe()}: operator not supported by the C generator in the tflite scheme")
+
     @property
     def lowers_to_c(self) -> bool:
-        """True when the operator has a C template of its own (aliases and Input need none)."""
-        return type(self).lower is not Operator.lower
+        """True when the operator has a C template of its own in some scheme (aliases and Input need none)."""
+        return type(self).lower is not Operator.lower or type(self).lower_tflite is not Operator.lower_tflite

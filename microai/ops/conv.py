@@ -7,11 +7,12 @@ default none), ``activation`` ("relu" when fused).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from microai.graph.ir import GraphError, Node
+from microai.ops import tflite
 from microai.ops.base import Operator, Shape, per_channel, single, spatial
 from microai.ops.pow2 import POW2, Linear
 from microai.ops.windows import conv_sum
@@ -29,7 +30,7 @@ class Conv(Operator):
     def __init__(self, dims: int) -> None:
         self.dims = dims
         self.name = f"Conv{dims}D"
-        self.integer = {POW2: Linear("kernel", self._products)}
+        self.integer = {POW2: Linear("kernel", self._products), tflite.TFLITE: tflite.Linear(self._products)}
 
     # ------------------------------------------------------------ attributes
     def stride(self, node: Node) -> list[int]:
@@ -80,11 +81,8 @@ class Conv(Operator):
             arrays = ctx.arrays(node, params, kernel=channels_last.reshape(c_out, -1), bias=bias)
             return ctx.layer(node, template, params, arrays)
         # the optimized kernels see a Conv1D as a Conv2D of one row
-        as_2d = {"in_size": [1, *params["in_size"]][-2:], "out_size": [1, *params["out_size"]][-2:],
-                 "kernel_size": [1, *ksize][-2:], "stride": [1, *params["stride"]][-2:],
-                 "pad": [0, 0, *params["pad"]][-4:], "dims": self.dims}
-        params |= as_2d
-        kh, kw = as_2d["kernel_size"]
+        params |= {**as_2d(params), "dims": self.dims}
+        kh, kw = params["kernel_size"]
         rows = channels_last.reshape(c_out, kh, kw, c_in)
         bias = np.pad(bias, (0, c_out % 2))
         if ctx.integer:
@@ -101,9 +99,40 @@ class Conv(Operator):
         return ctx.layer(node, template, params, arrays, scratch_bytes=2 * kh * row * 4,
                          helpers=[ctx.helper("optimized/_block_f.c.j2")])
 
+    def lower_tflite(self, ctx: LoweringContext, node: Node) -> Layer:
+        kernel = ctx.weights(node, "kernel")
+        c_out, c_in, *ksize = kernel.shape
+        params = {"c_in": c_in, "c_out": c_out, **as_2d(self.geometry(ctx, node))}
+        rows = np.moveaxis(kernel, 1, -1)  # (out, k..., in): channels-last windows
+        store = tflite.block_store(ctx, node)
+        if store is None:
+            return tflite.lower_linear(ctx, node, "tflite_conv.c.j2", params, rows.reshape(c_out, -1),
+                                       "a 16-bit input whose sums may leave int32 (the optimized kernel "
+                                       "accumulates in int32, TFLite in int64)")
+        ctx.check_bound(node)
+        params |= {**tflite.io_params(ctx.graph, node), "dims": self.dims, "pad_value": tflite.input_affine(
+            ctx.graph, node).zero_point[0]}
+        kh, kw = params["kernel_size"]
+        bias = np.pad(tflite.folded_bias(ctx, node, rows), (0, c_out % 2))
+        rows = rows.reshape(c_out, kh, kw, c_in)
+        layer = self._lower_integer(ctx, node, params, rows, bias, "tflite_conv.c.j2", tflite.TILE, store)
+        layer.arrays += tflite.requantization_arrays(ctx, node, layer.params)
+        return layer
+
+    def geometry(self, ctx: LoweringContext, node: Node) -> dict:
+        """``in_size``, ``out_size``, ``kernel_size``, ``stride``, ``pad`` of the layer (its own dims)."""
+        return {"in_size": list(ctx.input_shape(node)[1:]), "out_size": list(node.shape[1:]),
+                "kernel_size": list(node.weights["kernel"].shape[2:]), "stride": self.stride(node),
+                "pad": self.padding(node)}
+
     def _lower_integer(self, ctx: LoweringContext, node: Node, params: dict, rows: np.ndarray,
-                       bias: np.ndarray, template: str) -> Layer:
-        """Kernel rows pre-arranged for number_conv_<step>_<unroll> (see optimized/_conv.c.j2)."""
+                       bias: np.ndarray, template: str, tile: int | None = None,
+                       store: dict[str, Any] | None = None) -> Layer:
+        """Kernel rows pre-arranged for number_conv_<step>_<unroll> (see optimized/_conv.c.j2).
+
+        ``tile``: at most this many output positions per band (int8; the default spans the row);
+        ``store``: the tflite scheme's (:func:`microai.ops.tflite.block_store`): its band rows, block kernel
+        and stores."""
         c_out, kh, kw, c_in = rows.shape
         c_pad = c_in + c_in % 2  # even: every window starts on a word of the band
         steps, unroll = block_steps(kw * c_pad)
@@ -111,20 +140,33 @@ class Conv(Operator):
         arranged = arrange_pairs(rows, steps, ctx.narrow)
         step = params["stride"][1] * c_pad
         cols = params["out_size"][1]
-        # int8 widens each channel pair's kernel once per band, so its band spans the row; int16 one block
-        chunk = -(-cols // 4) * 4 if ctx.narrow else 4
+        # int8 widens each channel pair's kernel once per band, so its band spans the row (or a tile of it);
+        # int16 one block
+        chunk = -(-min(cols, tile or cols) // 4) * 4 if ctx.narrow else 4
         span = (chunk - 1) * params["stride"][1] + max(kw, -(-2 * steps // c_pad))  # pixels a band row holds
         band = kh * span * c_pad
         weights = kh * steps * 4
         arrays = ctx.arrays(node, params, kernel=arranged, bias=bias)
         params |= {"c_pad": c_pad, "narrow": ctx.narrow, "block": f"{step}_{unroll}", "steps": steps,
                    "chunk": chunk, "span": span, "band": band, "weights": weights}
-        helpers = [ctx.helper("optimized/_band_row.c.j2"),
-                   ctx.helper("optimized/_block.c.j2", step=step, unroll=unroll, rows=kh, out_step=c_out,
-                              inner="positions" if ctx.narrow else "pairs",
-                              asm=6 * step + 4 * unroll <= ASM_OFFSET_LIMIT)]
+        block = ctx.helper("optimized/_block.c.j2", step=step, unroll=unroll, rows=kh, out_step=c_out,
+                           inner="positions" if ctx.narrow else "pairs",
+                           asm=6 * step + 4 * unroll <= ASM_OFFSET_LIMIT, **(store or {}))
+        helpers = [ctx.helper("optimized/_band_row.c.j2"), block]
+        if store is not None:  # the band row of the input's type, padded with its zero point; the stores
+            params["suffix"] = store["suffix"]
+            helpers = [ctx.helper("optimized/_band_row.c.j2", in_t=params["in_t"], padded=True),
+                       ctx.helper("optimized/_tflite_store.c.j2", **store), block]
         return ctx.layer(node, template, params, arrays, scratch_bytes=2 * (band + weights * ctx.narrow),
                          helpers=helpers)
+
+
+def as_2d(geometry: dict) -> dict:
+    """Window geometry (``in_size``, ``out_size``, ``kernel_size``, ``stride``, ``pad``) of a 1D or 2D
+    operator as that of a 2D one: a 1D operator is a 2D operator over one row."""
+    return {"in_size": [1, *geometry["in_size"]][-2:], "out_size": [1, *geometry["out_size"]][-2:],
+            "kernel_size": [1, *geometry["kernel_size"]][-2:], "stride": [1, *geometry["stride"]][-2:],
+            "pad": [0, 0, *geometry["pad"]][-4:]}
 
 
 def arrange_pairs(rows: np.ndarray, steps: int, narrow: bool) -> np.ndarray:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from microai.graph.ir import GraphError, Node
+from microai.ops import tflite
 from microai.ops.base import Operator, Shape, single
 from microai.ops.conv import arrange_pairs
 from microai.ops.pow2 import POW2, Linear
@@ -27,7 +28,7 @@ class Dense(Operator):
     weights = ("kernel", "bias")
     relu_fusable = True
     folds_scale = True
-    integer = {POW2: Linear("kernel", _products)}
+    integer = {POW2: Linear("kernel", _products), tflite.TFLITE: tflite.Linear(_products)}
 
     def shape(self, node: Node, ins: list[Shape]) -> Shape:
         x, k = single(ins, node), node.weights["kernel"]
@@ -42,6 +43,20 @@ class Dense(Operator):
     def run_float(self, node: Node, ins: list[np.ndarray]) -> np.ndarray:
         y = ins[0].astype(np.float32) @ node.weights["kernel"].astype(np.float32).T
         return y + node.weights["bias"].astype(np.float32).reshape(1, -1)
+
+    def lower_tflite(self, ctx: LoweringContext, node: Node) -> Layer:
+        kernel = ctx.weights(node, "kernel")[:, ctx.memory_order(ctx.layout[node.inputs[0]])]
+        n_out, n_in = kernel.shape
+        params = {"n_in": n_in, "n_out": n_out}
+        if not tflite.optimizable(ctx, node):
+            return tflite.lower_linear(ctx, node, "tflite_dense.c.j2", params, kernel)
+        ctx.check_bound(node)  # output channels in pairs, the zero point in the bias (optimized/dense.c.j2)
+        params |= {**tflite.io_params(ctx.graph, node), "steps": -(-n_in // 2), "narrow": True}
+        bias = np.pad(tflite.folded_bias(ctx, node, kernel), (0, n_out % 2))
+        arrays = ctx.arrays(node, params, kernel=arrange_pairs(kernel[:, None, :], params["steps"], True),
+                            bias=bias)
+        arrays += tflite.requantization_arrays(ctx, node, params)
+        return ctx.layer(node, "tflite_dense.c.j2", params, arrays, scratch_bytes=2 * 2 * params["steps"])
 
     def lower(self, ctx: LoweringContext, node: Node) -> Layer:
         ctx.check_bound(node)

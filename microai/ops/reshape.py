@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from microai.graph.ir import GraphError, Node
+from microai.ops import tflite
 from microai.ops.base import IntegerSemantics, Operator, Shape, single
 from microai.ops.pow2 import POW2, PassThrough
 
@@ -19,7 +20,8 @@ class Input(Operator):
     """The network input; attribute ``shape`` (channels first, no batch dimension)."""
 
     name = "Input"
-    integer = {POW2: IntegerSemantics()}  # quantizers give it the format of its values; nothing to run
+    # quantizers give it the format of its values; nothing to run
+    integer = {POW2: IntegerSemantics(), tflite.TFLITE: tflite.TFLiteSemantics()}
 
     def shape(self, node: Node, ins: list[Shape]) -> Shape:
         if ins or "shape" not in node.attrs:
@@ -39,7 +41,7 @@ class Flatten(Operator):
     name = "Flatten"
     keeps_input_format = True
     alias = True
-    integer = {POW2: PassThrough(_flatten)}
+    integer = {POW2: PassThrough(_flatten), tflite.TFLITE: tflite.PassThrough(_flatten)}
 
     def shape(self, node: Node, ins: list[Shape]) -> Shape:
         return (math.prod(single(ins, node)),)
@@ -52,7 +54,7 @@ class Identity(Operator):
     name = "Identity"
     keeps_input_format = True
     alias = True
-    integer = {POW2: PassThrough(_identity)}
+    integer = {POW2: PassThrough(_identity), tflite.TFLITE: tflite.PassThrough(_identity)}
 
     def shape(self, node: Node, ins: list[Shape]) -> Shape:
         return single(ins, node)

@@ -7,13 +7,27 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from microai.graph.ir import GraphError, Node
+from microai.graph.ir import Graph, GraphError, Node
+from microai.ops import tflite
 from microai.ops.base import Operator, Shape, single, spatial
+from microai.ops.conv import as_2d
 from microai.ops.pow2 import POW2, PassThrough
 from microai.ops.windows import zero_pad
 
 if TYPE_CHECKING:
     from codegen.lowering import Layer, LoweringContext
+
+
+class _PadWithZeroPoint(tflite.TFLiteSemantics):
+    """TFLite's PAD of a quantized tensor: the padding holds the zero point (real 0); same format in, out."""
+
+    def __init__(self, op: ZeroPadding) -> None:
+        self.op = op
+
+    def run(self, graph: Graph, node: Node, ins: list[np.ndarray]) -> np.ndarray:
+        tflite.require_same_format(graph, node)
+        zp = tflite.affine(node).zero_point[0]
+        return self.op.pad(node, ins[0] - zp) + zp
 
 
 class ZeroPadding(Operator):
@@ -22,12 +36,12 @@ class ZeroPadding(Operator):
     def __init__(self, dims: int) -> None:
         self.dims = dims
         self.name = f"ZeroPadding{dims}D"
-        self.integer = {POW2: PassThrough(self._pad)}
+        self.integer = {POW2: PassThrough(self.pad), tflite.TFLITE: _PadWithZeroPoint(self)}
 
     def padding(self, node: Node) -> list[int]:
         return spatial(node, "padding", 2 * self.dims)
 
-    def _pad(self, node: Node, x: np.ndarray) -> np.ndarray:
+    def pad(self, node: Node, x: np.ndarray) -> np.ndarray:
         return zero_pad(x, self.padding(node))
 
     def shape(self, node: Node, ins: list[Shape]) -> Shape:
@@ -37,7 +51,17 @@ class ZeroPadding(Operator):
         return (x[0], *[x[1 + d] + pad[2 * d] + pad[2 * d + 1] for d in range(self.dims)])
 
     def run_float(self, node: Node, ins: list[np.ndarray]) -> np.ndarray:
-        return self._pad(node, ins[0])
+        return self.pad(node, ins[0])
+
+    def lower_tflite(self, ctx: LoweringContext, node: Node) -> Layer:
+        ctx.require_natural_layout(node)
+        ctx.require_same_format(node)
+        in_shape = ctx.input_shape(node)
+        geometry = as_2d({"in_size": list(in_shape[1:]), "out_size": list(node.shape[1:]), "kernel_size": [1],
+                          "stride": [1], "pad": self.padding(node)})
+        params = {"channels": in_shape[0], **geometry, "in_t": tflite.c_type(tflite.affine(node)),
+                  "zp": tflite.affine(node).zero_point[0]}
+        return ctx.layer(node, "tflite_pad.c.j2", params)
 
     def lower(self, ctx: LoweringContext, node: Node) -> Layer:
         ctx.require_natural_layout(node)

@@ -48,13 +48,15 @@ def calibrate(graph: Graph, x: np.ndarray, batch_size: int = reference.DEFAULT_B
 
 
 def quantize_ptq(graph: Graph, calibration_x: np.ndarray, width: int, granularity: str = "network",
-                 fixed_frac: int | None = None, rounding: str = "floor",
-                 quant_rounding: str = "trunc") -> Graph:
+                 fixed_frac: int | None = None, rounding: str = "nearest",
+                 quant_rounding: str = "nearest") -> Graph:
     """Quantized copy of the float ``graph`` (simplified first: BatchNorm folded, ReLUs fused).
 
     ``fixed_frac`` (network granularity only) imposes the fractional bits of every tensor;
     otherwise they follow from the largest magnitude (of the network, or of each tensor).
-    ``rounding`` is the shift rounding and ``quant_rounding`` the float->fixed conversion.
+    ``rounding`` is the shift rounding and ``quant_rounding`` the float->fixed conversion: round to
+    nearest by default (on deep models floor/truncation compounds a bias layer after layer); the
+    paper's ``"floor"`` / ``"trunc"`` stay available (config/paper.yaml uses them).
     """
     width = check_width(width)
     _check_choice("granularity", granularity, GRANULARITIES)

@@ -15,7 +15,8 @@ from collections.abc import Callable
 import numpy as np
 
 from microai import ops
-from microai.graph.ir import Graph, GraphError, Node
+from microai.graph.ir import AffineFormat, Graph, GraphError, Node
+from microai.ops import tflite
 from microai.ops.pow2 import LONG_MAX, LONG_MIN, AccumulatorOverflow, fmt, shift_right
 from microai.quant.formats import dequantize, quantize_array
 
@@ -56,15 +57,20 @@ def run_all(graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def quantize_input(graph: Graph, x: np.ndarray) -> np.ndarray:
-    """Float inputs -> integers in the Input node's format with the graph's ``quant_rounding``."""
+    """Float inputs -> integers in the Input node's format: pow2 graphs with the graph's ``quant_rounding``,
+    tflite graphs as TFLite's QUANTIZE (float32 division by the scale, halves away from zero, zero point)."""
     _require_quantized(graph)
-    return quantize_array(_check_input(graph, x), fmt(graph.input, "output"), graph.quant_rounding)
+    f = fmt(graph.input, "output")
+    if isinstance(f, AffineFormat):
+        return tflite.quantize_real(_check_input(graph, x), f)
+    return quantize_array(_check_input(graph, x), f, graph.quant_rounding)
 
 
 def dequantize_output(graph: Graph, y: np.ndarray) -> np.ndarray:
     """Integer outputs of a quantized graph -> real values (float64)."""
     _require_quantized(graph)
-    return dequantize(y, fmt(graph.node(graph.output), "output"))
+    f = fmt(graph.node(graph.output), "output")
+    return tflite.dequantize(y, f) if isinstance(f, AffineFormat) else dequantize(y, f)
 
 
 def predict(graph: Graph, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
@@ -114,16 +120,27 @@ def _evaluate(graph: Graph, x: np.ndarray, op: OpFn, keep: bool = True) -> dict[
     values: dict[str, np.ndarray] = {}
     for k, node in enumerate(graph.nodes):
         act = node.attrs.get("activation")
-        if act is not None and (act != "relu" or not ops.of(node).relu_fusable):
+        if act is not None and (act not in _activations(graph) or not ops.of(node).relu_fusable):
             raise GraphError(f"{node.describe()}: fused activation '{act}' not supported "
-                             f"(only 'relu' on {ops.relu_fusable()})")
+                             f"(only {_activations(graph)} on {ops.relu_fusable()})")
         out = x if node.op == "Input" else op(graph, node, [values[i] for i in node.inputs])
-        values[node.name] = np.maximum(out, 0) if act == "relu" else out
+        if op is _float_op and act is not None:
+            zero, six = np.float32(0), np.float32(6)
+            out = np.maximum(out, zero) if act == "relu" else np.clip(out, zero, six)
+        elif act == "relu" and not ops.integer(graph, node).applies_activation:
+            out = np.maximum(out, 0)
+        values[node.name] = out
         if not keep:
             for i in node.inputs:
                 if last_use[i] == k and i != graph.output:
                     del values[i]
     return values
+
+
+def _activations(graph: Graph) -> tuple[str, ...]:
+    """Fused activations a graph may carry: ReLU; ReLU6 in float graphs and in the tflite scheme (an output
+    clamp there), which TFLite models use."""
+    return ("relu",) if graph.is_quantized and graph.scheme != tflite.TFLITE else tflite.ACTIVATIONS
 
 
 def _check_input(graph: Graph, x: np.ndarray) -> np.ndarray:

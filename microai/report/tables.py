@@ -24,7 +24,7 @@ COLUMNS = [
     "accuracy_mean", "accuracy_std", "param_bytes", "c_accuracy_mean", "c_matches_reference",
     "activation_bytes_pools", "activation_bytes_planned", "arena_bytes", "rom_bytes", "ram_bytes",
     "instructions", "cycles", "ms", "energy_uwh", "host_wall_ms", "est_cycles", "est_ms", "est_energy_uwh",
-    "outputs_match_reference", "how_measured", "note",
+    "outputs_match_reference", "microai_c_matches_tflm", "how_measured", "note",
 ]
 KEY = ["dataset", "model", "filters", "precision"]
 _PATH = re.compile(r"(?P<dataset>[^/]+)/(?P<model>[^/]+)-f(?P<filters>\d+)/run(?P<run>\d+)/"
@@ -112,6 +112,8 @@ def _base(key: tuple, kinds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         activation_bytes_pools=hosts[0].get("activation_bytes_pools") if hosts else np.nan,
         activation_bytes_planned=hosts[0].get("activation_bytes_planned") if hosts else np.nan,
         arena_bytes=first.get("arena_bytes"),
+        # tflite-micro int8 rows: MicroAI's C of the same .tflite equal to the TFLM host runtime's outputs
+        microai_c_matches_tflm=_mean(e["data"].get("microai_c_matches_tflm") for e in evals),
     )
     return base
 
@@ -142,18 +144,42 @@ def _framework_rows(key: tuple, framework: str, kinds: dict[str, list[dict[str, 
     return rows
 
 
+#: Ratios MicroAI / TFLite Micro of the paper layout: metric -> table column (same run, same precision).
+RATIOS = {"est_cycles_ratio": "est_cycles", "rom_ratio": "rom_bytes", "ram_ratio": "ram_bytes"}
+PEER_FRAMEWORK = "tflite-micro"
+RATIO_FRAMEWORK = f"{OWN_FRAMEWORK} / {PEER_FRAMEWORK}"
+RATIO_HOW = ("ratio of the two frameworks' rows of this run: estimated cycles (Cortex-M4 timing model), "
+             "ROM and RAM of their ELFs (see those rows' how_measured)")
+
+
 def paper_layout(table: pd.DataFrame) -> pd.DataFrame:
     """The paper's Tables A3-A5: ROM (KiB), time (ms) and energy (uWh) against filters, one row per
-    dataset / model / framework / board / precision / metric, with the rows' ``how_measured``."""
+    dataset / model / framework / board / precision / metric, with the rows' ``how_measured``; then,
+    framework "microai / tflite-micro", the ratios :data:`RATIOS` of the two frameworks' figures for
+    the same dataset, model, board and precision (int8 vs int8, float32 vs float32)."""
     long = pd.concat(
         [table[[*PAPER_KEY, "filters"]].assign(metric=name, value=table[column] * scale)
-         for name, (column, scale) in PAPER_METRICS.items()],
+         for name, (column, scale) in PAPER_METRICS.items()] + [_ratios(table)],
         ignore_index=True,
     )
     wide = long.pivot_table(index=[*PAPER_KEY, "metric"], columns="filters", values="value", aggfunc="first")
     wide.columns = [f"F{c}" for c in wide.columns]
     how = table.groupby(PAPER_KEY)["how_measured"].agg(lambda s: " | ".join(dict.fromkeys(s.dropna())))
-    return wide.reset_index().join(how, on=PAPER_KEY)
+    wide = wide.reset_index().join(how, on=PAPER_KEY)
+    wide.loc[wide.framework == RATIO_FRAMEWORK, "how_measured"] = RATIO_HOW
+    return wide
+
+
+def _ratios(table: pd.DataFrame) -> pd.DataFrame:
+    keys = ["dataset", "model", "board", "precision", "filters"]
+    ours = table[table.framework == OWN_FRAMEWORK].set_index(keys)
+    peer = table[table.framework == PEER_FRAMEWORK].set_index(keys)
+    both = ours.merge(peer, left_index=True, right_index=True, suffixes=("", "_peer"))
+    parts = [pd.DataFrame({"metric": name, "framework": RATIO_FRAMEWORK,
+                           "value": both[col].astype(float) / both[f"{col}_peer"].astype(float)},
+                          index=both.index).reset_index()
+             for name, col in RATIOS.items()]
+    return pd.concat(parts, ignore_index=True)
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:

@@ -21,17 +21,30 @@ def import_graph(ckpt: Path, prepared_npz: Path, out_graph: Path) -> None:
 
 
 def quantize_ptq(graph_path: Path, prepared_npz: Path, precision: dict[str, Any], out_graph: Path) -> None:
-    """Post-training quantization calibrated on training data."""
+    """Post-training quantization calibrated on training data: the paper's power-of-two scheme (rounding to
+    nearest unless the precision asks for the paper's floor/truncation), or TFLite's (``scheme: tflite``),
+    calibrated like TFLite's converter on evenly spaced training inputs."""
     from microai.data import load_prepared
     from microai.graph import Graph
     from microai.quant.ptq import quantize_ptq as ptq
 
     data = load_prepared(Path(prepared_npz))
+    if precision.get("scheme", "pow2") == "tflite":
+        from microai.quant.affine import quantize_tflite
+        from microai.tflite.convert import representative_samples
+
+        calibration = representative_samples(data.x_train, precision.get("calibration_samples", 1000))
+        quantized = quantize_tflite(Graph.load(graph_path), calibration,
+                                    activations=precision.get("activations", 8),
+                                    int16_layers=precision.get("int16_layers", ()))
+        quantized.save(out_graph)
+        return
     n = precision.get("calibration_samples", len(data.x_train))
     quantized = ptq(
         Graph.load(graph_path), data.x_train[:n], width=precision["width"],
         granularity=precision.get("granularity", "layer"), fixed_frac=precision.get("fixed_frac"),
-        rounding=precision.get("rounding", "floor"), quant_rounding=precision.get("quant_rounding", "trunc"),
+        rounding=precision.get("rounding", "nearest"),
+        quant_rounding=precision.get("quant_rounding", "nearest"),
     )
     quantized.save(out_graph)
 
@@ -49,6 +62,18 @@ def quantize_qat(ckpt: Path, prepared_npz: Path, run: int, qat_schedule: dict[st
     data = load_prepared(Path(prepared_npz))
     net = load_checkpoint(Path(ckpt))
     cfg = TrainConfig.from_dict({**qat_schedule, "num_threads": threads})
+    if precision.get("scheme", "pow2") == "tflite":
+        from microai.graph.torch_import import from_torch
+        from microai.quant.affine_qat import train_qat_tflite
+
+        graph, history = train_qat_tflite(
+            from_torch(net, data.input_shape, name=Path(ckpt).parent.parent.name), data.x_train, data.y_train,
+            cfg, seed=run, activations=precision.get("activations", 8),
+            int16_layers=precision.get("int16_layers", ()),
+            calibration_samples=precision.get("calibration_samples", 1000))
+        graph.save(out_graph)
+        write_json(out_metrics, {"run": run, "scheme": "tflite", "history": history})
+        return
     qat_model, history = train_qat(
         net, data.x_train, data.y_train, cfg, width=precision["width"],
         seed=run, granularity=precision.get("granularity", "layer"),

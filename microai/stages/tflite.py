@@ -65,7 +65,11 @@ def evaluate_tflm(tflite_path: Path, graph_path: Path, prepared_npz: Path, preci
                         "whole test set; arena: its RecordingMicroAllocator",
     }
     if precision == "int8":
+        from microai.tflite.engine import check_c_against_tflm
+
         result["how_measured"] += (f"; model: TensorFlow {version('tensorflow-cpu')} full-integer post-"
                                    "training quantization of the float model, calibrated on training inputs")
+        result["microai_c"] = check_c_against_tflm(tflite_path, data.x_test, run)
+        result["microai_c_matches_tflm"] = result["microai_c"]["matches"]
     write_json(out_json, result)
     return result

@@ -19,7 +19,7 @@ import numpy as np
 from microai.graph.ir import Graph
 from microai.tflite.capture import StderrCapture
 
-PRECISIONS = ("float32", "int8")
+PRECISIONS = ("float32", "int8", "int16x8")
 
 
 class ConversionError(RuntimeError):
@@ -41,7 +41,8 @@ def to_tflite(graph: Graph, precision: str = "float32", representative: np.ndarr
 
     ``precision="int8"``: full-integer post-training quantization (int8 kernels only, int8 input and
     output tensors), calibrated on ``representative`` (float inputs, channels-first like the
-    graph, e.g. :func:`representative_samples` of the training set). ``threads``: TensorFlow's
+    graph, e.g. :func:`representative_samples` of the training set); ``"int16x8"``: TFLite's 16x8
+    (int8 weights, int16 activations, int16 input and output). ``threads``: TensorFlow's
     thread pools (only settable before TensorFlow first runs in the process).
     """
     from microai.graph.keras_io import to_keras
@@ -50,7 +51,7 @@ def to_tflite(graph: Graph, precision: str = "float32", representative: np.ndarr
     if precision not in PRECISIONS:
         raise ValueError(f"TFLite precision '{precision}' unknown; choose one of {PRECISIONS}")
     shape = graph.input.shape
-    if precision == "int8":
+    if precision != "float32":
         if representative is None or len(representative) == 0:
             raise ValueError("int8 conversion needs representative inputs (e.g. training samples)")
         if tuple(representative.shape[1:]) != tuple(shape):
@@ -68,12 +69,16 @@ def to_tflite(graph: Graph, precision: str = "float32", representative: np.ndarr
             signature = [tf.TensorSpec(model.inputs[0].shape, tf.float32)]  # keeps the batch of 1
             model.export(saved, format="tf_saved_model", verbose=False, input_signature=signature)
             converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-            if precision == "int8":
+            if precision != "float32":
+                ops = tf.lite.OpsSet
+                wide = precision == "int16x8"
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
                 converter.representative_dataset = lambda: ([s[None]] for s in samples)
-                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-                converter.inference_input_type = tf.int8
-                converter.inference_output_type = tf.int8
+                converter.target_spec.supported_ops = [
+                    ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if wide
+                    else ops.TFLITE_BUILTINS_INT8]
+                io_type = tf.int16 if wide else tf.int8
+                converter.inference_input_type = converter.inference_output_type = io_type
             data = converter.convert()
         except Exception as e:  # the converter raises ConverterError, RuntimeError, ValueError ...
             error = e

@@ -120,8 +120,8 @@ def operators(model: ModelSource) -> list[str]:
     """
     from tflite_micro import runtime
 
-    obj = _parse(read_model(model), _describe(model))
-    names = _builtin_names()
+    obj = parse_model(model)
+    names = builtin_names()
     out = []
     for op in obj.subgraphs[0].operators or []:
         code = obj.operatorCodes[op.opcodeIndex]
@@ -134,15 +134,20 @@ def operators(model: ModelSource) -> list[str]:
 
 
 @cache
-def _builtin_names() -> dict[int, str]:
+def builtin_names() -> dict[int, str]:
+    """TFLite builtin operator code -> name (``3`` -> ``'CONV_2D'``)."""
     from tflite_micro import runtime
 
     ops = runtime.schema_fb.BuiltinOperator
     return {v: k for k, v in vars(ops).items() if not k.startswith("_") and isinstance(v, int)}
 
 
+def parse_model(model: ModelSource):
+    """The flatbuffer as the schema's object API (``ModelT`` of ``tflite_micro``'s schema)."""
+    return _parse(read_model(model), _describe(model))
+
+
 def _parse(data: bytes, where: str):
-    """The flatbuffer as the schema's object API (``ModelT``)."""
     from tflite_micro import runtime
 
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,13 +66,15 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class RunResult:
-    """Outputs (N, K) in the library's dtype, per-vector ``cycles`` in the unit ``how_measured`` names."""
+    """Outputs (N, K) in the library's dtype, per-vector ``cycles`` in the unit ``how_measured`` names;
+    ``arena_bytes``: (used, size) of a runtime's tensor arena (TFLM), as the firmware reported it."""
 
     board: str
     outputs: np.ndarray
     cycles: np.ndarray
     stack_bytes_used: int | None
     how_measured: str
+    arena_bytes: tuple[int, int] | None = None
 
 
 class Board(ABC):
@@ -147,14 +150,17 @@ class CortexMBoard(Board):
         """The script to link with; boards that resize their memory write a copy to out_dir."""
         return self.folder / "linker.ld"
 
-    def build(self, sources: Path, vectors: np.ndarray, out_dir: Path, opt: str = "-O2") -> BuildResult:
+    def build(self, sources: Path, vectors: np.ndarray, out_dir: Path, opt: str = "-O2",
+              link: Sequence[str | Path] = ()) -> BuildResult:
+        """``link``: objects, archives and ``-l`` options linked after the sources (e.g. the TFLM
+        adapter's object, libtflm.a and -lstdc++)."""
         gcc, library, vectors_c = build_inputs(self.gcc, sources, vectors, out_dir)
         elf = out_dir / "firmware.elf"
         script = self.linker_script(out_dir)
         compile_cmd = [
             gcc, *CORTEX_M4F_FLAGS, *C_FLAGS, opt,
             f"-I{FIRMWARE}", f"-I{CORTEX_M}", f"-I{self.folder}", f"-I{sources}",
-            *HARNESS_SOURCES, CORTEX_M / "startup.c", self.folder / "board.c", *library, vectors_c,
+            *HARNESS_SOURCES, CORTEX_M / "startup.c", self.folder / "board.c", *library, vectors_c, *link,
             *LINK_FLAGS, f"-L{CORTEX_M}", f"-Wl,--defsym=__stack_size={self.stack_bytes}",
         ]
         try:

@@ -47,4 +47,4 @@ class QemuM4(CortexMBoard):
         instructions = np.array([ticks_to_instructions(int(t), self.shift) for t in report.ticks],
                                 dtype=np.int64)
         return RunResult(self.name, report.outputs, instructions, report.stack_bytes,
-                         "instructions (QEMU icount)")
+                         "instructions (QEMU icount)", report.arena_bytes)

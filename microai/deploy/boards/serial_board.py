@@ -70,4 +70,4 @@ class SerialBoard(CortexMBoard):
         """Read one run's report from an open port (also used against QEMU's emulated UART in tests)."""
         report = read_report(port, f"{self.name} serial {getattr(port, 'name', None) or self.port}", timeout)
         return RunResult(self.name, report.outputs, report.ticks, report.stack_bytes,
-                         "cycles (DWT CYCCNT at 48 MHz, measured on board)")
+                         "cycles (DWT CYCCNT at 48 MHz, measured on board)", report.arena_bytes)
