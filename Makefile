@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm slurm-wlm munge
 CORES ?= all
 
-.PHONY: setup run test lint repro dvc-yaml clean-results readme-table
+.PHONY: setup run test lint repro workflow-files clean-results readme-table
 
 setup: $(VENV)/.deps-stamp .apt-stamp
 
@@ -53,8 +53,10 @@ test: setup
 repro: setup
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
 
-# dvc.yaml is generated from the stage table (microai/pipeline.py), the one the Snakefile reads.
-dvc-yaml: setup
+# The rules files (workflow/rules/<n>_<family>.smk) and dvc.yaml are generated from the stage table
+# (microai/pipeline.py): one definition of the pipeline for Snakemake and DVC.
+workflow-files: setup
+	$(BIN)/python -m microai.snakemake_rules workflow/rules
 	$(BIN)/python -m microai.dvc_yaml > dvc.yaml.tmp && mv dvc.yaml.tmp dvc.yaml
 
 lint: setup

@@ -1,7 +1,7 @@
 """dvc.yaml from the stage table (microai.pipeline): the same stages as the Snakefile, for ``dvc repro``.
 
 Every stage becomes a matrix stage over the params.yaml lists of its dimensions, with its inputs,
-parameters and code as dependencies. Write it with ``make dvc-yaml`` (``python -m microai.dvc_yaml
+parameters and code as dependencies. Write it with ``make workflow-files`` (``python -m microai.dvc_yaml
 > dvc.yaml``); a test fails when the committed file differs from what this module writes.
 """
 
@@ -15,7 +15,7 @@ import yaml
 from microai.pipeline import DIMENSIONS, STAGES, Stage, fill_dimensions
 
 HEADER = """\
-# Generated from the stage table (microai/pipeline.py) by `make dvc-yaml`: edit the table, not this file.
+# Generated from the stage table (microai/pipeline.py) by `make workflow-files`: edit the table, not here.
 # The same stages as the Snakefile, as matrix stages over params.yaml's sweep; `dvc repro` runs them.
 """
 

@@ -1,9 +1,10 @@
 """The pipeline's stages as data: the one definition that Snakemake's rules and dvc.yaml are made from.
 
 Each :class:`Stage` names its script, the sweep dimensions it runs over, its input and output
-path patterns, the parameters it reads and the code that computes it. ``workflow/rules/stages.smk``
-turns every entry into a Snakemake rule and :mod:`microai.dvc_yaml` into a DVC matrix stage, so
-adding a stage is adding one entry (and its script). Paths use ``{dimension}`` placeholders.
+path patterns, the parameters it reads and the code that computes it. :mod:`microai.snakemake_rules`
+writes every entry as a rule of ``workflow/rules/<n>_<family>.smk`` and :mod:`microai.dvc_yaml` as a
+DVC matrix stage, so adding a stage is adding one entry (and its script) and running ``make
+workflow-files``. Paths use ``{dimension}`` placeholders.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ class Stage:
         if self.module is None:  # a library's own command line (python -m codegen)
             return list(self.code)
         own = [f"workflow/scripts/{self.script}", f"microai/stages/{self.module}.py"]
-        return [*own, *COMMON_CODE, *self.code]
+        return list(dict.fromkeys([*own, *COMMON_CODE, *self.code]))
 
     def code_files(self, root: Path = ROOT) -> list[str]:
         """code_paths() with folders expanded to their source files (absolute paths)."""
@@ -129,7 +130,7 @@ class Stage:
             files += [str(path)] if path.is_file() else sorted(
                 str(f) for f in path.rglob("*")
                 if f.suffix in SOURCE_SUFFIXES and "__pycache__" not in f.parts)
-        return files
+        return list(dict.fromkeys(files))  # a file may be named by two entries (a folder and a file in it)
 
     def log(self) -> str:
         """Log path pattern: one log per job."""
@@ -318,6 +319,23 @@ STAGES: tuple[Stage, ...] = (
 )
 
 STAGE_BY_NAME = {s.name: s for s in STAGES}
+
+#: The paper's stage families in the order data flows, with what each does; one rules file each
+#: (workflow/rules/<n>_<family>.smk). Every stage belongs to exactly one (tested).
+FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "data": ("official dataset archives -> prepared arrays", ("download", "prepare")),
+    "train": ("float training of each model, filter count and run", ("train_float",)),
+    "quantize": ("each precision's graph IR (PTQ or QAT) and its test accuracy; TFLite's own conversion"
+                 " and the TFLite Micro host runtime's accuracy",
+                 ("quantize", "evaluate", "convert_tflite", "evaluate_tflm")),
+    "deploy": ("C code generated and checked on the host, firmware built and flashed per board, for"
+               " MicroAI and TFLite Micro",
+               ("generate_c", "check_host", "compile", "flash",
+                "tflm_library", "compile_tflm", "flash_tflm")),
+    "measure": ("inference on the board (emulated or real): outputs checked, cycles, time, energy",
+                ("measure", "measure_tflm")),
+    "report": ("the sweep's results into tables, metrics, plot data and the paper's figures", ("aggregate",)),
+}
 
 
 def tflm_tree(params: dict[str, Any]) -> str:

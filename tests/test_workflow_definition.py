@@ -11,14 +11,14 @@ import pytest
 import yaml
 from pipeline_support import ROOT
 
-from microai import dvc_yaml
+from microai import dvc_yaml, snakemake_rules
 from microai.config import ConfigError, load_params, validate_params
-from microai.pipeline import STAGES, sweep_results
+from microai.pipeline import FAMILIES, STAGES, sweep_results
 
 
 def test_committed_dvc_yaml_is_the_generated_one():
     committed = (ROOT / "dvc.yaml").read_text()
-    assert committed == dvc_yaml.dvc_yaml(), "dvc.yaml is out of date: run `make dvc-yaml` and commit it"
+    assert committed == dvc_yaml.dvc_yaml(), "dvc.yaml is out of date: run `make workflow-files`, commit it"
 
 
 def test_every_stage_depends_on_its_script_stage_module_and_shared_plumbing():
@@ -79,7 +79,7 @@ def test_snakemake_and_dvc_run_the_same_stages():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--list-rules"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rules = set(proc.stdout.split()) - {"all"}
+    rules = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()} - {"all"}
     assert rules == set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
 
 
@@ -172,3 +172,21 @@ def test_effective_parameters_are_written_once_per_configuration(tmp_path):
     files = sorted(folder.glob("params-*.json"))
     assert len(files) == 2 and not list(folder.glob("*.tmp"))
     assert {json.loads(f.read_text())["deploy"]["vectors"] for f in files} == {20, 7}
+
+
+def test_committed_rules_files_are_the_generated_ones():
+    folder = ROOT / "workflow" / "rules"
+    generated = snakemake_rules.family_files()
+    committed = {p.name for p in folder.glob("*.smk")} - {"common.smk"}
+    assert committed == set(generated), "rules files differ: run `make workflow-files` and commit them"
+    for name, text in generated.items():
+        assert (folder / name).read_text() == text, f"{name} is out of date: run `make workflow-files`"
+    snakefile = (ROOT / "Snakefile").read_text()
+    includes = re.findall(r'^include: "workflow/rules/(\d+_\w+\.smk)"', snakefile, re.M)
+    assert includes == list(generated), "the Snakefile includes every family's rules, in order"
+
+
+def test_every_stage_is_in_exactly_one_family():
+    names = [n for _, family in FAMILIES.values() for n in family]
+    assert sorted(names) == sorted(s.name for s in STAGES)
+    assert len(names) == len(set(names))

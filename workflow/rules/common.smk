@@ -1,5 +1,6 @@
 # Shared by every rule: parameter validation (before any rule runs), the effective parameters file,
-# wildcard constraints.
+# wildcard constraints, and the helpers the generated rules files (<n>_<family>.smk) call to look up
+# their stage's parameters, code and resources in the stage table (microai/pipeline.py).
 import hashlib
 import json
 import os
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from microai import pipeline
 from microai.deploy.boards import BOARDS
-from microai.config import ConfigError, stage_resources, validate_params
+from microai.config import ConfigError, section, stage_resources, validate_params
 
 try:
     validate_params(config, "configuration (params.yaml / --configfile / --config)")
@@ -62,10 +63,45 @@ def _alternatives(names):
     return "|".join(sorted((n.replace(".", r"\.") for n in names), key=len, reverse=True)) or "$^"
 
 
-wildcard_constraints:
-    dataset=_alternatives(SWEEP["datasets"]),
-    model=_alternatives(SWEEP["models"]),
-    filters=r"\d+",
-    run=r"\d+",
-    precision=_alternatives(config["precisions"]),
-    board=_alternatives(BOARDS),
+def stage_param(dotted):
+    """A rule parameter: the params.yaml value at a dotted key that may use wildcards
+    (``train.{dataset}``); None where an optional key (trailing '?') is absent. Changing the value
+    reruns the jobs that read it, and only those."""
+
+    def value(wildcards):
+        key = dotted.format(**wildcards)
+        try:
+            return section(config, *key.rstrip("?").split("."))
+        except ConfigError:
+            if key.endswith("?"):
+                return None
+            raise
+
+    return value
+
+
+def environment_fact(name):
+    """A fact of this machine a stage depends on (e.g. which TFLite Micro tree), as a rule parameter."""
+    return pipeline.ENVIRONMENT_FACTS[name](config)
+
+
+def stage_code(name):
+    """The stage's code files (script, stage module, library folders): an edit reruns the stage."""
+    return pipeline.STAGE_BY_NAME[name].code_files(Path(workflow.basedir))
+
+
+def job_resources(name):
+    """Cluster resources of a job from the configuration's `resources` (sized for its sweep), so that
+    `--set-resources` overrides one of them and keeps the others."""
+    own = stage_resources(config, name)
+    out = {k: own[k] for k in ("mem_mb", "runtime") if k in own}
+    res = config.get("resources", {})
+    return {**out, **{k: res[k] for k in ("slurm_partition", "slurm_account") if res.get(k)}}
+
+
+def job_threads(name):
+    return stage_resources(config, name).get("threads", 1)
+
+
+def caption(name):
+    return str(Path(workflow.basedir) / "workflow" / "report" / f"{name}.rst")
