@@ -225,6 +225,17 @@ class LoweringContext:
             return b << (acc_frac - n_b)
         return shift_right(b, n_b - acc_frac, self.graph.rounding)
 
+    def rounding_in_bias(self, node: Node, bias: np.ndarray, shift: int) -> np.ndarray:
+        """The bias of a kernel that requantizes by a plain right shift (floor): with round-to-nearest, the
+        rounding term 2**(shift - 1) added once here instead of to every output."""
+        if self.graph.rounding != "nearest" or shift <= 0:
+            return bias
+        folded = bias + (1 << (shift - 1))
+        if np.abs(folded).max() > LONG_MAX:
+            raise CodegenError(f"{node.describe()}: bias + rounding term {np.abs(folded).max()} exceeds the "
+                               f"int32 long_number_t limit {LONG_MAX}")
+        return folded
+
     def finish(self, node: Node, acc_frac: int = 0) -> dict[str, Any]:
         """Template parameters of the final store: requantization shift and fused ReLU."""
         shift = acc_frac - self.fmt(node).frac if self.integer else 0

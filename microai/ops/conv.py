@@ -86,6 +86,8 @@ class Conv(Operator):
         rows = channels_last.reshape(c_out, kh, kw, c_in)
         bias = np.pad(bias, (0, c_out % 2))
         if ctx.integer:
+            # the block kernel shifts right (floor): round half up's term goes into the bias
+            bias = ctx.rounding_in_bias(node, bias, params["shift"])
             return self._lower_integer(ctx, node, params, rows, bias, template)
         stride, pad = self.stride(node), self.padding(node)
         inside = [interior(in_shape[1 + d], node.shape[1 + d], ksize[d], stride[d], pad[2 * d])
