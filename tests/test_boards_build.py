@@ -72,7 +72,7 @@ def test_qemu_memory_can_be_shrunk_to_a_real_part(tmp_path: Path) -> None:
 def test_library_mismatches_fail_with_context(tmp_path: Path) -> None:
     lib = write_standin(tmp_path / "lib")
     board = get_board("qemu-m4")
-    with pytest.raises(BuildError, match="vectors are float, number_t differs"):
+    with pytest.raises(BuildError, match="vectors are float, model_input_t differs"):
         board.build(lib, standin_vectors(np.dtype(np.float32)), tmp_path / "a")
     with pytest.raises(BuildError, match="vectors have 5 values, MODEL_INPUT_SIZE differs"):
         board.build(lib, np.zeros((1, 5), np.int16), tmp_path / "b")

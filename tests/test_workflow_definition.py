@@ -14,6 +14,7 @@ from pipeline_support import ROOT
 from microai import dvc_yaml, snakemake_rules
 from microai.config import ConfigError, load_params, validate_params
 from microai.pipeline import FAMILIES, STAGES, sweep_results
+from microai.tflite.tree import MARKER
 
 
 def test_committed_dvc_yaml_is_the_generated_one():
@@ -83,7 +84,8 @@ def test_snakemake_and_dvc_run_the_same_stages():
     assert rules == set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
 
 
-def test_sweep_results_name_exactly_the_current_sweep():
+def test_sweep_results_name_exactly_the_current_sweep(monkeypatch, tmp_path):
+    monkeypatch.delenv("MICROAI_TFLM_TREE", raising=False)  # no TFLite Micro tree: host rows only
     params = load_params(ROOT / "params.yaml")
     params["sweep"].update(runs=[0], boards=["qemu-m4"], precisions=["int8"], frameworks=["microai"])
     files = {f.as_posix() for f in sweep_results(params, "r")}
@@ -92,6 +94,12 @@ def test_sweep_results_name_exactly_the_current_sweep():
     params["sweep"]["frameworks"] = ["microai", "tflite-micro"]
     files_with_tflm = {f.as_posix() for f in sweep_results(params, "r")}
     assert files_with_tflm - files == {f"{run}/tflite-micro/{p}.eval.json" for p in ("float32", "int8")}
+    (tmp_path / MARKER).parent.mkdir(parents=True)  # a TFLite Micro tree (as far as planning can tell)
+    (tmp_path / MARKER).touch()
+    monkeypatch.setenv("MICROAI_TFLM_TREE", str(tmp_path))
+    files_on_boards = {f.as_posix() for f in sweep_results(params, "r")}
+    on_board = {f"{run}/tflite-micro/{p}.qemu-m4.json" for p in ("float32", "int8")}
+    assert files_on_boards - files_with_tflm == on_board
 
 
 def test_deploy_runs_must_be_swept():
