@@ -39,7 +39,7 @@ run: setup
 	@started=$$(date +%s.%N); commit=$$(git describe --always --dirty=+changes 2>/dev/null || echo unknown); \
 	  $(BIN)/snakemake --cores $(CORES) results/tables.csv && \
 	  $(BIN)/python workflow/scripts/readme_table.py record --started $$started --cores $(CORES) \
-	    --commit "$$commit" --out $(RUN_RECORD)
+	    --commit "$$commit" --tflm-tree "$$MICROAI_TFLM_TREE" --out $(RUN_RECORD)
 
 # Rewrite README.md's default-run table from results/tables.csv and the record of the run that wrote it.
 readme-table: setup

@@ -59,6 +59,16 @@ def test_block_is_rewritten_from_the_table_and_the_run_record(tmp_path: Path) ->
     facts = json.loads(record.read_text())
     assert "commit `abc1234+changes`" in text and facts["date"] in text and facts["machine"] in text
     assert facts["wall_s"] >= 120 and f"{facts['wall_s']:g} s wall time with `--cores 2`" in text
+    assert "`make run` on commit" in text  # no TFLite Micro tree named
+
+
+def test_the_record_names_the_tflm_tree_the_run_was_given(tmp_path: Path) -> None:
+    table = _table(tmp_path / "tables.csv")
+    record = tmp_path / "make-run.json"
+    assert record_run(table, time.time() - 1.0, "2", "abc1234", record, tflm_tree="../shared/tflm")
+    readme = _readme(tmp_path / "README.md")
+    update_readme(readme, table, record)
+    assert "`MICROAI_TFLM_TREE=../shared/tflm make run` on commit `abc1234`" in readme.read_text()
 
 
 def test_a_record_of_another_table_is_refused(tmp_path: Path) -> None:

@@ -43,9 +43,11 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPUs{model}, {platform.system()} {platform.release()}"
 
 
-def record_run(table: Path, started: float, cores: str, commit: str, out: Path) -> bool:
+def record_run(table: Path, started: float, cores: str, commit: str, out: Path,
+               tflm_tree: str | None = None) -> bool:
     """After ``make run``: record its wall time, cores, machine, the commit it started from
-    (``git describe --always --dirty``) and the table's sha256.
+    (``git describe --always --dirty``), the TFLite Micro tree it was given (MICROAI_TFLM_TREE) and
+    the table's sha256.
 
     Nothing is recorded when the run did not write ``table`` (Snakemake had nothing to do), so the
     record always describes the run that produced the current table. Returns whether it recorded.
@@ -56,7 +58,7 @@ def record_run(table: Path, started: float, cores: str, commit: str, out: Path) 
     finished = time.time()
     record = {"wall_s": round(finished - started, 1), "cores": cores, "machine": machine(),
               "commit": commit, "date": time.strftime("%Y-%m-%d", time.localtime(finished)),
-              "table": str(table), "table_sha256": _sha256(table)}
+              "tflm_tree": tflm_tree or None, "table": str(table), "table_sha256": _sha256(table)}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1) + "\n")
@@ -81,7 +83,9 @@ def default_run_block(table_csv: Path, record: dict[str, Any] | None, board: str
         how = (f"From `{table_csv}`, written on an unrecorded run (wall time, machine and commit unknown: "
                f"`make run` records them).")
     else:
-        how = (f"`make run` on commit `{record['commit']}`, {record['date']}, on {record['machine']}: "
+        tree = record.get("tflm_tree")
+        command = f"MICROAI_TFLM_TREE={tree} make run" if tree else "make run"
+        how = (f"`{command}` on commit `{record['commit']}`, {record['date']}, on {record['machine']}: "
                f"{record['wall_s']:g} s wall time with `--cores {record['cores']}` (after set-up).")
     lines = [BEGIN, how, ""]
     notes = sorted({n for n in rows.note.dropna() for n in n.split("; ") if n == "synthetic data"})

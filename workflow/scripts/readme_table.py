@@ -16,6 +16,7 @@ def main() -> None:
     record.add_argument("--cores", required=True)
     record.add_argument("--commit", required=True, help="the commit the run started from")
     record.add_argument("--out", type=Path, required=True)
+    record.add_argument("--tflm-tree", help="the TFLite Micro tree the run was given (MICROAI_TFLM_TREE)")
     update = sub.add_parser("update", help="rewrite README.md's default-run block")
     update.add_argument("--table", type=Path, default=Path("results/tables.csv"))
     update.add_argument("--record", type=Path, help="the run record written by `record`")
@@ -23,7 +24,7 @@ def main() -> None:
     update.add_argument("readme", type=Path)
     args = p.parse_args()
     if args.command == "record":
-        if not record_run(args.table, args.started, args.cores, args.commit, args.out):
+        if not record_run(args.table, args.started, args.cores, args.commit, args.out, args.tflm_tree):
             print(f"{args.table} was not rewritten by this run: {args.out} keeps the run that wrote it")
     else:
         print(update_readme(args.readme, args.table, args.record, args.board))
