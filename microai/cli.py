@@ -31,6 +31,20 @@ def threads_arg(p: argparse.ArgumentParser) -> None:
                         " resources.stages.<stage>.threads, else resources.default.threads, else 1)")
 
 
+def measure_args(p: argparse.ArgumentParser, model: str, compile_stage: str, flash_stage: str) -> None:
+    """Arguments of the measure stages: the board, its build and flash records, ``model`` (--graph or
+    --tflite), the data, the qemu-m4 build that estimates an unattached real board, the result file."""
+    params_arg(p)
+    p.add_argument("--board", required=True)
+    p.add_argument("--build", type=Path, required=True, help=f"build.json of the {compile_stage} stage")
+    p.add_argument("--flash", type=Path, required=True, help=f"flash.json of the {flash_stage} stage")
+    p.add_argument(f"--{model}", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--emulated-elf", type=Path, default=None,
+                   help="qemu-m4 build of the same model (estimates a real board that is not attached)")
+    p.add_argument("--out", type=Path, required=True)
+
+
 def threads(args: argparse.Namespace, params: dict[str, Any], stage: str) -> int:
     """--threads, or the configuration's threads for ``stage`` (how DVC runs get theirs)."""
     return args.threads if args.threads is not None else stage_resources(params, stage).get("threads", 1)

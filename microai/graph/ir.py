@@ -32,8 +32,22 @@ class GraphError(ValueError):
     """A graph that cannot be built, saved, loaded or run; the message names the node."""
 
 
+class SignedWidth:
+    """The integer range of a ``width``-bit signed format."""
+
+    width: int
+
+    @property
+    def min_int(self) -> int:
+        return -(1 << (self.width - 1))
+
+    @property
+    def max_int(self) -> int:
+        return (1 << (self.width - 1)) - 1
+
+
 @dataclass(frozen=True)
-class QFormat:
+class QFormat(SignedWidth):
     """Signed fixed-point format: ``width`` bits, ``frac`` fractional bits (value = int * 2**-frac).
 
     ``frac`` may exceed ``width - 1`` (values below 0.5) or be negative (large values).
@@ -47,14 +61,6 @@ class QFormat:
         """Integer bits m of the paper's Qm.n notation (sign bit excluded)."""
         return self.width - self.frac - 1
 
-    @property
-    def min_int(self) -> int:
-        return -(1 << (self.width - 1))
-
-    @property
-    def max_int(self) -> int:
-        return (1 << (self.width - 1)) - 1
-
     def to_json(self) -> dict[str, int]:
         return {"width": self.width, "frac": self.frac}
 
@@ -67,7 +73,7 @@ class QFormat:
 
 
 @dataclass(frozen=True)
-class AffineFormat:
+class AffineFormat(SignedWidth):
     """TFLite's affine quantization: ``real = scale * (q - zero_point)`` in ``width``-bit signed integers.
 
     One ``scale``/``zero_point`` per tensor, or one per output channel (axis 0 of the IR weight layout,
@@ -97,14 +103,6 @@ class AffineFormat:
     @property
     def per_channel(self) -> bool:
         return len(self.scale) > 1
-
-    @property
-    def min_int(self) -> int:
-        return -(1 << (self.width - 1))
-
-    @property
-    def max_int(self) -> int:
-        return (1 << (self.width - 1)) - 1
 
     def scales(self, channels: int) -> np.ndarray:
         """float32 scale of each of ``channels`` channels (a per-tensor scale is repeated)."""
