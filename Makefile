@@ -63,5 +63,8 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint
 
+# Everything the pipeline wrote; the results kept in git (metrics, plot data) come back as committed, so
+# that the next `make run` records a clean commit.
 clean-results:
 	rm -rf results/* data build .snakemake
+	git checkout -- results
