@@ -95,6 +95,8 @@ class FakeQuantizer(nn.Module):
     range in the group; ``slot`` is this quantizer's entry.
     """
 
+    lifts_to_2d = True  # microai.train.lift: elementwise, and max|x| over the whole tensor
+
     def __init__(self, width: int, rounding: str, observe: str, momentum: float = 0.9,
                  group_ranges: torch.Tensor | None = None, slot: int = 0) -> None:
         super().__init__()
@@ -174,6 +176,8 @@ class QuantLayer(nn.Module):
     ``n_acc = input_frac + kernel frac`` the bias is aligned to.
     """
 
+    lifts_to_2d = True  # microai.train.lift: ``layer`` may be a lifted Conv1d (any conv runs _conv_forward)
+
     def __init__(self, layer: nn.Module, kernel: FakeQuantizer, bias: FakeQuantizer, output: FakeQuantizer,
                  shift_rounding: str) -> None:
         super().__init__()
@@ -236,6 +240,11 @@ class QuantAverage(nn.Module):
         if not torch.is_grad_enabled() or not y.requires_grad:
             return q
         return y + (q - y).detach()
+
+    @property
+    def lifts_to_2d(self) -> bool:
+        """microai.train.lift: with a pooling module (lifted with it), not ``Tensor.mean`` over named dims."""
+        return isinstance(self.pool, nn.Module)
 
     def extra_repr(self) -> str:
         return f"count={self.count}, rounding={self.rounding}"
