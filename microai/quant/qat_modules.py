@@ -68,6 +68,13 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1)
 
 
+def _straight_through(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``values`` (of ``x``'s size) forward, ``x``'s gradient unchanged backward (see fake_quantize)."""
+    y = x.clone()
+    y.detach().copy_(values.view(y.shape))
+    return y
+
+
 def fake_quantize(x: torch.Tensor, frac: int, width: int, rounding: str,
                   saturate: bool = True) -> torch.Tensor:
     """``sat_w(round(x * 2**frac)) * 2**-frac`` in a new tensor; straight-through gradient when ``x``
@@ -186,17 +193,42 @@ class QuantLayer(nn.Module):
         self.bias_q = bias
         self.output_q = output
         self.shift_rounding = shift_rounding
+        # Kernel and bias fake-quantized once per sharded training step (prepare_step), for the shards
+        # to read instead of quantizing them again (derived values: not saved).
+        self.register_buffer("kernel_values", torch.zeros_like(layer.weight), persistent=False)
+        self.register_buffer("bias_values", torch.zeros(layer.weight.shape[0]), persistent=False)
+        #: set on the replicas of a sharded step (microai.train.parallel): read the prepared values
+        self.prepared_step = False
 
     def _bias(self) -> torch.Tensor:
         b = self.layer.bias
         return b if b is not None else self.layer.weight.new_zeros(self.layer.weight.shape[0])
 
+    @property
+    def prepares_steps(self) -> bool:
+        """Whether :meth:`prepare_step` applies: per layer, the kernel's and bias's formats depend on
+        them alone (per network, on the shared range the activations of the shard update too)."""
+        return self.kernel_q.group_ranges is None
+
+    def prepare_step(self) -> None:
+        """Before the shards of a training step (microai.train.parallel): fake-quantize kernel and bias
+        (their quantizers update their formats), for every shard to use."""
+        for q, x, values in ((self.kernel_q, self.layer.weight, self.kernel_values),
+                             (self.bias_q, self._bias(), self.bias_values)):
+            values.copy_(fake_quantize(x, q.update(x), q.width, q.rounding))
+
+    @staticmethod
+    def merge_shard_buffers(shards: list[dict[str, torch.Tensor]]) -> None:
+        """The prepared values are the same in every shard (the shards only read them)."""
+
     def forward(self, x: torch.Tensor, input_frac: torch.Tensor) -> torch.Tensor:
         weight, bias = self.layer.weight, self._bias()
         if not self.training:  # float64: every int32 accumulator of docs/arithmetic.md is exact
             x, weight, bias = x.double(), weight.double(), bias.double()
-        w = self.kernel_q(weight)  # in training mode the quantizers re-estimate their formats
-        b = self.bias_q(bias)
+        if self.training and self.prepared_step:
+            w, b = _straight_through(weight, self.kernel_values), _straight_through(bias, self.bias_values)
+        else:  # in training mode the quantizers re-estimate their formats
+            w, b = self.kernel_q(weight), self.bias_q(bias)
         n_acc = int(input_frac) + int(self.kernel_q.frac)
         if int(self.bias_q.frac) > n_acc:  # align(b, n_b -> n_acc) is a right shift of the bias
             b = fake_quantize(b, n_acc, 32, self.shift_rounding, saturate=False)

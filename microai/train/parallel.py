@@ -15,8 +15,12 @@ State that a forward pass changes is merged the same way after every step: each 
 the model's buffers, and the model then takes BatchNorm running statistics averaged over the
 shards, or what a module's ``merge_shard_buffers(list of per-shard buffer dicts)`` computes (the
 QAT quantizers: the largest range). BatchNorm normalises each shard with its own statistics
-(ghost batch norm). A model with dropout runs its shards one after another, since its random
-draws come from torch's global generator.
+(ghost batch norm). Work that depends on the parameters alone is done once per step: a module
+whose ``prepares_steps`` is true has ``prepare_step()`` called on the model, without gradients,
+before the shards, and its replicas have ``prepared_step = True``: they read what it prepared
+from their buffers, copied from the model for every shard (QAT quantizes its weights this way).
+A model with dropout runs its shards one after another, since its random draws come from torch's
+global generator.
 """
 
 from __future__ import annotations
@@ -125,6 +129,8 @@ class ShardedStep:
         self.lifted = lifted is not None
         self.channels_last = self.lifted or any(p.dim() == 4 for p in self.params)
         self.replicas: queue.SimpleQueue[_Replica] = queue.SimpleQueue()
+        #: qualified names of the modules that prepare every step
+        self.preparing = [name for name, m in model.named_modules() if getattr(m, "prepares_steps", False)]
         source = model if lifted is None else lifted
         for i in range(self.threads):  # the lifted twin is a copy already: the first replica
             replica = lifted if i == 0 and lifted is not None else copy.deepcopy(source)
@@ -136,9 +142,13 @@ class ShardedStep:
         merged = {i for _, positions in self.mergers for i in positions.values()}
         self.unmerged = [(i, name) for i, (name, _) in enumerate(model.named_buffers()) if i not in merged]
         self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        #: per shard index, the tensors that keep a replica's buffers after that shard for the merge
+        self.stashes: list[list[torch.Tensor]] = []
 
     def _replica(self, module: nn.Module) -> _Replica:
         module.train()
+        for name in self.preparing:
+            module.get_submodule(name).prepared_step = True
         if self.channels_last:
             module.to(memory_format=torch.channels_last)
         params, buffers = dict(module.named_parameters()), dict(module.named_buffers())
@@ -157,6 +167,11 @@ class ShardedStep:
              loss_fn: Callable[..., torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``loss_fn(logits, *targets)`` is a shard's mean loss; returns (batch mean loss, logits)."""
         bounds = shard_bounds(len(x), self.shards)
+        while len(self.stashes) < len(bounds):
+            self.stashes.append([torch.empty_like(b) for b in self.buffers])
+        with torch.no_grad():
+            for name in self.preparing:
+                self.model.get_submodule(name).prepare_step()
         if self.lifted:
             x = x.unsqueeze(2)
         if self.channels_last and x.dim() == 4:
@@ -164,7 +179,7 @@ class ShardedStep:
 
         def run(i: int) -> _ShardResult:
             start, stop = bounds[i]
-            return self._shard(x[start:stop], [t[start:stop] for t in targets], loss_fn,
+            return self._shard(i, x[start:stop], [t[start:stop] for t in targets], loss_fn,
                                (stop - start) / len(x))
 
         results: Sequence[_ShardResult] = map_in_order(run, len(bounds), self.threads, self.pool)
@@ -175,8 +190,8 @@ class ShardedStep:
             loss = _ordered_sum([r.loss for r in results])
         return loss, torch.cat([r.logits for r in results])
 
-    def _shard(self, x: torch.Tensor, targets: list[torch.Tensor], loss_fn: Callable[..., torch.Tensor],
-               weight: float) -> _ShardResult:
+    def _shard(self, index: int, x: torch.Tensor, targets: list[torch.Tensor],
+               loss_fn: Callable[..., torch.Tensor], weight: float) -> _ShardResult:
         replica = self.replicas.get()
         try:
             params, buffers = replica.params, replica.buffers
@@ -187,10 +202,13 @@ class ShardedStep:
             logits = replica.module(x)
             loss = loss_fn(logits, *targets) * weight
             loss.backward()
+            if buffers:
+                with torch.no_grad():
+                    torch._foreach_copy_(self.stashes[index], buffers)
             return _ShardResult(loss.detach(), logits.detach(),
                                 [None if p.grad is None else to_model_shape(p.grad, q)
                                  for p, q in zip(params, self.params, strict=True)],
-                                [b.detach().clone() for b in buffers])
+                                self.stashes[index])
         finally:
             self.replicas.put(replica)
 
