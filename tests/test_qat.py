@@ -54,6 +54,19 @@ def test_fake_quantize_equals_quantize_array(values, frac, width, rounding) -> N
     assert np.array_equal(got, np.ldexp(quantize_array(x, fmt, rounding).astype(np.float64), -frac))
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_training_forward_is_the_quantized_values_with_a_straight_through_gradient(channels_last) -> None:
+    x = torch.randn(4, 3, 5, 6) * 3
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    y = fake_quantize(x, 5, 8, "trunc")
+    upstream = torch.randn_like(y)
+    y.backward(upstream)
+    assert torch.equal(y.detach(), fake_quantize(x.detach(), 5, 8, "trunc"))
+    assert torch.equal(x.grad, upstream)  # gradient 1 through rounding and saturation
+
+
 @settings(max_examples=40, deadline=None)
 @given(acc=st.lists(st.integers(-(2**31), 2**31 - 1), min_size=1, max_size=20), n_acc=st.integers(0, 24),
        shift=st.integers(-6, 20), rounding=st.sampled_from(["floor", "nearest"]))

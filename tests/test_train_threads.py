@@ -11,6 +11,7 @@ from torch import nn
 
 from microai.models import build_model
 from microai.quant.qat import train_qat
+from microai.quant.qat_modules import QuantLayer
 from microai.train import TrainConfig, predict, train
 from microai.train.parallel import ShardedStep, ShardingError, shard_bounds
 
@@ -64,6 +65,23 @@ def test_qat_gives_the_same_bytes_with_1_and_2_threads() -> None:
     cfg = [_cfg(t, lr=0.005, mixup_alpha=0.0) for t in (1, 2)]
     qat = [train_qat(float_model, x, y, c, width=8, seed=1, progress=False)[0] for c in cfg]
     assert _bytes(qat[0]) == _bytes(qat[1])
+
+
+@pytest.mark.parametrize("granularity", ["layer", "network"])
+def test_qat_weights_quantized_once_per_step_give_the_same_bytes(granularity: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """QuantLayer.prepare_step (kernel and bias fake-quantized once per step) changes no number."""
+    x, y = _data()
+    float_model = _trained(1)
+    cfg = _cfg(2, lr=0.005)
+
+    def qat_bytes() -> bytes:
+        return _bytes(train_qat(float_model, x, y, cfg, width=8, seed=1, granularity=granularity,
+                                progress=False)[0])
+
+    prepared = qat_bytes()
+    monkeypatch.setattr(QuantLayer, "prepares_steps", property(lambda self: False))
+    assert qat_bytes() == prepared
 
 
 def test_inference_gives_the_same_logits_with_1_and_2_threads() -> None:

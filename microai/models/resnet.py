@@ -16,6 +16,8 @@ from microai.models import layers
 class ResidualBlock(nn.Module):
     """``relu(body(x) + shortcut(x))``; ``shortcut`` is ``None`` for the identity."""
 
+    lifts_to_2d = True  # microai.train.lift: forward only calls submodules and adds
+
     def __init__(self, dims: int, in_channels: int, out_channels: int, kernel_size: int,
                  pool: int, stride: int, batch_norm: bool) -> None:
         super().__init__()
@@ -45,6 +47,8 @@ class ResidualBlock(nn.Module):
 
 class ResNet(nn.Module):
     """Stem conv + ReLU, residual blocks, global max pool, flatten, dense classifier."""
+
+    lifts_to_2d = True  # microai.train.lift: forward only calls submodules
 
     def __init__(self, stem: nn.Module, blocks: nn.Module, global_pool: nn.Module,
                  classifier: nn.Module) -> None:

@@ -47,11 +47,10 @@ class RangeObserver(nn.Module):
         lo, hi = (-128, 127) if self.width == 8 else (-32768, 32767)
         return torch.fake_quantize_per_tensor_affine(x, fmt.scale[0], fmt.zero_point[0], lo, hi)
 
-    @staticmethod
-    def merge_shard_buffers(shards: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    def merge_shard_buffers(self, shards: list[dict[str, torch.Tensor]]) -> None:
         """Data-parallel shards (microai.train.parallel): the widest range any shard saw."""
         ranges = torch.stack([s["range"] for s in shards])
-        return {"range": torch.stack([ranges[:, 0].min(), ranges[:, 1].max()])}
+        self.range.copy_(torch.stack([ranges[:, 0].min(), ranges[:, 1].max()]))
 
 
 def fake_quantized_kernel(w: torch.Tensor) -> torch.Tensor:

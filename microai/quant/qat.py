@@ -88,6 +88,8 @@ class QATModel(nn.Module):
     name of the module that fixes that node's output format in ``network``.
     """
 
+    lifts_to_2d = True  # microai.train.lift: forward calls ``network``
+
     def __init__(self, float_model: fx.GraphModule, network: fx.GraphModule, quantizers: dict[str, str],
                  settings: QATSettings) -> None:
         super().__init__()

@@ -35,11 +35,15 @@ DEFAULT_QUANT_ROUNDING = {"floor": "trunc", "nearest": "nearest"}
 
 
 def round_scaled(s: torch.Tensor, rounding: str) -> torch.Tensor:
-    """``s`` rounded to integers, in place (``s`` must be a fresh tensor)."""
+    """``s`` rounded to integers, in place.
+
+    Truncation is ``floor(|s|)`` with the sign of ``s`` (the same bits, -0 included): torch's CPU
+    ``trunc`` is not vectorized, about 15 times slower than ``floor``.
+    """
     if rounding == "trunc":
-        return s.trunc_()
+        return torch.copysign(s.abs().floor_(), s, out=s)
     if rounding == "nearest":  # half away from zero
-        return s.add_(torch.sign(s).mul_(0.5)).trunc_()
+        return torch.copysign(s.abs().add_(0.5).floor_(), s, out=s)
     if rounding == "floor":
         return s.floor_()
     if rounding == "half_up":
@@ -47,42 +51,43 @@ def round_scaled(s: torch.Tensor, rounding: str) -> torch.Tensor:
     raise ValueError(f"rounding must be one of {ROUNDINGS}, got '{rounding}'")
 
 
-def _quantized(x: torch.Tensor, frac: int, width: int, rounding: str, saturate: bool) -> torch.Tensor:
-    """``sat_w(round(x * 2**frac)) * 2**-frac`` in one new tensor (the other steps work in place)."""
+def _quantize_(t: torch.Tensor, frac: int, width: int, rounding: str, saturate: bool) -> torch.Tensor:
+    """``t = sat_w(round(t * 2**frac)) * 2**-frac``, in place."""
     scale = 2.0 ** frac
-    q = round_scaled(x * scale, rounding)
+    round_scaled(t.mul_(scale), rounding)
     if saturate:
-        q.clamp_(-(1 << (width - 1)), (1 << (width - 1)) - 1)
-    return q.div_(scale)
+        t.clamp_(-(1 << (width - 1)), (1 << (width - 1)) - 1)
+    return t.div_(scale)
 
 
-class _StraightThrough(torch.autograd.Function):
-    """The quantized values forward, the gradient unchanged backward (straight-through estimator).
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as one dimension, a view when ``x`` is contiguous or channels last (a full reduction of a
+    channels-last tensor in its own layout takes torch about 6 times longer)."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return x.permute(0, 2, 3, 1).reshape(-1)
+    return x.reshape(-1)
 
-    ``forward`` takes ``ctx`` itself (no ``setup_context``): ``apply`` then skips binding the
-    arguments to the signature, which costs more than the quantization of a small tensor.
-    """
 
-    @staticmethod
-    def forward(ctx: object, x: torch.Tensor, frac: int, width: int, rounding: str,
-                saturate: bool) -> torch.Tensor:
-        return _quantized(x, frac, width, rounding, saturate)
-
-    @staticmethod
-    def backward(ctx: object, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
-        return grad, None, None, None, None
+def _straight_through(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``values`` (of ``x``'s size) forward, ``x``'s gradient unchanged backward (see fake_quantize)."""
+    y = x.clone()
+    y.detach().copy_(values.view(y.shape))
+    return y
 
 
 def fake_quantize(x: torch.Tensor, frac: int, width: int, rounding: str,
                   saturate: bool = True) -> torch.Tensor:
-    """``sat_w(round(x * 2**frac)) * 2**-frac``; straight-through gradient when ``x`` requires grad.
+    """``sat_w(round(x * 2**frac)) * 2**-frac`` in a new tensor; straight-through gradient when ``x``
+    requires grad.
 
-    The forward values are exactly the quantized ones in training too (one fused autograd node,
-    no ``x + (q - x).detach()`` whose float32 sum could round).
+    The result is ``x.clone()`` (whose gradient is the identity) quantized in place through a
+    detached alias: its values are exactly the quantized ones in training too (no
+    ``x + (q - x).detach()``, whose float32 sum could round), and the backward pass has no Python
+    autograd node (which costs more than the quantization of a small tensor).
     """
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _StraightThrough.apply(x, frac, width, rounding, saturate)
-    return _quantized(x, frac, width, rounding, saturate)
+    y = x.clone()
+    _quantize_(y.detach(), frac, width, rounding, saturate)
+    return y
 
 
 class FakeQuantizer(nn.Module):
@@ -94,6 +99,8 @@ class FakeQuantizer(nn.Module):
     With ``group_ranges`` (per-network granularity) all members share the format of the largest
     range in the group; ``slot`` is this quantizer's entry.
     """
+
+    lifts_to_2d = True  # microai.train.lift: elementwise, and max|x| over the whole tensor
 
     def __init__(self, width: int, rounding: str, observe: str, momentum: float = 0.9,
                  group_ranges: torch.Tensor | None = None, slot: int = 0) -> None:
@@ -124,7 +131,7 @@ class FakeQuantizer(nn.Module):
         """Fold ``max|x|`` into the range and recompute the format; return its fractional bits."""
         current = 0.0
         if x.numel():
-            low, high = torch.aminmax(x.detach())  # max|x| in one pass
+            low, high = torch.aminmax(_flat(x.detach()))  # max|x| in one pass
             current = max(-float(low), float(high))
         if self.observe == "exact" or not bool(self.observed):
             value = current
@@ -174,6 +181,8 @@ class QuantLayer(nn.Module):
     ``n_acc = input_frac + kernel frac`` the bias is aligned to.
     """
 
+    lifts_to_2d = True  # microai.train.lift: ``layer`` may be a lifted Conv1d (any conv runs _conv_forward)
+
     def __init__(self, layer: nn.Module, kernel: FakeQuantizer, bias: FakeQuantizer, output: FakeQuantizer,
                  shift_rounding: str) -> None:
         super().__init__()
@@ -184,17 +193,42 @@ class QuantLayer(nn.Module):
         self.bias_q = bias
         self.output_q = output
         self.shift_rounding = shift_rounding
+        # Kernel and bias fake-quantized once per sharded training step (prepare_step), for the shards
+        # to read instead of quantizing them again (derived values: not saved).
+        self.register_buffer("kernel_values", torch.zeros_like(layer.weight), persistent=False)
+        self.register_buffer("bias_values", torch.zeros(layer.weight.shape[0]), persistent=False)
+        #: set on the replicas of a sharded step (microai.train.parallel): read the prepared values
+        self.prepared_step = False
 
     def _bias(self) -> torch.Tensor:
         b = self.layer.bias
         return b if b is not None else self.layer.weight.new_zeros(self.layer.weight.shape[0])
 
+    @property
+    def prepares_steps(self) -> bool:
+        """Whether :meth:`prepare_step` applies: per layer, the kernel's and bias's formats depend on
+        them alone (per network, on the shared range the activations of the shard update too)."""
+        return self.kernel_q.group_ranges is None
+
+    def prepare_step(self) -> None:
+        """Before the shards of a training step (microai.train.parallel): fake-quantize kernel and bias
+        (their quantizers update their formats), for every shard to use."""
+        for q, x, values in ((self.kernel_q, self.layer.weight, self.kernel_values),
+                             (self.bias_q, self._bias(), self.bias_values)):
+            values.copy_(fake_quantize(x, q.update(x), q.width, q.rounding))
+
+    @staticmethod
+    def merge_shard_buffers(shards: list[dict[str, torch.Tensor]]) -> None:
+        """The prepared values are the same in every shard (the shards only read them)."""
+
     def forward(self, x: torch.Tensor, input_frac: torch.Tensor) -> torch.Tensor:
         weight, bias = self.layer.weight, self._bias()
         if not self.training:  # float64: every int32 accumulator of docs/arithmetic.md is exact
             x, weight, bias = x.double(), weight.double(), bias.double()
-        w = self.kernel_q(weight)  # in training mode the quantizers re-estimate their formats
-        b = self.bias_q(bias)
+        if self.training and self.prepared_step:
+            w, b = _straight_through(weight, self.kernel_values), _straight_through(bias, self.bias_values)
+        else:  # in training mode the quantizers re-estimate their formats
+            w, b = self.kernel_q(weight), self.bias_q(bias)
         n_acc = int(input_frac) + int(self.kernel_q.frac)
         if int(self.bias_q.frac) > n_acc:  # align(b, n_b -> n_acc) is a right shift of the bias
             b = fake_quantize(b, n_acc, 32, self.shift_rounding, saturate=False)
@@ -236,6 +270,11 @@ class QuantAverage(nn.Module):
         if not torch.is_grad_enabled() or not y.requires_grad:
             return q
         return y + (q - y).detach()
+
+    @property
+    def lifts_to_2d(self) -> bool:
+        """microai.train.lift: with a pooling module (lifted with it), not ``Tensor.mean`` over named dims."""
+        return isinstance(self.pool, nn.Module)
 
     def extra_repr(self) -> str:
         return f"count={self.count}, rounding={self.rounding}"

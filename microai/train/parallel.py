@@ -8,14 +8,19 @@ of the model, by whichever of the ``threads`` workers is free, and the gradients
 the model in shard order. ``threads`` only changes how fast this goes.
 
 Models with 2D convolutions train in the channels-last memory format (about twice as fast on CPU
-for the paper's image models; like the shard count, a fixed choice).
+for the paper's image models; like the shard count, a fixed choice). Models with 1D convolutions
+train lifted to 2D (``microai.train.lift``) in the same format, when they can be.
 
 State that a forward pass changes is merged the same way after every step: each shard starts from
 the model's buffers, and the model then takes BatchNorm running statistics averaged over the
 shards, or what a module's ``merge_shard_buffers(list of per-shard buffer dicts)`` computes (the
 QAT quantizers: the largest range). BatchNorm normalises each shard with its own statistics
-(ghost batch norm). A model with dropout runs its shards one after another, since its random
-draws come from torch's global generator.
+(ghost batch norm). Work that depends on the parameters alone is done once per step: a module
+whose ``prepares_steps`` is true has ``prepare_step()`` called on the model, without gradients,
+before the shards, and its replicas have ``prepared_step = True``: they read what it prepared
+from their buffers, copied from the model for every shard (QAT quantizes its weights this way).
+A model with dropout runs its shards one after another, since its random draws come from torch's
+global generator.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from microai.train.lift import lift_to_2d, to_model_shape
 
 #: A shard needs two examples at least (batch norm cannot train on one).
 MIN_SHARD = 2
@@ -92,6 +99,8 @@ def inference(model: nn.Module, x: torch.Tensor, chunk: int, threads: int) -> to
 class _Replica:
     module: nn.Module
     params: list[nn.Parameter]
+    #: ``params`` viewed with the model's parameter shapes (a lifted replica's differ)
+    shaped: list[torch.Tensor]
     buffers: list[torch.Tensor]
 
 
@@ -116,13 +125,16 @@ class ShardedStep:
         self.threads = 1 if _has_dropout(model) else max(1, min(threads, shards))
         self.params = list(model.parameters())
         self.buffers = list(model.buffers())
-        self.channels_last = any(p.dim() == 4 for p in self.params)
+        lifted = lift_to_2d(model)
+        self.lifted = lifted is not None
+        self.channels_last = self.lifted or any(p.dim() == 4 for p in self.params)
         self.replicas: queue.SimpleQueue[_Replica] = queue.SimpleQueue()
-        for _ in range(self.threads):
-            replica = copy.deepcopy(model).train()
-            if self.channels_last:
-                replica.to(memory_format=torch.channels_last)
-            self.replicas.put(_Replica(replica, list(replica.parameters()), list(replica.buffers())))
+        #: qualified names of the modules that prepare every step
+        self.preparing = [name for name, m in model.named_modules() if getattr(m, "prepares_steps", False)]
+        source = model if lifted is None else lifted
+        for i in range(self.threads):  # the lifted twin is a copy already: the first replica
+            replica = lifted if i == 0 and lifted is not None else copy.deepcopy(source)
+            self.replicas.put(self._replica(replica))
         index = {id(b): i for i, b in enumerate(self.buffers)}
         #: (merge function, {buffer name in its module: position in self.buffers}) per stateful module
         self.mergers = [(merge, {name: index[id(b)] for name, b in module.named_buffers(recurse=False)})
@@ -130,6 +142,19 @@ class ShardedStep:
         merged = {i for _, positions in self.mergers for i in positions.values()}
         self.unmerged = [(i, name) for i, (name, _) in enumerate(model.named_buffers()) if i not in merged]
         self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        #: per shard index, the tensors that keep a replica's buffers after that shard for the merge
+        self.stashes: list[list[torch.Tensor]] = []
+
+    def _replica(self, module: nn.Module) -> _Replica:
+        module.train()
+        for name in self.preparing:
+            module.get_submodule(name).prepared_step = True
+        if self.channels_last:
+            module.to(memory_format=torch.channels_last)
+        params, buffers = dict(module.named_parameters()), dict(module.named_buffers())
+        params = [params[name] for name, _ in self.model.named_parameters()]
+        shaped = [to_model_shape(p, q) for p, q in zip(params, self.params, strict=True)]
+        return _Replica(module, params, shaped, [buffers[name] for name, _ in self.model.named_buffers()])
 
     def __enter__(self) -> ShardedStep:
         return self
@@ -142,12 +167,19 @@ class ShardedStep:
              loss_fn: Callable[..., torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``loss_fn(logits, *targets)`` is a shard's mean loss; returns (batch mean loss, logits)."""
         bounds = shard_bounds(len(x), self.shards)
+        while len(self.stashes) < len(bounds):
+            self.stashes.append([torch.empty_like(b) for b in self.buffers])
+        with torch.no_grad():
+            for name in self.preparing:
+                self.model.get_submodule(name).prepare_step()
+        if self.lifted:
+            x = x.unsqueeze(2)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
 
         def run(i: int) -> _ShardResult:
             start, stop = bounds[i]
-            return self._shard(x[start:stop], [t[start:stop] for t in targets], loss_fn,
+            return self._shard(i, x[start:stop], [t[start:stop] for t in targets], loss_fn,
                                (stop - start) / len(x))
 
         results: Sequence[_ShardResult] = map_in_order(run, len(bounds), self.threads, self.pool)
@@ -158,20 +190,25 @@ class ShardedStep:
             loss = _ordered_sum([r.loss for r in results])
         return loss, torch.cat([r.logits for r in results])
 
-    def _shard(self, x: torch.Tensor, targets: list[torch.Tensor], loss_fn: Callable[..., torch.Tensor],
-               weight: float) -> _ShardResult:
+    def _shard(self, index: int, x: torch.Tensor, targets: list[torch.Tensor],
+               loss_fn: Callable[..., torch.Tensor], weight: float) -> _ShardResult:
         replica = self.replicas.get()
         try:
             params, buffers = replica.params, replica.buffers
             with torch.no_grad():
-                torch._foreach_copy_(params + buffers, self.params + self.buffers)
+                torch._foreach_copy_(replica.shaped + buffers, self.params + self.buffers)
             for p in params:
                 p.grad = None
             logits = replica.module(x)
             loss = loss_fn(logits, *targets) * weight
             loss.backward()
-            return _ShardResult(loss.detach(), logits.detach(), [p.grad for p in params],
-                               [b.detach().clone() for b in buffers])
+            if buffers:
+                with torch.no_grad():
+                    torch._foreach_copy_(self.stashes[index], buffers)
+            return _ShardResult(loss.detach(), logits.detach(),
+                                [None if p.grad is None else to_model_shape(p.grad, q)
+                                 for p, q in zip(params, self.params, strict=True)],
+                                self.stashes[index])
         finally:
             self.replicas.put(replica)
 
