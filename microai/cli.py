@@ -31,9 +31,13 @@ def threads_arg(p: argparse.ArgumentParser) -> None:
                         " resources.stages.<stage>.threads, else resources.default.threads, else 1)")
 
 
-def measure_args(p: argparse.ArgumentParser, model: str, compile_stage: str, flash_stage: str) -> None:
-    """Arguments of the measure stages: the board, its build and flash records, ``model`` (--graph or
-    --tflite), the data, the qemu-m4 build that estimates an unattached real board, the result file."""
+def measure_stage(description: str, model: str, compile_stage: str, flash_stage: str,
+                  measure: Callable[..., object]) -> None:
+    """The command line of a measure stage (measure, measure_tflm): the board, its build and flash records,
+    ``model`` (--graph or --tflite), the data, the qemu-m4 build that estimates an unattached real board,
+    the result file; then ``measure(board, its params.yaml settings, build, flash, model, data, timeout,
+    out, emulated_elf=...)``."""
+    p = parser(description)
     params_arg(p)
     p.add_argument("--board", required=True)
     p.add_argument("--build", type=Path, required=True, help=f"build.json of the {compile_stage} stage")
@@ -43,6 +47,11 @@ def measure_args(p: argparse.ArgumentParser, model: str, compile_stage: str, fla
     p.add_argument("--emulated-elf", type=Path, default=None,
                    help="qemu-m4 build of the same model (estimates a real board that is not attached)")
     p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    params = load(args)
+    measure(args.board, params.get("boards", {}).get(args.board, {}), args.build, args.flash,
+            getattr(args, model), args.data, params["deploy"]["timeout_s"], args.out,
+            emulated_elf=args.emulated_elf)
 
 
 def threads(args: argparse.Namespace, params: dict[str, Any], stage: str) -> int:
