@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from microai.config import load_params, stage_resources
+from microai.config import load_params, stage_threads
 from microai.data.errors import DatasetError
 
 #: Failures a user can act on from the message alone (bad input, missing tool, a limit): no traceback.
@@ -56,7 +56,7 @@ def measure_stage(description: str, model: str, compile_stage: str, flash_stage:
 
 def threads(args: argparse.Namespace, params: dict[str, Any], stage: str) -> int:
     """--threads, or the configuration's threads for ``stage`` (how DVC runs get theirs)."""
-    return args.threads if args.threads is not None else stage_resources(params, stage).get("threads", 1)
+    return args.threads if args.threads is not None else stage_threads(params, stage)
 
 
 def load(args: argparse.Namespace) -> dict[str, Any]:

@@ -72,6 +72,11 @@ def stage_resources(params: dict[str, Any], stage: str) -> dict[str, Any]:
     return {**res.get("default", {}), **res.get("stages", {}).get(stage, {})}
 
 
+def stage_threads(params: dict[str, Any], stage: str) -> int:
+    """The threads the configuration gives ``stage`` (1 when it says nothing)."""
+    return stage_resources(params, stage).get("threads", 1)
+
+
 def section(params: dict[str, Any], *keys: str) -> Any:
     """``section(p, "train", "uci-har")`` -> ``p["train"]["uci-har"]`` with an error naming the key."""
     node: Any = params

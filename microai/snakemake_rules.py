@@ -74,7 +74,7 @@ def rule_text(stage: Stage) -> str:
         lines += [f"        {_param_name(key)}=stage_param({_quote(key)})," for key in stage.params]
         lines += [f"        {fact}=environment_fact({_quote(fact)})," for fact in stage.facts]
     if stage.threaded:
-        lines.append(f"    threads: job_threads({name})")
+        lines.append(f"    threads: stage_threads(config, {name})")
     if stage.local:
         lines.append("    localrule: True")
     else:

@@ -13,7 +13,7 @@ rule train_float:
     params:
         train_dataset=stage_param("train.{dataset}"),
         models_model=stage_param("models.{model}"),
-    threads: job_threads("train_float")
+    threads: stage_threads(config, "train_float")
     resources:
         **job_resources("train_float"),
     log:

@@ -16,7 +16,7 @@ rule quantize:
     params:
         precisions_precision=stage_param("precisions.{precision}"),
         qat_dataset=stage_param("qat.{dataset}?"),
-    threads: job_threads("quantize")
+    threads: stage_threads(config, "quantize")
     resources:
         **job_resources("quantize"),
     log:
@@ -67,7 +67,7 @@ rule convert_tflite:
         int8="results/models/{dataset}/{model}-f{filters}/run{run}/int8.tflite",
     params:
         frameworks_tflite_micro_representative_samples=stage_param("frameworks.tflite-micro.representative_samples"),
-    threads: job_threads("convert_tflite")
+    threads: stage_threads(config, "convert_tflite")
     resources:
         **job_resources("convert_tflite"),
     log:

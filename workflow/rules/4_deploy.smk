@@ -102,7 +102,7 @@ rule tflm_library:
         deploy_opt=stage_param("deploy.opt"),
         tflm_tree=environment_fact("tflm_tree"),
         tflm_library_key=environment_fact("tflm_library_key"),
-    threads: job_threads("tflm_library")
+    threads: stage_threads(config, "tflm_library")
     resources:
         **job_resources("tflm_library"),
     log:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from microai import pipeline
 from microai.deploy.boards import BOARDS
-from microai.config import ConfigError, section, stage_resources, validate_params
+from microai.config import ConfigError, section, stage_resources, stage_threads, validate_params
 
 try:
     validate_params(config, "configuration (params.yaml / --configfile / --config)")
@@ -97,10 +97,6 @@ def job_resources(name):
     out = {k: own[k] for k in ("mem_mb", "runtime") if k in own}
     res = config.get("resources", {})
     return {**out, **{k: res[k] for k in ("slurm_partition", "slurm_account") if res.get(k)}}
-
-
-def job_threads(name):
-    return stage_resources(config, name).get("threads", 1)
 
 
 def caption(name):
