@@ -109,19 +109,19 @@ def lift_to_2d(model: nn.Module) -> nn.Module | None:
     Parameters and buffers keep their names; a lifted convolution's weight gains dimension 2 (size 1).
     Modules shared between parents stay shared.
     """
+    modules = list(model.modules())  # decided on the model itself: a model that does not lift is not copied
+    if not any(type(m) in _TWINS for m in modules) or not all(type(m) in _TWINS or _forward_lifts(m)
+                                                                for m in modules):
+        return None
     twin = copy.deepcopy(model)
     twins: dict[int, nn.Module] = {}
     for m in twin.modules():
         if type(m) in _TWINS:
             lifted = _TWINS[type(m)](m)
-            if lifted is None:
+            if lifted is None:  # a configuration without a 2D twin (a max pool returning indices)
                 return None
             lifted.train(m.training)
             twins[id(m)] = lifted
-        elif not _forward_lifts(m):
-            return None
-    if not twins:
-        return None
     for m in list(twin.modules()):
         for name, child in m.named_children():
             if id(child) in twins:
