@@ -69,6 +69,8 @@ def convert(graph: Graph, outdir: Path, *, layout: str = "channels_last",
     outdir = Path(outdir)
     g = prepare(graph)
     lowered = lower(g, kernels)
+    if narrowed := block_bands(g, lowered):
+        lowered = lower(g, kernels, narrowed)
     buffers = _buffers(g, lowered)
     pools, planned = pool_allocation(buffers), plan(buffers)
     sizeof = CTYPE_BYTES[arena_ctype(g)]
@@ -129,8 +131,24 @@ def load_report(outdir: Path) -> dict[str, Any]:
         raise CodegenError(f"{path}: not a generated C folder ({e})") from e
 
 
-def _buffers(g: Graph, lowered: Lowered) -> list[Buffer]:
-    """Arena buffers: every layer output except the graph output (the caller owns input and output)."""
+def block_bands(g: Graph, lowered: Lowered) -> set[str]:
+    """The int8 band convolutions whose band of a whole output row does not fit beside the activations live
+    during the layer in the arena they need anyway: these hold one block's band instead
+    (:func:`microai.ops.conv.band_layout`), so the optimized kernels need little RAM beyond the activations.
+    """
+    activations = _buffers(g, lowered, scratch=False)
+    arena = plan(activations).size
+
+    def room(step: int) -> int:
+        return arena - sum(b.size for b in activations if b.start <= step <= b.end)
+
+    return {layer.node.name for step, layer in enumerate(lowered.layers)
+            if layer.params.get("inner") == "positions" and _aligned(layer.scratch_bytes) > room(step)}
+
+
+def _buffers(g: Graph, lowered: Lowered, scratch: bool = True) -> list[Buffer]:
+    """Arena buffers: every layer output except the graph output (the caller owns input and output), and
+    the layers' scratch memory (unless not ``scratch``)."""
     last_read: dict[str, int] = {}
     for step, layer in enumerate(lowered.layers):
         for owner in layer.inputs:
@@ -145,7 +163,7 @@ def _buffers(g: Graph, lowered: Lowered) -> list[Buffer]:
         buffers.append(Buffer(name, _aligned(math.prod(layer.node.shape) * sizeof), step,
                               last_read.get(name, step)))
     for step, layer in enumerate(lowered.layers):
-        if layer.scratch_bytes:
+        if scratch and layer.scratch_bytes:
             buffers.append(Buffer(_scratch(layer), _aligned(layer.scratch_bytes), step, step))
     return buffers
 

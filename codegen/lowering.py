@@ -9,6 +9,7 @@ input's buffer.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,10 +84,13 @@ class Lowered:
     layout: dict[str, tuple[int, ...]]
 
 
-def lower(graph: Graph, kernels: str = "optimized") -> Lowered:
-    """A validated, simplified graph as C layers of one kernel set; raise CodegenError naming the node."""
+def lower(graph: Graph, kernels: str = "optimized", block_bands: Collection[str] = ()) -> Lowered:
+    """A validated, simplified graph as C layers of one kernel set; raise CodegenError naming the node.
+
+    ``block_bands``: int8 convolutions whose optimized kernel holds a band of 4 output positions in scratch
+    memory instead of a whole row's (:func:`microai.ops.conv.band_layout`)."""
     nodes = _live_nodes(graph)
-    ctx = LoweringContext(graph, kernels)
+    ctx = LoweringContext(graph, kernels, frozenset(block_bands))
     layers: list[Layer] = []
     for index, node in enumerate(graph.nodes):
         if node.name not in nodes:
@@ -144,9 +148,10 @@ class LoweringContext:
     """What an operator's ``lower`` gets: per-graph facts (formats, buffer owners, layouts), checks,
     weight conversion and the constructors of C layers and arrays."""
 
-    def __init__(self, graph: Graph, kernels: str) -> None:
+    def __init__(self, graph: Graph, kernels: str, block_bands: frozenset[str] = frozenset()) -> None:
         self.graph = graph
         self.kernels = kernels
+        self.block_bands = block_bands
         self.owner: dict[str, str] = {}
         self.layout: dict[str, tuple[int, ...]] = {}
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 
@@ -88,6 +90,12 @@ def quantized(graph: Graph, x: np.ndarray, precision: str) -> Graph:
     if width is None:
         return graph
     return quantize_ptq(graph, x, width, granularity, rounding=rounding, quant_rounding=quant_rounding)
+
+
+def whole_row_bands(whole: bool) -> AbstractContextManager:
+    """With ``whole``, int8 band convolutions hold a whole output row's band even where the arena has no room
+    for it; otherwise, in one-layer graphs (no arena), they hold one block's (codegen.convert.block_bands)."""
+    return mock.patch("codegen.convert.block_bands", return_value=set()) if whole else nullcontext()
 
 
 def assert_c_matches(graph: Graph, x: np.ndarray, outdir: Path, kernels: str = "optimized") -> dict[str, Any]:

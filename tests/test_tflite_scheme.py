@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_codegen_support import whole_row_bands
 
 from codegen import convert
 from codegen.host import run_host
@@ -145,13 +145,13 @@ def layer_graphs(draw) -> tuple[Graph, np.ndarray, dict]:
 
 
 @settings(max_examples=40, deadline=None)
-@given(layer_graphs(), st.sampled_from(["reference", "optimized"]), st.sampled_from([4, tflite.TILE]))
-def test_generated_c_matches_the_reference_executor(tmp_path_factory, case, kernels: str, tile: int) -> None:
-    """``tile``: output positions per band of the optimized convolutions (4 cuts most rows into tiles)."""
+@given(layer_graphs(), st.sampled_from(["reference", "optimized"]), st.booleans())
+def test_generated_c_matches_the_reference_executor(tmp_path_factory, case, kernels: str,
+                                                    whole_rows: bool) -> None:
     g, x, options = case
     q = quantize_tflite(g, x[:20], **options)
     out = tmp_path_factory.mktemp("c")
-    with mock.patch.object(tflite, "TILE", tile):
+    with whole_row_bands(whole_rows):
         convert(q, out, kernels=kernels)
     np.testing.assert_array_equal(run_host(q, out, x).reshape(len(x), -1), R.run(q, x).reshape(len(x), -1))
 

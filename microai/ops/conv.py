@@ -117,7 +117,7 @@ class Conv(Operator):
         kh, kw = params["kernel_size"]
         bias = np.pad(tflite.folded_bias(ctx, node, rows), (0, c_out % 2))
         rows = rows.reshape(c_out, kh, kw, c_in)
-        layer = self._lower_integer(ctx, node, params, rows, bias, "tflite_conv.c.j2", tflite.TILE, store)
+        layer = self._lower_integer(ctx, node, params, rows, bias, "tflite_conv.c.j2", store)
         layer.arrays += tflite.requantization_arrays(ctx, node, layer.params)
         return layer
 
@@ -128,11 +128,11 @@ class Conv(Operator):
                 "pad": self.padding(node)}
 
     def _lower_integer(self, ctx: LoweringContext, node: Node, params: dict, rows: np.ndarray,
-                       bias: np.ndarray, template: str, tile: int | None = None,
-                       store: dict[str, Any] | None = None) -> Layer:
+                       bias: np.ndarray, template: str, store: dict[str, Any] | None = None) -> Layer:
         """Kernel rows pre-arranged for number_conv_<step>_<unroll> (see optimized/_conv.c.j2).
 
-        ``tile``: at most this many output positions per band (int8; the default spans the row);
+        int8 bands span the output row unless the node is in ``ctx.block_bands`` (see :func:`band_layout`
+        and :func:`codegen.convert.block_bands`);
         ``store``: the tflite scheme's (:func:`microai.ops.tflite.block_store`): its band rows, block kernel
         and stores."""
         c_out, kh, kw, c_in = rows.shape
@@ -141,26 +141,44 @@ class Conv(Operator):
         rows = np.pad(rows, ((0, 0), (0, 0), (0, 0), (0, c_pad - c_in))).reshape(c_out, kh, -1)
         arranged = arrange_pairs(rows, steps, ctx.narrow)
         step = params["stride"][1] * c_pad
-        cols = params["out_size"][1]
-        # int8 widens each channel pair's kernel once per band, so its band spans the row (or a tile of it);
-        # int16 one block
-        chunk = -(-min(cols, tile or cols) // 4) * 4 if ctx.narrow else 4
-        span = (chunk - 1) * params["stride"][1] + max(kw, -(-2 * steps // c_pad))  # pixels a band row holds
-        band = kh * span * c_pad
-        weights = kh * steps * 4
         arrays = ctx.arrays(node, params, kernel=arranged, bias=bias)
-        params |= {"c_pad": c_pad, "narrow": ctx.narrow, "block": f"{step}_{unroll}", "steps": steps,
-                   "chunk": chunk, "span": span, "band": band, "weights": weights}
+        params |= {"c_pad": c_pad, "narrow": ctx.narrow, "block": f"{step}_{unroll}", "steps": steps}
+        params |= band_layout(params, node.name not in ctx.block_bands)
         block = ctx.helper("optimized/_block.c.j2", step=step, unroll=unroll, rows=kh, out_step=c_out,
-                           inner="positions" if ctx.narrow else "pairs",
+                           inner=params["inner"], narrow=ctx.narrow,
                            asm=6 * step + 4 * unroll <= ASM_OFFSET_LIMIT, **(store or {}))
         helpers = [ctx.helper("optimized/_band_row.c.j2"), block]
         if store is not None:  # the band row of the input's type, padded with its zero point; the stores
             params["suffix"] = store["suffix"]
             helpers = [ctx.helper("optimized/_band_row.c.j2", in_t=params["in_t"], padded=True),
                        ctx.helper("optimized/_tflite_store.c.j2", **store), block]
-        return ctx.layer(node, template, params, arrays, scratch_bytes=2 * (band + weights * ctx.narrow),
+        return ctx.layer(node, template, params, arrays, scratch_bytes=band_scratch_bytes(params),
                          helpers=helpers)
+
+
+def band_layout(params: dict[str, Any], whole_rows: bool) -> dict[str, Any]:
+    """How an integer band convolution (lowered ``params``) walks its output rows: ``inner`` (what the block
+    kernel loops through), ``chunk`` (output positions per band), ``span`` (input pixels a band row holds),
+    ``band`` and ``weights`` (int16 values of the band and of one widened channel pair's kernel).
+
+    "positions" (int8 with ``whole_rows``): the band spans an output row and each channel pair's kernel is
+    widened once into scratch memory, then serves every position of the row. "pairs" (int16, and int8
+    where the arena has no room for a row's band): the band spans one block of 4 positions and the block
+    runs through the channel pairs, reading the kernel from flash (int8 widens it there with SXTB16: about
+    1/16 cycle per MAC more, against several KiB of RAM less).
+    """
+    cols = params["out_size"][1]
+    inner, chunk = ("positions", -(-cols // 4) * 4) if params["narrow"] and whole_rows else ("pairs", 4)
+    kh, kw = params["kernel_size"]
+    steps, c_pad = params["steps"], params["c_pad"]
+    span = (chunk - 1) * params["stride"][1] + max(kw, -(-2 * steps // c_pad))
+    return {"inner": inner, "chunk": chunk, "span": span, "band": kh * span * c_pad,
+            "weights": kh * steps * 4 if inner == "positions" else 0}
+
+
+def band_scratch_bytes(params: dict[str, Any]) -> int:
+    """Scratch memory of an integer band convolution: its band, and int8's widened channel pair."""
+    return 2 * (params["band"] + params["weights"])
 
 
 def as_2d(geometry: dict) -> dict:

@@ -35,9 +35,6 @@ if TYPE_CHECKING:
 TFLITE = "tflite"
 #: MultiplyByQuantizedMultiplier's 64-bit form requires |acc| < 2**47.
 INT64_ACC_LIMIT = 1 << 47
-#: Output positions per band of the optimized convolutions (a multiple of 4, the block's width): a long
-#: row is computed tile by tile so that the band stays small (RAM), its weights widened once per tile.
-TILE = 32
 #: Fused activations the scheme computes as output clamps (TFLite's NONE, RELU, RELU6).
 ACTIVATIONS = ("relu", "relu6")
 
