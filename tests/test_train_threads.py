@@ -114,3 +114,18 @@ def test_a_buffer_without_merge_rule_is_an_error() -> None:
     x, y = torch.randn(8, 4), torch.zeros(8, dtype=torch.int64)
     with pytest.raises(ShardingError, match="'calls'"):
         step.step(x, (y,), nn.functional.cross_entropy)
+
+
+class _HiddenCounter(_Counter):
+    """Changes its buffer through ``.data``, which the version counter does not see."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.data.add_(1)
+        return self.linear(x)
+
+
+def test_a_buffer_changed_behind_its_version_counter_is_an_error() -> None:
+    step = ShardedStep(_HiddenCounter(), shards=2, threads=1)
+    x, y = torch.randn(8, 4), torch.zeros(8, dtype=torch.int64)
+    with pytest.raises(ShardingError, match="'calls'.*in-place"):
+        step.step(x, (y,), nn.functional.cross_entropy)
