@@ -192,10 +192,11 @@ class _Rewriter:
             return n.target in _PASS_FUNCTIONS
         return n.op == "call_method" and n.target in _PASS_METHODS
 
-    def _quantizer(self, rounding: str, observe: str) -> FakeQuantizer:
+    def _quantizer(self, rounding: str, observe: str, in_place: bool = False) -> FakeQuantizer:
         slot = self.slots
         self.slots += 1
-        return FakeQuantizer(self.settings.width, rounding, observe, group_ranges=self.group, slot=slot)
+        return FakeQuantizer(self.settings.width, rounding, observe, group_ranges=self.group, slot=slot,
+                             in_place=in_place)
 
     def _fail(self, n: fx.Node, what: str) -> QATError:
         target = ""
@@ -232,7 +233,7 @@ class _Rewriter:
                 source = self._source(n, n.args[0])
                 layer = QuantLayer(self.modules[n.target], kernel=self._quantizer(quant_rounding, "exact"),
                                    bias=self._quantizer(quant_rounding, "exact"),
-                                   output=self._quantizer(shift_rounding, "ema"),
+                                   output=self._quantizer(shift_rounding, "ema", in_place=True),
                                    shift_rounding=shift_rounding)
                 module_name = f"qat_{n.name}"
                 self.gm.add_submodule(module_name, layer)
@@ -244,7 +245,9 @@ class _Rewriter:
             elif self._is_add(n):
                 for arg in n.args:
                     self._source(n, arg)
-                self._quantize_after(n, f"qat_{n.name}", self._quantizer(shift_rounding, "ema"))
+                # the sum is read by its quantizer only (_quantize_after), which can round it in place
+                quantizer = self._quantizer(shift_rounding, "ema", in_place=True)
+                self._quantize_after(n, f"qat_{n.name}", quantizer)
             elif self._is_pass_through(n):
                 self.frac_of[n.name] = self._source(n, n.args[0])
             elif is_shape_query(n, self.frac_of):

@@ -75,17 +75,19 @@ def _straight_through(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return y
 
 
-def fake_quantize(x: torch.Tensor, frac: int, width: int, rounding: str,
-                  saturate: bool = True) -> torch.Tensor:
-    """``sat_w(round(x * 2**frac)) * 2**-frac`` in a new tensor; straight-through gradient when ``x``
-    requires grad.
+def fake_quantize(x: torch.Tensor, frac: int, width: int, rounding: str, saturate: bool = True,
+                  in_place: bool = False) -> torch.Tensor:
+    """``sat_w(round(x * 2**frac)) * 2**-frac`` in a new tensor (``in_place``: in ``x``); straight-through
+    gradient when ``x`` requires grad.
 
     The result is ``x.clone()`` (whose gradient is the identity) quantized in place through a
     detached alias: its values are exactly the quantized ones in training too (no
     ``x + (q - x).detach()``, whose float32 sum could round), and the backward pass has no Python
-    autograd node (which costs more than the quantization of a small tensor).
+    autograd node (which costs more than the quantization of a small tensor). ``in_place`` skips the
+    clone, for an intermediate result that nothing else reads and whose autograd node did not save
+    it (a convolution's or an addition's output): ``x`` itself passes the gradient through.
     """
-    y = x.clone()
+    y = x if in_place else x.clone()
     _quantize_(y.detach(), frac, width, rounding, saturate)
     return y
 
@@ -97,13 +99,14 @@ class FakeQuantizer(nn.Module):
     the tensor (weights, biases), ``observe="ema"`` an exponential moving average of the batch
     ``max|x|`` (activations; the first batch initialises it). In eval mode the format is frozen.
     With ``group_ranges`` (per-network granularity) all members share the format of the largest
-    range in the group; ``slot`` is this quantizer's entry.
+    range in the group; ``slot`` is this quantizer's entry. ``in_place``: its input is an intermediate
+    result only it reads (see :func:`fake_quantize`), quantized without a copy.
     """
 
     lifts_to_2d = True  # microai.train.lift: elementwise, and max|x| over the whole tensor
 
     def __init__(self, width: int, rounding: str, observe: str, momentum: float = 0.9,
-                 group_ranges: torch.Tensor | None = None, slot: int = 0) -> None:
+                 group_ranges: torch.Tensor | None = None, slot: int = 0, in_place: bool = False) -> None:
         super().__init__()
         if rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, got '{rounding}'")
@@ -114,6 +117,7 @@ class FakeQuantizer(nn.Module):
         self.observe = observe
         self.momentum = momentum
         self.slot = slot
+        self.in_place = in_place
         self.register_buffer("range", torch.zeros((), dtype=torch.float64))
         self.register_buffer("observed", torch.zeros((), dtype=torch.bool))
         self.register_buffer("frac", torch.tensor(self.width - 1, dtype=torch.int64))
@@ -167,7 +171,7 @@ class FakeQuantizer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frac = self.update(x) if self.training else int(self.frac)
-        return fake_quantize(x, frac, self.width, self.rounding)
+        return fake_quantize(x, frac, self.width, self.rounding, in_place=self.in_place)
 
     def extra_repr(self) -> str:
         return f"width={self.width}, rounding={self.rounding}, observe={self.observe}, frac={int(self.frac)}"
@@ -215,14 +219,15 @@ class QuantLayer(nn.Module):
         (their quantizers update their formats), for every shard to use."""
         for q, x, values in ((self.kernel_q, self.layer.weight, self.kernel_values),
                              (self.bias_q, self._bias(), self.bias_values)):
-            values.copy_(fake_quantize(x, q.update(x), q.width, q.rounding))
+            _quantize_(values.copy_(x), q.update(x), q.width, q.rounding, saturate=True)
 
     @staticmethod
     def merge_shard_buffers(shards: list[dict[str, torch.Tensor]]) -> None:
         """The prepared values are the same in every shard (the shards only read them)."""
 
     def forward(self, x: torch.Tensor, input_frac: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.layer.weight, self._bias()
+        layer = self.layer
+        weight, bias = layer.weight, self._bias()
         if not self.training:  # float64: every int32 accumulator of docs/arithmetic.md is exact
             x, weight, bias = x.double(), weight.double(), bias.double()
         if self.training and self.prepared_step:
@@ -231,11 +236,8 @@ class QuantLayer(nn.Module):
             w, b = self.kernel_q(weight), self.bias_q(bias)
         n_acc = int(input_frac) + int(self.kernel_q.frac)
         if int(self.bias_q.frac) > n_acc:  # align(b, n_b -> n_acc) is a right shift of the bias
-            b = fake_quantize(b, n_acc, 32, self.shift_rounding, saturate=False)
-        if isinstance(self.layer, nn.Linear):
-            y = F.linear(x, w, b)
-        else:
-            y = self.layer._conv_forward(x, w, b)
+            b = fake_quantize(b, n_acc, 32, self.shift_rounding, saturate=False, in_place=True)  # b: a copy
+        y = F.linear(x, w, b) if isinstance(layer, nn.Linear) else layer._conv_forward(x, w, b)
         return self.output_q(y).float()
 
 
