@@ -70,7 +70,7 @@ def test_qat_gives_the_same_bytes_with_1_and_2_threads() -> None:
 @pytest.mark.parametrize("granularity", ["layer", "network"])
 def test_qat_weights_quantized_once_per_step_give_the_same_bytes(granularity: str,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """QuantLayer.prepare_step (kernel and bias fake-quantized once per step) changes no number."""
+    """QATModel.prepare_step (kernels and biases fake-quantized once per step) changes no number."""
     x, y = _data()
     float_model = _trained(1)
     cfg = _cfg(2, lr=0.005)
@@ -80,7 +80,7 @@ def test_qat_weights_quantized_once_per_step_give_the_same_bytes(granularity: st
                                 progress=False)[0])
 
     prepared = qat_bytes()
-    monkeypatch.setattr(QuantLayer, "prepares_steps", property(lambda self: False))
+    monkeypatch.setattr(QuantLayer, "quantizes_once_per_step", property(lambda self: False))
     assert qat_bytes() == prepared
 
 

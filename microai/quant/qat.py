@@ -40,6 +40,7 @@ from microai.quant.qat_modules import (
     FakeQuantizer,
     QuantAverage,
     QuantLayer,
+    prepare_layers,
 )
 from microai.train import TrainConfig, train
 from microai.train.loop import as_tensors, eval_mode
@@ -97,6 +98,10 @@ class QATModel(nn.Module):
         self.network = network
         self.quantizers = quantizers
         self.settings = settings
+        #: the layers whose kernels and biases are fake-quantized once per training step (a plain
+        #: list: the network's modules, fixed by prepare_qat)
+        self.preparing_layers = [m for m in network.modules()
+                                 if isinstance(m, QuantLayer) and m.quantizes_once_per_step]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -111,6 +116,25 @@ class QATModel(nn.Module):
 
     def fake_quantizers(self) -> list[FakeQuantizer]:
         return [m for m in self.network.modules() if isinstance(m, FakeQuantizer)]
+
+    @property
+    def prepares_steps(self) -> bool:
+        """microai.train.parallel: whether kernels and biases are fake-quantized once per training step,
+        all layers at once (:meth:`prepare_step`; per layer granularity only)."""
+        return bool(self.preparing_layers)
+
+    def prepare_step(self) -> None:
+        prepare_layers(self.preparing_layers)
+
+    @property
+    def prepared_step(self) -> bool:
+        """Set on the replicas of a sharded step: their layers read the values prepare_step gave them."""
+        return all(m.prepared_step for m in self.preparing_layers)
+
+    @prepared_step.setter
+    def prepared_step(self, value: bool) -> None:
+        for m in self.preparing_layers:
+            m.prepared_step = value
 
     def output_quantizer(self, fx_name: str) -> FakeQuantizer:
         module = self.network.get_submodule(self.quantizers[fx_name])

@@ -137,6 +137,10 @@ class FakeQuantizer(nn.Module):
         if x.numel():
             low, high = torch.aminmax(_flat(x.detach()))  # max|x| in one pass
             current = max(-float(low), float(high))
+        return self.observe_max(current)
+
+    def observe_max(self, current: float) -> int:
+        """:meth:`update` for a tensor whose ``max|x|`` is ``current``."""
         if self.observe == "exact" or not bool(self.observed):
             value = current
         else:
@@ -177,6 +181,30 @@ class FakeQuantizer(nn.Module):
         return f"width={self.width}, rounding={self.rounding}, observe={self.observe}, frac={int(self.frac)}"
 
 
+def fake_quantize_all_(tensors: list[torch.Tensor], quantizers: list[FakeQuantizer]) -> None:
+    """``t.copy_(q(t))`` for each tensor and its quantizer in training mode (the quantizer updated with
+    ``max|t|``, ``t`` rounded to its format), in a few calls for all of them: for many small tensors,
+    whose cost is per call."""
+    full = [t for t in tensors if t.numel()]
+    norms = iter(torch.stack(torch._foreach_norm(full, ord=math.inf)).tolist() if full else ())
+    fracs = [q.observe_max(next(norms) if t.numel() else 0.0)
+             for t, q in zip(tensors, quantizers, strict=True)]
+    scales = [2.0 ** f for f in fracs]
+    torch._foreach_mul_(tensors, scales)
+    for rounding in sorted({q.rounding for q in quantizers}):
+        chosen = [t for t, q in zip(tensors, quantizers, strict=True) if q.rounding == rounding]
+        if rounding == "floor":
+            torch._foreach_floor_(chosen)
+        elif rounding == "trunc":  # the bits of round_scaled's floor(|s|) with the sign of s
+            torch._foreach_trunc_(chosen)
+        else:
+            for t in chosen:
+                round_scaled(t, rounding)
+    torch._foreach_clamp_min_(tensors, [-(1 << (q.width - 1)) for q in quantizers])
+    torch._foreach_clamp_max_(tensors, [(1 << (q.width - 1)) - 1 for q in quantizers])
+    torch._foreach_div_(tensors, scales)
+
+
 class QuantLayer(nn.Module):
     """A Conv1d/Conv2d/Linear with fake-quantized kernel, bias and output.
 
@@ -209,17 +237,10 @@ class QuantLayer(nn.Module):
         return b if b is not None else self.layer.weight.new_zeros(self.layer.weight.shape[0])
 
     @property
-    def prepares_steps(self) -> bool:
-        """Whether :meth:`prepare_step` applies: per layer, the kernel's and bias's formats depend on
+    def quantizes_once_per_step(self) -> bool:
+        """Whether :func:`prepare_layers` applies: per layer, the kernel's and bias's formats depend on
         them alone (per network, on the shared range the activations of the shard update too)."""
         return self.kernel_q.group_ranges is None
-
-    def prepare_step(self) -> None:
-        """Before the shards of a training step (microai.train.parallel): fake-quantize kernel and bias
-        (their quantizers update their formats), for every shard to use."""
-        for q, x, values in ((self.kernel_q, self.layer.weight, self.kernel_values),
-                             (self.bias_q, self._bias(), self.bias_values)):
-            _quantize_(values.copy_(x), q.update(x), q.width, q.rounding, saturate=True)
 
     @staticmethod
     def merge_shard_buffers(shards: list[dict[str, torch.Tensor]]) -> None:
@@ -239,6 +260,15 @@ class QuantLayer(nn.Module):
             b = fake_quantize(b, n_acc, 32, self.shift_rounding, saturate=False, in_place=True)  # b: a copy
         y = F.linear(x, w, b) if isinstance(layer, nn.Linear) else layer._conv_forward(x, w, b)
         return self.output_q(y).float()
+
+
+def prepare_layers(layers: list[QuantLayer]) -> None:
+    """Before the shards of a training step (microai.train.parallel): fake-quantize the kernels and
+    biases of ``layers`` (their quantizers update their formats) into the values every shard reads."""
+    values = [v for layer in layers for v in (layer.kernel_values, layer.bias_values)]
+    with torch.no_grad():
+        torch._foreach_copy_(values, [t for layer in layers for t in (layer.layer.weight, layer._bias())])
+        fake_quantize_all_(values, [q for layer in layers for q in (layer.kernel_q, layer.bias_q)])
 
 
 class QuantAverage(nn.Module):
