@@ -68,13 +68,6 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1)
 
 
-def _straight_through(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """``values`` (of ``x``'s size) forward, ``x``'s gradient unchanged backward (see fake_quantize)."""
-    y = x.clone()
-    y.detach().copy_(values.view(y.shape))
-    return y
-
-
 def fake_quantize(x: torch.Tensor, frac: int, width: int, rounding: str, saturate: bool = True,
                   in_place: bool = False) -> torch.Tensor:
     """``sat_w(round(x * 2**frac)) * 2**-frac`` in a new tensor (``in_place``: in ``x``); straight-through
@@ -229,7 +222,8 @@ class QuantLayer(nn.Module):
         # to read instead of quantizing them again (derived values: not saved).
         self.register_buffer("kernel_values", torch.zeros_like(layer.weight), persistent=False)
         self.register_buffer("bias_values", torch.zeros(layer.weight.shape[0]), persistent=False)
-        #: set on the replicas of a sharded step (microai.train.parallel): read the prepared values
+        #: set on the replicas of a sharded step (microai.train.parallel): compute with the prepared
+        #: values, written into the replica's own kernel and bias (the model's come back at every step)
         self.prepared_step = False
 
     def _bias(self) -> torch.Tensor:
@@ -251,13 +245,16 @@ class QuantLayer(nn.Module):
         weight, bias = layer.weight, self._bias()
         if not self.training:  # float64: every int32 accumulator of docs/arithmetic.md is exact
             x, weight, bias = x.double(), weight.double(), bias.double()
-        if self.training and self.prepared_step:
-            w, b = _straight_through(weight, self.kernel_values), _straight_through(bias, self.bias_values)
+        if self.training and self.prepared_step:  # the parameters' own gradient is the straight-through one
+            with torch.no_grad():
+                weight.copy_(self.kernel_values.view(weight.shape))
+                bias.copy_(self.bias_values)
+            w, b = weight, bias
         else:  # in training mode the quantizers re-estimate their formats
             w, b = self.kernel_q(weight), self.bias_q(bias)
         n_acc = int(input_frac) + int(self.kernel_q.frac)
         if int(self.bias_q.frac) > n_acc:  # align(b, n_b -> n_acc) is a right shift of the bias
-            b = fake_quantize(b, n_acc, 32, self.shift_rounding, saturate=False, in_place=True)  # b: a copy
+            b = fake_quantize(b, n_acc, 32, self.shift_rounding, saturate=False, in_place=b is not bias)
         y = F.linear(x, w, b) if isinstance(layer, nn.Linear) else layer._conv_forward(x, w, b)
         return self.output_q(y).float()
 

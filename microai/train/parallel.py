@@ -20,10 +20,11 @@ restored, and only those are kept for the merge (a module none of whose buffers 
 not merged). A module counts as changed when the version counter of one of its buffers moved (an
 in-place update: BatchNorm's ``num_batches_tracked``, a quantizer's ``fill_``); the first step checks
 that the buffers of every other module kept their values. BatchNorm normalises each shard with its
-own statistics (ghost batch norm). Work that depends on the parameters alone is done once per step: a module
-whose ``prepares_steps`` is true has ``prepare_step()`` called on the model, without gradients,
-before the shards, and its replicas have ``prepared_step = True``: they read what it prepared
-from their buffers, copied from the model for every shard (QAT quantizes its weights this way).
+own statistics (ghost batch norm). Work that depends on the parameters alone is done once per step: a
+module whose ``prepares_steps`` is true has ``prepare_step()`` called on the model, without
+gradients, before the shards, and its replicas have ``prepared_step = True``: they read what it
+prepared from their buffers (QAT quantizes its weights this way, and its replicas compute with these
+values written into their own parameters, which get the model's back at the next step).
 A model with dropout runs its shards one after another, since its random draws come from torch's
 global generator.
 """
