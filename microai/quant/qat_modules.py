@@ -134,12 +134,14 @@ class FakeQuantizer(nn.Module):
 
     def observe_max(self, current: float) -> int:
         """:meth:`update` for a tensor whose ``max|x|`` is ``current``."""
-        if self.observe == "exact" or not bool(self.observed):
+        first = not bool(self.observed)
+        if self.observe == "exact" or first:
             value = current
         else:
             value = self.momentum * float(self.range) + (1.0 - self.momentum) * current
         self.range.fill_(value)
-        self.observed.fill_(True)
+        if first:  # a write costs more than the read
+            self.observed.fill_(True)
         return self._set_format(value)
 
     def merge_shard_buffers(self, shards: list[dict[str, torch.Tensor]]) -> None:
@@ -150,7 +152,8 @@ class FakeQuantizer(nn.Module):
         """
         value = max(float(s["range"]) for s in shards)
         self.range.fill_(value)
-        self.observed.fill_(any(bool(s["observed"]) for s in shards))
+        if not bool(self.observed):  # else every shard, which started from it, is observed too
+            self.observed.fill_(any(bool(s["observed"]) for s in shards))
         self._set_format(value)
 
     def refresh(self) -> None:
