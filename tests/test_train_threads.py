@@ -129,3 +129,27 @@ def test_a_buffer_changed_behind_its_version_counter_is_an_error() -> None:
     x, y = torch.randn(8, 4), torch.zeros(8, dtype=torch.int64)
     with pytest.raises(ShardingError, match="'calls'.*in-place"):
         step.step(x, (y,), nn.functional.cross_entropy)
+
+
+class _Twice(nn.Module):
+    """Calls one convolution twice: its two QAT layers share the kernel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 16, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(torch.relu(self.conv(torch.relu(self.conv(x)))), 1))
+
+
+def test_qat_of_a_module_called_twice_gives_the_same_bytes_with_1_and_2_threads() -> None:
+    """A layer sharing its parameters is not prepared once per step (its replica's parameters would
+    hold the values of two calls)."""
+    x, y = _data(shape=(4, 16))
+    trained = []
+    for threads in (1, 2):
+        torch.manual_seed(0)
+        trained.append(_bytes(train_qat(_Twice(), x, y, _cfg(threads, lr=0.005), width=8, seed=1,
+                                        progress=False)[0]))
+    assert trained[0] == trained[1]

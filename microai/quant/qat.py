@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import math
 import operator
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,8 +101,7 @@ class QATModel(nn.Module):
         self.settings = settings
         #: the layers whose kernels and biases are fake-quantized once per training step (a plain
         #: list: the network's modules, fixed by prepare_qat)
-        self.preparing_layers = [m for m in network.modules()
-                                 if isinstance(m, QuantLayer) and m.quantizes_once_per_step]
+        self.preparing_layers = _preparing_layers(network)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -139,6 +139,15 @@ class QATModel(nn.Module):
     def output_quantizer(self, fx_name: str) -> FakeQuantizer:
         module = self.network.get_submodule(self.quantizers[fx_name])
         return module.output_q if isinstance(module, QuantLayer) else module
+
+
+def _preparing_layers(network: nn.Module) -> list[QuantLayer]:
+    """The layers that can take part in QATModel.prepare_step: not those sharing a parameter (a module
+    called twice), since a replica's prepared layer writes its values into its parameters, which
+    would change under the tensors the other call saved for the backward pass."""
+    layers = [m for m in network.modules() if isinstance(m, QuantLayer) and m.quantizes_once_per_step]
+    uses = Counter(id(p) for m in layers for p in m.layer.parameters())
+    return [m for m in layers if all(uses[id(p)] == 1 for p in m.layer.parameters())]
 
 
 # ------------------------------------------------------------------------------------ prepare
