@@ -70,7 +70,7 @@ def test_qat_gives_the_same_bytes_with_1_and_2_threads() -> None:
 @pytest.mark.parametrize("granularity", ["layer", "network"])
 def test_qat_weights_quantized_once_per_step_give_the_same_bytes(granularity: str,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """QuantLayer.prepare_step (kernel and bias fake-quantized once per step) changes no number."""
+    """QATModel.prepare_step (kernels and biases fake-quantized once per step) changes no number."""
     x, y = _data()
     float_model = _trained(1)
     cfg = _cfg(2, lr=0.005)
@@ -80,7 +80,7 @@ def test_qat_weights_quantized_once_per_step_give_the_same_bytes(granularity: st
                                 progress=False)[0])
 
     prepared = qat_bytes()
-    monkeypatch.setattr(QuantLayer, "prepares_steps", property(lambda self: False))
+    monkeypatch.setattr(QuantLayer, "quantizes_once_per_step", property(lambda self: False))
     assert qat_bytes() == prepared
 
 
@@ -114,3 +114,42 @@ def test_a_buffer_without_merge_rule_is_an_error() -> None:
     x, y = torch.randn(8, 4), torch.zeros(8, dtype=torch.int64)
     with pytest.raises(ShardingError, match="'calls'"):
         step.step(x, (y,), nn.functional.cross_entropy)
+
+
+class _HiddenCounter(_Counter):
+    """Changes its buffer through ``.data``, which the version counter does not see."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.data.add_(1)
+        return self.linear(x)
+
+
+def test_a_buffer_changed_behind_its_version_counter_is_an_error() -> None:
+    step = ShardedStep(_HiddenCounter(), shards=2, threads=1)
+    x, y = torch.randn(8, 4), torch.zeros(8, dtype=torch.int64)
+    with pytest.raises(ShardingError, match="'calls'.*in-place"):
+        step.step(x, (y,), nn.functional.cross_entropy)
+
+
+class _Twice(nn.Module):
+    """Calls one convolution twice: its two QAT layers share the kernel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 16, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(torch.relu(self.conv(torch.relu(self.conv(x)))), 1))
+
+
+def test_qat_of_a_module_called_twice_gives_the_same_bytes_with_1_and_2_threads() -> None:
+    """A layer sharing its parameters is not prepared once per step (its replica's parameters would
+    hold the values of two calls)."""
+    x, y = _data(shape=(4, 16))
+    trained = []
+    for threads in (1, 2):
+        torch.manual_seed(0)
+        trained.append(_bytes(train_qat(_Twice(), x, y, _cfg(threads, lr=0.005), width=8, seed=1,
+                                        progress=False)[0]))
+    assert trained[0] == trained[1]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import math
 import operator
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ from microai.quant.qat_modules import (
     FakeQuantizer,
     QuantAverage,
     QuantLayer,
+    prepare_layers,
 )
 from microai.train import TrainConfig, train
 from microai.train.loop import as_tensors, eval_mode
@@ -97,6 +99,9 @@ class QATModel(nn.Module):
         self.network = network
         self.quantizers = quantizers
         self.settings = settings
+        #: the layers whose kernels and biases are fake-quantized once per training step (a plain
+        #: list: the network's modules, fixed by prepare_qat)
+        self.preparing_layers = _preparing_layers(network)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -112,9 +117,37 @@ class QATModel(nn.Module):
     def fake_quantizers(self) -> list[FakeQuantizer]:
         return [m for m in self.network.modules() if isinstance(m, FakeQuantizer)]
 
+    @property
+    def prepares_steps(self) -> bool:
+        """microai.train.parallel: whether kernels and biases are fake-quantized once per training step,
+        all layers at once (:meth:`prepare_step`; per layer granularity only)."""
+        return bool(self.preparing_layers)
+
+    def prepare_step(self) -> None:
+        prepare_layers(self.preparing_layers)
+
+    @property
+    def prepared_step(self) -> bool:
+        """Set on the replicas of a sharded step: their layers read the values prepare_step gave them."""
+        return all(m.prepared_step for m in self.preparing_layers)
+
+    @prepared_step.setter
+    def prepared_step(self, value: bool) -> None:
+        for m in self.preparing_layers:
+            m.prepared_step = value
+
     def output_quantizer(self, fx_name: str) -> FakeQuantizer:
         module = self.network.get_submodule(self.quantizers[fx_name])
         return module.output_q if isinstance(module, QuantLayer) else module
+
+
+def _preparing_layers(network: nn.Module) -> list[QuantLayer]:
+    """The layers that can take part in QATModel.prepare_step: not those sharing a parameter (a module
+    called twice), since a replica's prepared layer writes its values into its parameters, which
+    would change under the tensors the other call saved for the backward pass."""
+    layers = [m for m in network.modules() if isinstance(m, QuantLayer) and m.quantizes_once_per_step]
+    uses = Counter(id(p) for m in layers for p in m.layer.parameters())
+    return [m for m in layers if all(uses[id(p)] == 1 for p in m.layer.parameters())]
 
 
 # ------------------------------------------------------------------------------------ prepare
@@ -192,10 +225,11 @@ class _Rewriter:
             return n.target in _PASS_FUNCTIONS
         return n.op == "call_method" and n.target in _PASS_METHODS
 
-    def _quantizer(self, rounding: str, observe: str) -> FakeQuantizer:
+    def _quantizer(self, rounding: str, observe: str, in_place: bool = False) -> FakeQuantizer:
         slot = self.slots
         self.slots += 1
-        return FakeQuantizer(self.settings.width, rounding, observe, group_ranges=self.group, slot=slot)
+        return FakeQuantizer(self.settings.width, rounding, observe, group_ranges=self.group, slot=slot,
+                             in_place=in_place)
 
     def _fail(self, n: fx.Node, what: str) -> QATError:
         target = ""
@@ -232,7 +266,7 @@ class _Rewriter:
                 source = self._source(n, n.args[0])
                 layer = QuantLayer(self.modules[n.target], kernel=self._quantizer(quant_rounding, "exact"),
                                    bias=self._quantizer(quant_rounding, "exact"),
-                                   output=self._quantizer(shift_rounding, "ema"),
+                                   output=self._quantizer(shift_rounding, "ema", in_place=True),
                                    shift_rounding=shift_rounding)
                 module_name = f"qat_{n.name}"
                 self.gm.add_submodule(module_name, layer)
@@ -244,7 +278,9 @@ class _Rewriter:
             elif self._is_add(n):
                 for arg in n.args:
                     self._source(n, arg)
-                self._quantize_after(n, f"qat_{n.name}", self._quantizer(shift_rounding, "ema"))
+                # the sum is read by its quantizer only (_quantize_after), which can round it in place
+                quantizer = self._quantizer(shift_rounding, "ema", in_place=True)
+                self._quantize_after(n, f"qat_{n.name}", quantizer)
             elif self._is_pass_through(n):
                 self.frac_of[n.name] = self._source(n, n.args[0])
             elif is_shape_query(n, self.frac_of):

@@ -68,24 +68,19 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1)
 
 
-def _straight_through(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """``values`` (of ``x``'s size) forward, ``x``'s gradient unchanged backward (see fake_quantize)."""
-    y = x.clone()
-    y.detach().copy_(values.view(y.shape))
-    return y
-
-
-def fake_quantize(x: torch.Tensor, frac: int, width: int, rounding: str,
-                  saturate: bool = True) -> torch.Tensor:
-    """``sat_w(round(x * 2**frac)) * 2**-frac`` in a new tensor; straight-through gradient when ``x``
-    requires grad.
+def fake_quantize(x: torch.Tensor, frac: int, width: int, rounding: str, saturate: bool = True,
+                  in_place: bool = False) -> torch.Tensor:
+    """``sat_w(round(x * 2**frac)) * 2**-frac`` in a new tensor (``in_place``: in ``x``); straight-through
+    gradient when ``x`` requires grad.
 
     The result is ``x.clone()`` (whose gradient is the identity) quantized in place through a
     detached alias: its values are exactly the quantized ones in training too (no
     ``x + (q - x).detach()``, whose float32 sum could round), and the backward pass has no Python
-    autograd node (which costs more than the quantization of a small tensor).
+    autograd node (which costs more than the quantization of a small tensor). ``in_place`` skips the
+    clone, for an intermediate result that nothing else reads and whose autograd node did not save
+    it (a convolution's or an addition's output): ``x`` itself passes the gradient through.
     """
-    y = x.clone()
+    y = x if in_place else x.clone()
     _quantize_(y.detach(), frac, width, rounding, saturate)
     return y
 
@@ -97,13 +92,14 @@ class FakeQuantizer(nn.Module):
     the tensor (weights, biases), ``observe="ema"`` an exponential moving average of the batch
     ``max|x|`` (activations; the first batch initialises it). In eval mode the format is frozen.
     With ``group_ranges`` (per-network granularity) all members share the format of the largest
-    range in the group; ``slot`` is this quantizer's entry.
+    range in the group; ``slot`` is this quantizer's entry. ``in_place``: its input is an intermediate
+    result only it reads (see :func:`fake_quantize`), quantized without a copy.
     """
 
     lifts_to_2d = True  # microai.train.lift: elementwise, and max|x| over the whole tensor
 
     def __init__(self, width: int, rounding: str, observe: str, momentum: float = 0.9,
-                 group_ranges: torch.Tensor | None = None, slot: int = 0) -> None:
+                 group_ranges: torch.Tensor | None = None, slot: int = 0, in_place: bool = False) -> None:
         super().__init__()
         if rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, got '{rounding}'")
@@ -114,6 +110,7 @@ class FakeQuantizer(nn.Module):
         self.observe = observe
         self.momentum = momentum
         self.slot = slot
+        self.in_place = in_place
         self.register_buffer("range", torch.zeros((), dtype=torch.float64))
         self.register_buffer("observed", torch.zeros((), dtype=torch.bool))
         self.register_buffer("frac", torch.tensor(self.width - 1, dtype=torch.int64))
@@ -133,12 +130,18 @@ class FakeQuantizer(nn.Module):
         if x.numel():
             low, high = torch.aminmax(_flat(x.detach()))  # max|x| in one pass
             current = max(-float(low), float(high))
-        if self.observe == "exact" or not bool(self.observed):
+        return self.observe_max(current)
+
+    def observe_max(self, current: float) -> int:
+        """:meth:`update` for a tensor whose ``max|x|`` is ``current``."""
+        first = not bool(self.observed)
+        if self.observe == "exact" or first:
             value = current
         else:
             value = self.momentum * float(self.range) + (1.0 - self.momentum) * current
         self.range.fill_(value)
-        self.observed.fill_(True)
+        if first:  # a write costs more than the read
+            self.observed.fill_(True)
         return self._set_format(value)
 
     def merge_shard_buffers(self, shards: list[dict[str, torch.Tensor]]) -> None:
@@ -149,7 +152,8 @@ class FakeQuantizer(nn.Module):
         """
         value = max(float(s["range"]) for s in shards)
         self.range.fill_(value)
-        self.observed.fill_(any(bool(s["observed"]) for s in shards))
+        if not bool(self.observed):  # else every shard, which started from it, is observed too
+            self.observed.fill_(any(bool(s["observed"]) for s in shards))
         self._set_format(value)
 
     def refresh(self) -> None:
@@ -167,10 +171,34 @@ class FakeQuantizer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         frac = self.update(x) if self.training else int(self.frac)
-        return fake_quantize(x, frac, self.width, self.rounding)
+        return fake_quantize(x, frac, self.width, self.rounding, in_place=self.in_place)
 
     def extra_repr(self) -> str:
         return f"width={self.width}, rounding={self.rounding}, observe={self.observe}, frac={int(self.frac)}"
+
+
+def fake_quantize_all_(tensors: list[torch.Tensor], quantizers: list[FakeQuantizer]) -> None:
+    """``t.copy_(q(t))`` for each tensor and its quantizer in training mode (the quantizer updated with
+    ``max|t|``, ``t`` rounded to its format), in a few calls for all of them: for many small tensors,
+    whose cost is per call."""
+    full = [t for t in tensors if t.numel()]
+    norms = iter(torch.stack(torch._foreach_norm(full, ord=math.inf)).tolist() if full else ())
+    fracs = [q.observe_max(next(norms) if t.numel() else 0.0)
+             for t, q in zip(tensors, quantizers, strict=True)]
+    scales = [2.0 ** f for f in fracs]
+    torch._foreach_mul_(tensors, scales)
+    for rounding in sorted({q.rounding for q in quantizers}):
+        chosen = [t for t, q in zip(tensors, quantizers, strict=True) if q.rounding == rounding]
+        if rounding == "floor":
+            torch._foreach_floor_(chosen)
+        elif rounding == "trunc":  # the bits of round_scaled's floor(|s|) with the sign of s
+            torch._foreach_trunc_(chosen)
+        else:
+            for t in chosen:
+                round_scaled(t, rounding)
+    torch._foreach_clamp_min_(tensors, [-(1 << (q.width - 1)) for q in quantizers])
+    torch._foreach_clamp_max_(tensors, [(1 << (q.width - 1)) - 1 for q in quantizers])
+    torch._foreach_div_(tensors, scales)
 
 
 class QuantLayer(nn.Module):
@@ -197,7 +225,8 @@ class QuantLayer(nn.Module):
         # to read instead of quantizing them again (derived values: not saved).
         self.register_buffer("kernel_values", torch.zeros_like(layer.weight), persistent=False)
         self.register_buffer("bias_values", torch.zeros(layer.weight.shape[0]), persistent=False)
-        #: set on the replicas of a sharded step (microai.train.parallel): read the prepared values
+        #: set on the replicas of a sharded step (microai.train.parallel): compute with the prepared
+        #: values, written into the replica's own kernel and bias (the model's come back at every step)
         self.prepared_step = False
 
     def _bias(self) -> torch.Tensor:
@@ -205,38 +234,41 @@ class QuantLayer(nn.Module):
         return b if b is not None else self.layer.weight.new_zeros(self.layer.weight.shape[0])
 
     @property
-    def prepares_steps(self) -> bool:
-        """Whether :meth:`prepare_step` applies: per layer, the kernel's and bias's formats depend on
+    def quantizes_once_per_step(self) -> bool:
+        """Whether :func:`prepare_layers` applies: per layer, the kernel's and bias's formats depend on
         them alone (per network, on the shared range the activations of the shard update too)."""
         return self.kernel_q.group_ranges is None
-
-    def prepare_step(self) -> None:
-        """Before the shards of a training step (microai.train.parallel): fake-quantize kernel and bias
-        (their quantizers update their formats), for every shard to use."""
-        for q, x, values in ((self.kernel_q, self.layer.weight, self.kernel_values),
-                             (self.bias_q, self._bias(), self.bias_values)):
-            values.copy_(fake_quantize(x, q.update(x), q.width, q.rounding))
 
     @staticmethod
     def merge_shard_buffers(shards: list[dict[str, torch.Tensor]]) -> None:
         """The prepared values are the same in every shard (the shards only read them)."""
 
     def forward(self, x: torch.Tensor, input_frac: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.layer.weight, self._bias()
+        layer = self.layer
+        weight, bias = layer.weight, self._bias()
         if not self.training:  # float64: every int32 accumulator of docs/arithmetic.md is exact
             x, weight, bias = x.double(), weight.double(), bias.double()
-        if self.training and self.prepared_step:
-            w, b = _straight_through(weight, self.kernel_values), _straight_through(bias, self.bias_values)
+        if self.training and self.prepared_step:  # the parameters' own gradient is the straight-through one
+            with torch.no_grad():
+                weight.copy_(self.kernel_values.view(weight.shape))
+                bias.copy_(self.bias_values)
+            w, b = weight, bias
         else:  # in training mode the quantizers re-estimate their formats
             w, b = self.kernel_q(weight), self.bias_q(bias)
         n_acc = int(input_frac) + int(self.kernel_q.frac)
         if int(self.bias_q.frac) > n_acc:  # align(b, n_b -> n_acc) is a right shift of the bias
-            b = fake_quantize(b, n_acc, 32, self.shift_rounding, saturate=False)
-        if isinstance(self.layer, nn.Linear):
-            y = F.linear(x, w, b)
-        else:
-            y = self.layer._conv_forward(x, w, b)
+            b = fake_quantize(b, n_acc, 32, self.shift_rounding, saturate=False, in_place=b is not bias)
+        y = F.linear(x, w, b) if isinstance(layer, nn.Linear) else layer._conv_forward(x, w, b)
         return self.output_q(y).float()
+
+
+def prepare_layers(layers: list[QuantLayer]) -> None:
+    """Before the shards of a training step (microai.train.parallel): fake-quantize the kernels and
+    biases of ``layers`` (their quantizers update their formats) into the values every shard reads."""
+    values = [v for layer in layers for v in (layer.kernel_values, layer.bias_values)]
+    with torch.no_grad():
+        torch._foreach_copy_(values, [t for layer in layers for t in (layer.layer.weight, layer._bias())])
+        fake_quantize_all_(values, [q for layer in layers for q in (layer.kernel_q, layer.bias_q)])
 
 
 class QuantAverage(nn.Module):

@@ -14,11 +14,17 @@ train lifted to 2D (``microai.train.lift``) in the same format, when they can be
 State that a forward pass changes is merged the same way after every step: each shard starts from
 the model's buffers, and the model then takes BatchNorm running statistics averaged over the
 shards, or what a module's ``merge_shard_buffers(list of per-shard buffer dicts)`` computes (the
-QAT quantizers: the largest range). BatchNorm normalises each shard with its own statistics
-(ghost batch norm). Work that depends on the parameters alone is done once per step: a module
-whose ``prepares_steps`` is true has ``prepare_step()`` called on the model, without gradients,
-before the shards, and its replicas have ``prepared_step = True``: they read what it prepared
-from their buffers, copied from the model for every shard (QAT quantizes its weights this way).
+QAT quantizers: the largest range). A replica is given the model's parameters and buffers once per
+step; between two shards it runs, only the buffers of the modules its last shard changed are
+restored, and only those are kept for the merge (a module none of whose buffers a shard changed is
+not merged). A module counts as changed when the version counter of one of its buffers moved (an
+in-place update: BatchNorm's ``num_batches_tracked``, a quantizer's ``fill_``); the first step checks
+that the buffers of every other module kept their values. BatchNorm normalises each shard with its
+own statistics (ghost batch norm). Work that depends on the parameters alone is done once per step: a
+module whose ``prepares_steps`` is true has ``prepare_step()`` called on the model, without
+gradients, before the shards, and its replicas have ``prepared_step = True``: they read what it
+prepared from their buffers (QAT quantizes its weights this way, and its replicas compute with these
+values written into their own parameters, which get the model's back at the next step).
 A model with dropout runs its shards one after another, since its random draws come from torch's
 global generator.
 """
@@ -30,7 +36,7 @@ import queue
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -95,13 +101,17 @@ def inference(model: nn.Module, x: torch.Tensor, chunk: int, threads: int) -> to
     return torch.cat(map_in_order(run, len(starts), threads))
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Replica:
     module: nn.Module
     params: list[nn.Parameter]
     #: ``params`` viewed with the model's parameter shapes (a lifted replica's differ)
     shaped: list[torch.Tensor]
     buffers: list[torch.Tensor]
+    #: the step whose parameters and buffers it holds (0: none yet)
+    step: int = 0
+    #: positions in ``buffers`` that its last shard changed, restored before its next one
+    changed: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -109,7 +119,9 @@ class _ShardResult:
     loss: torch.Tensor
     logits: torch.Tensor
     grads: list[torch.Tensor | None]
+    #: the shard's buffers: its own copy at the positions in ``changed``, the model's elsewhere
     buffers: list[torch.Tensor]
+    changed: frozenset[int]
 
 
 class ShardedStep:
@@ -141,6 +153,10 @@ class ShardedStep:
                         for module, merge in _mergers(model)]
         merged = {i for _, positions in self.mergers for i in positions.values()}
         self.unmerged = [(i, name) for i, (name, _) in enumerate(model.named_buffers()) if i not in merged]
+        #: positions in self.buffers of each module's own buffers: a shard changes them together
+        self.groups = [group for m in model.modules()
+                       if (group := [index[id(b)] for b in m.buffers(recurse=False)])]
+        self.steps = 0
         self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
         #: per shard index, the tensors that keep a replica's buffers after that shard for the merge
         self.stashes: list[list[torch.Tensor]] = []
@@ -167,6 +183,7 @@ class ShardedStep:
              loss_fn: Callable[..., torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``loss_fn(logits, *targets)`` is a shard's mean loss; returns (batch mean loss, logits)."""
         bounds = shard_bounds(len(x), self.shards)
+        self.steps += 1
         while len(self.stashes) < len(bounds):
             self.stashes.append([torch.empty_like(b) for b in self.buffers])
         with torch.no_grad():
@@ -195,30 +212,60 @@ class ShardedStep:
         replica = self.replicas.get()
         try:
             params, buffers = replica.params, replica.buffers
-            with torch.no_grad():
-                torch._foreach_copy_(replica.shaped + buffers, self.params + self.buffers)
+            self._sync(replica)
+            versions = [b._version for b in buffers]
             for p in params:
                 p.grad = None
             logits = replica.module(x)
             loss = loss_fn(logits, *targets) * weight
             loss.backward()
-            if buffers:
-                with torch.no_grad():
-                    torch._foreach_copy_(self.stashes[index], buffers)
+            moved = {i for i, (b, v) in enumerate(zip(buffers, versions, strict=True)) if b._version != v}
+            changed = replica.changed = sorted({i for g in self.groups if not moved.isdisjoint(g) for i in g})
+            if self.steps == 1:
+                self._check_unchanged(buffers, changed)
+            stash, kept = self.stashes[index], list(self.buffers)
+            _copy([stash[i] for i in changed], [buffers[i] for i in changed])
+            for i in changed:
+                kept[i] = stash[i]
             return _ShardResult(loss.detach(), logits.detach(),
                                 [None if p.grad is None else to_model_shape(p.grad, q)
                                  for p, q in zip(params, self.params, strict=True)],
-                                self.stashes[index])
+                                kept, frozenset(changed))
         finally:
             self.replicas.put(replica)
 
+    def _check_unchanged(self, buffers: list[torch.Tensor], changed: list[int]) -> None:
+        """On the first step: the buffers of the modules left unchanged by version kept their values."""
+        for i, (name, b) in enumerate(self.model.named_buffers()):
+            if i not in changed and not torch.equal(buffers[i], b):
+                raise ShardingError(f"buffer '{name}' changes in training without an in-place operation "
+                                    f"(through .data?): sharded training cannot see it")
+
+    def _sync(self, replica: _Replica) -> None:
+        """Give ``replica`` the model's parameters and buffers: all of them at a new step (the model
+        changes between steps only), else the buffers its previous shard changed."""
+        if replica.step != self.steps:
+            _copy(replica.shaped + replica.buffers, self.params + self.buffers)
+            replica.step = self.steps
+        else:
+            _copy([replica.buffers[i] for i in replica.changed], [self.buffers[i] for i in replica.changed])
+
     def _merge_buffers(self, results: Sequence[_ShardResult]) -> None:
+        changed = frozenset().union(*(r.changed for r in results))
         for merge, positions in self.mergers:
-            merge([{name: r.buffers[i] for name, i in positions.items()} for r in results])
+            if not changed.isdisjoint(positions.values()):
+                merge([{name: r.buffers[i] for name, i in positions.items()} for r in results])
         for i, name in self.unmerged:
-            if not all(torch.equal(r.buffers[i], self.buffers[i]) for r in results):
+            if i in changed and not all(torch.equal(r.buffers[i], self.buffers[i]) for r in results):
                 raise ShardingError(f"buffer '{name}' changes in training and its module has no "
                                     f"merge_shard_buffers(): sharded training cannot merge it")
+
+
+def _copy(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    """``targets[i].copy_(sources[i])`` for all ``i``, in one call."""
+    if targets:
+        with torch.no_grad():
+            torch._foreach_copy_(targets, sources)
 
 
 def _ordered_sum(tensors: list[torch.Tensor]) -> torch.Tensor | None:
