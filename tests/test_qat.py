@@ -15,7 +15,7 @@ from microai.models import build_model
 from microai.quant import reference
 from microai.quant.formats import frac_bits_for, quantize_array
 from microai.quant.qat import QATError, calibrate, export_qat, prepare_qat, train_qat
-from microai.quant.qat_modules import fake_quantize
+from microai.quant.qat_modules import fake_quantize, round_scaled
 from microai.train import TrainConfig
 
 
@@ -52,6 +52,21 @@ def test_fake_quantize_equals_quantize_array(values, frac, width, rounding) -> N
     fmt = QFormat(width, frac)
     got = fake_quantize(torch.from_numpy(x), frac, width, rounding).double().numpy()
     assert np.array_equal(got, np.ldexp(quantize_array(x, fmt, rounding).astype(np.float64), -frac))
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=32), min_size=1, max_size=20),
+       frac=st.integers(-140, 140), width=st.sampled_from([4, 8, 16]),
+       rounding=st.sampled_from(["trunc", "nearest", "floor", "half_up"]))
+def test_fake_quantize_gives_the_bits_of_its_definition(values, frac, width, rounding) -> None:
+    """Skipping the saturation when max|x| cannot reach it, and dividing by 2**frac as a multiplication,
+    change no bit (fracs beyond float32's exponents included)."""
+    x = torch.tensor(values, dtype=torch.float32)
+    limit = 1 << (width - 1)
+    expected = round_scaled(x.clone().mul_(2.0 ** frac), rounding).clamp_(-limit, limit - 1).div_(2.0 ** frac)
+    for max_abs in (None, float(x.abs().max())):
+        got = fake_quantize(x, frac, width, rounding, max_abs=max_abs)
+        assert np.array_equal(got.numpy().view(np.uint32), expected.numpy().view(np.uint32))
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

@@ -51,13 +51,20 @@ def round_scaled(s: torch.Tensor, rounding: str) -> torch.Tensor:
     raise ValueError(f"rounding must be one of {ROUNDINGS}, got '{rounding}'")
 
 
-def _quantize_(t: torch.Tensor, frac: int, width: int, rounding: str, saturate: bool) -> torch.Tensor:
-    """``t = sat_w(round(t * 2**frac)) * 2**-frac``, in place."""
+def _quantize_(t: torch.Tensor, frac: int, width: int, rounding: str, saturate: bool,
+               max_abs: float | None = None) -> torch.Tensor:
+    """``t = sat_w(round(t * 2**frac)) * 2**-frac``, in place.
+
+    ``max_abs`` (``max|t|``, when the caller knows it) skips the saturation when no value can reach it:
+    rounding moves a value by less than 1. The division by ``2**frac`` is a multiplication by its exact
+    inverse (the same correctly rounded result, in a faster kernel) where both are float32 numbers.
+    """
     scale = 2.0 ** frac
     round_scaled(t.mul_(scale), rounding)
-    if saturate:
-        t.clamp_(-(1 << (width - 1)), (1 << (width - 1)) - 1)
-    return t.div_(scale)
+    limit = 1 << (width - 1)
+    if saturate and not (max_abs is not None and max_abs * scale <= limit - 1):
+        t.clamp_(-limit, limit - 1)
+    return t.mul_(1.0 / scale) if abs(frac) <= 126 else t.div_(scale)
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -69,7 +76,7 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
 
 
 def fake_quantize(x: torch.Tensor, frac: int, width: int, rounding: str, saturate: bool = True,
-                  in_place: bool = False) -> torch.Tensor:
+                  in_place: bool = False, max_abs: float | None = None) -> torch.Tensor:
     """``sat_w(round(x * 2**frac)) * 2**-frac`` in a new tensor (``in_place``: in ``x``); straight-through
     gradient when ``x`` requires grad.
 
@@ -79,9 +86,10 @@ def fake_quantize(x: torch.Tensor, frac: int, width: int, rounding: str, saturat
     autograd node (which costs more than the quantization of a small tensor). ``in_place`` skips the
     clone, for an intermediate result that nothing else reads and whose autograd node did not save
     it (a convolution's or an addition's output): ``x`` itself passes the gradient through.
+    ``max_abs``: ``max|x|`` if known (see :func:`_quantize_`).
     """
     y = x if in_place else x.clone()
-    _quantize_(y.detach(), frac, width, rounding, saturate)
+    _quantize_(y.detach(), frac, width, rounding, saturate, max_abs)
     return y
 
 
@@ -124,16 +132,17 @@ class FakeQuantizer(nn.Module):
     def format(self) -> QFormat:
         return QFormat(self.width, int(self.frac))
 
-    def update(self, x: torch.Tensor) -> int:
-        """Fold ``max|x|`` into the range and recompute the format; return its fractional bits."""
-        current = 0.0
-        if x.numel():
-            low, high = torch.aminmax(_flat(x.detach()))  # max|x| in one pass
-            current = max(-float(low), float(high))
-        return self.observe_max(current)
+    @staticmethod
+    def max_abs(x: torch.Tensor) -> float:
+        """``max|x|`` (0 for an empty tensor), in one pass."""
+        if not x.numel():
+            return 0.0
+        low, high = torch.aminmax(_flat(x.detach()))
+        return max(-float(low), float(high))
 
     def observe_max(self, current: float) -> int:
-        """:meth:`update` for a tensor whose ``max|x|`` is ``current``."""
+        """Fold ``current`` (a tensor's ``max|x|``) into the range and recompute the format; return its
+        fractional bits."""
         first = not bool(self.observed)
         if self.observe == "exact" or first:
             value = current
@@ -170,8 +179,11 @@ class FakeQuantizer(nn.Module):
         return frac
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        frac = self.update(x) if self.training else int(self.frac)
-        return fake_quantize(x, frac, self.width, self.rounding, in_place=self.in_place)
+        if not self.training:
+            return fake_quantize(x, int(self.frac), self.width, self.rounding, in_place=self.in_place)
+        current = self.max_abs(x)
+        return fake_quantize(x, self.observe_max(current), self.width, self.rounding, in_place=self.in_place,
+                             max_abs=current)
 
     def extra_repr(self) -> str:
         return f"width={self.width}, rounding={self.rounding}, observe={self.observe}, frac={int(self.frac)}"
