@@ -1,8 +1,10 @@
-"""Training, QAT and inference give the same bytes with 1 or 2 threads (microai.train.parallel)."""
+"""Training, QAT and inference give the same bytes with 1, 2 or 3 threads (microai.train.parallel and
+its worker processes, microai.train.workers)."""
 
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from microai.quant.qat import train_qat
 from microai.quant.qat_modules import QuantLayer
 from microai.train import TrainConfig, predict, train
 from microai.train.parallel import ShardedStep, ShardingError, shard_bounds
+from microai.train.workers import WorkerError
 
 SHAPE = (9, 128)  # UCI-HAR's, where PyTorch's own multi-threaded kernels change the weights
 
@@ -150,3 +153,69 @@ def test_qat_of_a_module_called_twice_gives_the_same_bytes_with_1_and_2_threads(
         trained.append(_bytes(train_qat(_Twice(), x, y, _cfg(threads, lr=0.005), width=8, seed=1,
                                         progress=False)[0]))
     assert trained[0] == trained[1]
+
+
+@pytest.mark.parametrize("model,shape,options", [
+    ("resnet", SHAPE, {"batch_norm": True}),  # buffers changed by every shard, merged from the workers'
+    ("resnetv1-6", (3, 16, 16), {}),
+])
+def test_training_process_and_two_workers_give_the_bytes_of_one_process(model: str, shape: tuple,
+                                                                         options: dict) -> None:
+    """3 threads and 4 shards: the training process computes shards 0 and 3, each worker one; a last
+    batch of 8 examples reuses the workers."""
+    x, y = _data(200, shape=shape)
+    trained = []
+    for threads in (1, 3):
+        torch.manual_seed(0)
+        net = build_model(model, shape, 6, 8, **options)
+        train(net, x, y, _cfg(threads, shards=4), seed=0, progress=False)
+        trained.append(_bytes(net))
+    assert trained[0] == trained[1]
+
+
+def test_a_batch_larger_than_the_first_restarts_the_workers_with_the_same_numbers() -> None:
+    x, y = torch.randn(24, 4), torch.randint(0, 2, (24,))
+    grads = []
+    for threads in (1, 2):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        with ShardedStep(net, shards=2, threads=threads) as step:
+            for n in (8, 24, 3):  # 3 examples: one shard, computed in the training process
+                step.step(x[:n], (y[:n],), nn.functional.cross_entropy)
+                grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
+    assert all(torch.equal(a, b) for a, b in zip(grads[:3], grads[3:], strict=True))
+
+
+class _FailsOnMarkedExamples(nn.Module):
+    """Fails (``how``: raises, or its process exits) on a batch holding an example marked by x > 100."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.linear = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x > 100).any()):
+            if self.how == "raise":
+                raise ValueError("a marked example")
+            os._exit(3)
+        return self.linear(x)
+
+
+def test_an_error_in_a_worker_process_is_raised_with_its_traceback() -> None:
+    x, y = torch.zeros(8, 4), torch.zeros(8, dtype=torch.int64)
+    x[6] = 1000  # in shard 1, which the worker computes
+    with ShardedStep(_FailsOnMarkedExamples("raise"), shards=2, threads=2) as step:
+        with pytest.raises(ValueError, match="a marked example") as error:
+            step.step(x, (y,), nn.functional.cross_entropy)
+    assert "in training worker process microai-shards-0" in "".join(error.value.__notes__)
+    assert "raise ValueError(\"a marked example\")" in "".join(error.value.__notes__)  # its traceback
+
+
+def test_a_worker_process_that_dies_is_an_error_naming_its_exit_code() -> None:
+    x, y = torch.zeros(8, 4), torch.zeros(8, dtype=torch.int64)
+    x[6] = 1000
+    with ShardedStep(_FailsOnMarkedExamples("exit"), shards=2, threads=2) as step:
+        with pytest.raises(WorkerError, match="died with exit code 3"):
+            step.step(x, (y,), nn.functional.cross_entropy)
+        assert step.workers is not None and step.workers.closed

@@ -4,8 +4,9 @@ PyTorch's CPU kernels split their reductions (a convolution's weight gradient, a
 its intra-op threads, so the same seed gives different weights with 1 or 2 threads. Here the
 numerics are fixed instead: every batch is cut into ``shards`` slices (a hyper-parameter, like the
 batch size); each slice's loss and gradients are computed with one intra-op thread on a replica
-of the model, by whichever of the ``threads`` workers is free, and the gradients are summed on
-the model in shard order. ``threads`` only changes how fast this goes.
+of the model, in this process or, with ``threads`` > 1, by that many worker processes
+(``microai.train.workers``), and the gradients are summed on the model in shard order. ``threads``
+only changes how fast this goes.
 
 Models with 2D convolutions train in the channels-last memory format (about twice as fast on CPU
 for the paper's image models; like the shard count, a fixed choice). Models with 1D convolutions
@@ -25,30 +26,37 @@ module whose ``prepares_steps`` is true has ``prepare_step()`` called on the mod
 gradients, before the shards, and its replicas have ``prepared_step = True``: they read what it
 prepared from their buffers (QAT quantizes its weights this way, and its replicas compute with these
 values written into their own parameters, which get the model's back at the next step).
-A model with dropout runs its shards one after another, since its random draws come from torch's
-global generator.
+A model with dropout runs its shards one after another in this process, since its random draws come
+from torch's global generator. Inference (``inference``) spreads chunks over threads: without
+gradients, they hold the interpreter lock less.
 """
 
 from __future__ import annotations
 
 import copy
-import queue
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from microai.train.lift import lift_to_2d, to_model_shape
+from microai.train.shard import (
+    Replica,
+    Shard,
+    ShardingError,
+    ShardResult,
+    ShardRunner,
+    kept_buffers,
+)
+from microai.train.workers import WorkerPool, workers_available
+
+__all__ = ["MIN_SHARD", "ShardedStep", "ShardingError", "default_threads", "inference", "map_in_order",
+           "shard_bounds", "single_threaded_kernels"]
 
 #: A shard needs two examples at least (batch norm cannot train on one).
 MIN_SHARD = 2
-
-
-class ShardingError(RuntimeError):
-    """A model whose per-step state cannot be merged across shards."""
 
 
 @contextmanager
@@ -77,17 +85,13 @@ def default_threads() -> int:
     return torch.get_num_threads()
 
 
-def map_in_order(fn: Callable[[int], object], count: int, threads: int,
-                 pool: ThreadPoolExecutor | None = None) -> list:
-    """``[fn(0), ..., fn(count - 1)]`` computed by ``threads`` workers (of ``pool`` if given) with
-    single-threaded kernels."""
+def map_in_order(fn: Callable[[int], object], count: int, threads: int) -> list:
+    """``[fn(0), ..., fn(count - 1)]`` computed by ``threads`` threads with single-threaded kernels."""
     with single_threaded_kernels():
         if threads <= 1 or count <= 1:
             return [fn(i) for i in range(count)]
-        if pool is not None:
+        with ThreadPoolExecutor(min(threads, count)) as pool:
             return list(pool.map(fn, range(count)))
-        with ThreadPoolExecutor(min(threads, count)) as own:
-            return list(own.map(fn, range(count)))
 
 
 def inference(model: nn.Module, x: torch.Tensor, chunk: int, threads: int) -> torch.Tensor:
@@ -101,67 +105,43 @@ def inference(model: nn.Module, x: torch.Tensor, chunk: int, threads: int) -> to
     return torch.cat(map_in_order(run, len(starts), threads))
 
 
-@dataclass
-class _Replica:
-    module: nn.Module
-    params: list[nn.Parameter]
-    #: ``params`` viewed with the model's parameter shapes (a lifted replica's differ)
-    shaped: list[torch.Tensor]
-    buffers: list[torch.Tensor]
-    #: the step whose parameters and buffers it holds (0: none yet)
-    step: int = 0
-    #: positions in ``buffers`` that its last shard changed, restored before its next one
-    changed: list[int] = field(default_factory=list)
-
-
-@dataclass
-class _ShardResult:
-    loss: torch.Tensor
-    logits: torch.Tensor
-    grads: list[torch.Tensor | None]
-    #: the shard's buffers: its own copy at the positions in ``changed``, the model's elsewhere
-    buffers: list[torch.Tensor]
-    changed: frozenset[int]
-
-
 class ShardedStep:
     """Sets the model's ``.grad`` to the gradient of a batch's mean loss, summed over fixed shards.
 
-    See the module docstring; ``threads`` workers each own a replica of ``model``. Use it as a
-    context manager (its worker threads stop at the end).
+    See the module docstring. With ``threads`` > 1, the shards are computed by worker processes
+    (``microai.train.workers``), which own a replica of ``model`` each. Use it as a context manager
+    (the workers stop at the end).
     """
 
     def __init__(self, model: nn.Module, shards: int, threads: int) -> None:
         self.model = model
         self.shards = shards
-        self.threads = 1 if _has_dropout(model) else max(1, min(threads, shards))
         self.params = list(model.parameters())
         self.buffers = list(model.buffers())
+        self.buffer_names = [name for name, _ in model.named_buffers()]
         lifted = lift_to_2d(model)
         self.lifted = lifted is not None
         self.channels_last = self.lifted or any(p.dim() == 4 for p in self.params)
-        self.replicas: queue.SimpleQueue[_Replica] = queue.SimpleQueue()
         #: qualified names of the modules that prepare every step
         self.preparing = [name for name, m in model.named_modules() if getattr(m, "prepares_steps", False)]
-        source = model if lifted is None else lifted
-        for i in range(self.threads):  # the lifted twin is a copy already: the first replica
-            replica = lifted if i == 0 and lifted is not None else copy.deepcopy(source)
-            self.replicas.put(self._replica(replica))
         index = {id(b): i for i, b in enumerate(self.buffers)}
         #: (merge function, {buffer name in its module: position in self.buffers}) per stateful module
         self.mergers = [(merge, {name: index[id(b)] for name, b in module.named_buffers(recurse=False)})
                         for module, merge in _mergers(model)]
         merged = {i for _, positions in self.mergers for i in positions.values()}
-        self.unmerged = [(i, name) for i, (name, _) in enumerate(model.named_buffers()) if i not in merged]
+        self.unmerged = [(i, name) for i, name in enumerate(self.buffer_names) if i not in merged]
         #: positions in self.buffers of each module's own buffers: a shard changes them together
-        self.groups = [group for m in model.modules()
-                       if (group := [index[id(b)] for b in m.buffers(recurse=False)])]
+        groups = [group for m in model.modules()
+                  if (group := [index[id(b)] for b in m.buffers(recurse=False)])]
+        replica = self._replica(copy.deepcopy(model) if lifted is None else lifted)
+        self.runner = ShardRunner(replica, self.params, self.buffers, groups, self.buffer_names)
+        self.threads = 1 if _has_dropout(model) or not workers_available() else max(1, min(threads, shards))
+        self.workers: WorkerPool | None = None
         self.steps = 0
-        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
-        #: per shard index, the tensors that keep a replica's buffers after that shard for the merge
+        #: per shard index, the tensors that keep the replica's buffers after that shard for the merge
         self.stashes: list[list[torch.Tensor]] = []
 
-    def _replica(self, module: nn.Module) -> _Replica:
+    def _replica(self, module: nn.Module) -> Replica:
         module.train()
         for name in self.preparing:
             module.get_submodule(name).prepared_step = True
@@ -170,22 +150,23 @@ class ShardedStep:
         params, buffers = dict(module.named_parameters()), dict(module.named_buffers())
         params = [params[name] for name, _ in self.model.named_parameters()]
         shaped = [to_model_shape(p, q) for p, q in zip(params, self.params, strict=True)]
-        return _Replica(module, params, shaped, [buffers[name] for name, _ in self.model.named_buffers()])
+        return Replica(module, params, shaped, [buffers[name] for name in self.buffer_names])
 
     def __enter__(self) -> ShardedStep:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            self.pool.shutdown()
+        if self.workers is not None:
+            self.workers.close()
 
     def step(self, x: torch.Tensor, targets: Sequence[torch.Tensor],
              loss_fn: Callable[..., torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``loss_fn(logits, *targets)`` is a shard's mean loss; returns (batch mean loss, logits)."""
+        """``loss_fn(logits, *targets)`` is a shard's mean loss; returns (batch mean loss, logits).
+
+        With worker processes, ``loss_fn`` is sent to them: it must be picklable (a module-level
+        function, or a ``functools.partial`` of one)."""
         bounds = shard_bounds(len(x), self.shards)
         self.steps += 1
-        while len(self.stashes) < len(bounds):
-            self.stashes.append([torch.empty_like(b) for b in self.buffers])
         with torch.no_grad():
             for name in self.preparing:
                 self.model.get_submodule(name).prepare_step()
@@ -193,13 +174,12 @@ class ShardedStep:
             x = x.unsqueeze(2)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-
-        def run(i: int) -> _ShardResult:
-            start, stop = bounds[i]
-            return self._shard(i, x[start:stop], [t[start:stop] for t in targets], loss_fn,
-                               (stop - start) / len(x))
-
-        results: Sequence[_ShardResult] = map_in_order(run, len(bounds), self.threads, self.pool)
+        shards = [Shard(i, start, stop, [t[start:stop] for t in targets], (stop - start) / len(x))
+                  for i, (start, stop) in enumerate(bounds)]
+        if self.threads > 1 and len(shards) > 1:
+            results = self._pool(x).run(self.steps, x, shards, loss_fn, lambda s: self._run(s, x, loss_fn))
+        else:
+            results = [self._run(shard, x, loss_fn) for shard in shards]
         with torch.no_grad():
             for j, p in enumerate(self.params):
                 p.grad = _ordered_sum([r.grads[j] for r in results if r.grads[j] is not None])
@@ -207,50 +187,26 @@ class ShardedStep:
             loss = _ordered_sum([r.loss for r in results])
         return loss, torch.cat([r.logits for r in results])
 
-    def _shard(self, index: int, x: torch.Tensor, targets: list[torch.Tensor],
-               loss_fn: Callable[..., torch.Tensor], weight: float) -> _ShardResult:
-        replica = self.replicas.get()
-        try:
-            params, buffers = replica.params, replica.buffers
-            self._sync(replica)
-            versions = [b._version for b in buffers]
-            for p in params:
-                p.grad = None
-            logits = replica.module(x)
-            loss = loss_fn(logits, *targets) * weight
-            loss.backward()
-            moved = {i for i, (b, v) in enumerate(zip(buffers, versions, strict=True)) if b._version != v}
-            changed = replica.changed = sorted({i for g in self.groups if not moved.isdisjoint(g) for i in g})
-            if self.steps == 1:
-                self._check_unchanged(buffers, changed)
-            stash, kept = self.stashes[index], list(self.buffers)
-            _copy([stash[i] for i in changed], [buffers[i] for i in changed])
-            for i in changed:
-                kept[i] = stash[i]
-            return _ShardResult(loss.detach(), logits.detach(),
-                                [None if p.grad is None else to_model_shape(p.grad, q)
-                                 for p, q in zip(params, self.params, strict=True)],
-                                kept, frozenset(changed))
-        finally:
-            self.replicas.put(replica)
+    def _run(self, shard: Shard, x: torch.Tensor, loss_fn: Callable[..., torch.Tensor]) -> ShardResult:
+        """A shard computed in this process."""
+        while len(self.stashes) <= shard.index:
+            self.stashes.append([torch.empty_like(b) for b in self.buffers])
+        stash = self.stashes[shard.index]
+        with single_threaded_kernels():
+            loss, logits, grads, changed = self.runner.run(self.steps, shard, x[shard.start:shard.stop],
+                                                           loss_fn, stash)
+        kept = kept_buffers(self.buffers, stash, changed)
+        return ShardResult(loss, logits, grads, kept, frozenset(changed))
 
-    def _check_unchanged(self, buffers: list[torch.Tensor], changed: list[int]) -> None:
-        """On the first step: the buffers of the modules left unchanged by version kept their values."""
-        for i, (name, b) in enumerate(self.model.named_buffers()):
-            if i not in changed and not torch.equal(buffers[i], b):
-                raise ShardingError(f"buffer '{name}' changes in training without an in-place operation "
-                                    f"(through .data?): sharded training cannot see it")
+    def _pool(self, x: torch.Tensor) -> WorkerPool:
+        """The worker processes, started (again) when the batch outgrows their input buffer."""
+        if self.workers is None or not self.workers.fits(x):
+            if self.workers is not None:
+                self.workers.close()
+            self.workers = WorkerPool(self.runner, self.threads - 1, self.shards, x)
+        return self.workers
 
-    def _sync(self, replica: _Replica) -> None:
-        """Give ``replica`` the model's parameters and buffers: all of them at a new step (the model
-        changes between steps only), else the buffers its previous shard changed."""
-        if replica.step != self.steps:
-            _copy(replica.shaped + replica.buffers, self.params + self.buffers)
-            replica.step = self.steps
-        else:
-            _copy([replica.buffers[i] for i in replica.changed], [self.buffers[i] for i in replica.changed])
-
-    def _merge_buffers(self, results: Sequence[_ShardResult]) -> None:
+    def _merge_buffers(self, results: Sequence[ShardResult]) -> None:
         changed = frozenset().union(*(r.changed for r in results))
         for merge, positions in self.mergers:
             if not changed.isdisjoint(positions.values()):
@@ -259,13 +215,6 @@ class ShardedStep:
             if i in changed and not all(torch.equal(r.buffers[i], self.buffers[i]) for r in results):
                 raise ShardingError(f"buffer '{name}' changes in training and its module has no "
                                     f"merge_shard_buffers(): sharded training cannot merge it")
-
-
-def _copy(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
-    """``targets[i].copy_(sources[i])`` for all ``i``, in one call."""
-    if targets:
-        with torch.no_grad():
-            torch._foreach_copy_(targets, sources)
 
 
 def _ordered_sum(tensors: list[torch.Tensor]) -> torch.Tensor | None:

@@ -1,0 +1,121 @@
+"""One shard of a training step (``microai.train.parallel``), computed on a replica of the model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from microai.train.lift import to_model_shape
+
+#: (loss, logits, gradients or None, positions of the buffers it changed) of a shard
+Outcome = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None], list[int]]
+
+
+class ShardingError(RuntimeError):
+    """A model whose per-step state cannot be merged across shards."""
+
+
+@dataclass
+class Replica:
+    module: nn.Module
+    params: list[nn.Parameter]
+    #: ``params`` viewed with the model's parameter shapes (a lifted replica's differ)
+    shaped: list[torch.Tensor]
+    buffers: list[torch.Tensor]
+    #: the step whose parameters and buffers it holds (0: none yet)
+    step: int = 0
+    #: positions in ``buffers`` that its last shard changed, restored before its next one
+    changed: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ShardResult:
+    loss: torch.Tensor
+    logits: torch.Tensor
+    grads: list[torch.Tensor | None]
+    #: the shard's buffers: its own copy at the positions in ``changed``, the model's elsewhere
+    buffers: list[torch.Tensor]
+    changed: frozenset[int]
+
+
+@dataclass
+class Shard:
+    """What a shard computes: ``loss_fn(replica(x[start:stop]), *targets) * weight``."""
+
+    index: int
+    start: int
+    stop: int
+    targets: list[torch.Tensor]
+    weight: float
+
+
+class ShardRunner:
+    """Computes shards on a replica, reading the step's parameters and buffers from ``params`` and
+    ``buffers`` (the model's own, or their shared-memory copies in a worker process)."""
+
+    def __init__(self, replica: Replica, params: list[torch.Tensor], buffers: list[torch.Tensor],
+                 groups: list[list[int]], buffer_names: list[str]) -> None:
+        self.replica = replica
+        self.params = params
+        self.buffers = buffers
+        self.groups = groups
+        self.buffer_names = buffer_names
+
+    def run(self, step: int, shard: Shard, x: torch.Tensor, loss_fn: Callable[..., torch.Tensor],
+            stash: list[torch.Tensor]) -> Outcome:
+        """(loss, logits, gradients with the model's shapes, changed buffer positions); the changed
+        buffers are copied to ``stash``."""
+        replica = self.replica
+        params, buffers = replica.params, replica.buffers
+        self._sync(step)
+        versions = [b._version for b in buffers]
+        for p in params:
+            p.grad = None
+        logits = replica.module(x)
+        loss = loss_fn(logits, *shard.targets) * shard.weight
+        loss.backward()
+        moved = {i for i, (b, v) in enumerate(zip(buffers, versions, strict=True)) if b._version != v}
+        changed = replica.changed = sorted({i for g in self.groups if not moved.isdisjoint(g) for i in g})
+        if step == 1:
+            self._check_unchanged(changed)
+        copy_all([stash[i] for i in changed], [buffers[i] for i in changed])
+        grads = [None if p.grad is None else to_model_shape(p.grad, q)
+                 for p, q in zip(params, self.params, strict=True)]
+        return loss.detach(), logits.detach(), grads, changed
+
+    def _sync(self, step: int) -> None:
+        """Give the replica the step's parameters and buffers: all of them at a new step (the model
+        changes between steps only), else the buffers its previous shard changed."""
+        replica = self.replica
+        if replica.step != step:
+            copy_all(replica.shaped + replica.buffers, self.params + self.buffers)
+            replica.step = step
+        else:
+            changed = replica.changed
+            copy_all([replica.buffers[i] for i in changed], [self.buffers[i] for i in changed])
+
+    def _check_unchanged(self, changed: list[int]) -> None:
+        """On the first step: the buffers of the modules left unchanged by version kept their values."""
+        for i, (name, b) in enumerate(zip(self.buffer_names, self.buffers, strict=True)):
+            if i not in changed and not torch.equal(self.replica.buffers[i], b):
+                raise ShardingError(f"buffer '{name}' changes in training without an in-place operation "
+                                    f"(through .data?): sharded training cannot see it")
+
+
+def kept_buffers(buffers: list[torch.Tensor], stash: list[torch.Tensor],
+                 changed: Iterable[int]) -> list[torch.Tensor]:
+    """A shard's buffers: ``stash`` at the positions it changed, the model's elsewhere."""
+    kept = list(buffers)
+    for i in changed:
+        kept[i] = stash[i]
+    return kept
+
+
+def copy_all(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    """``targets[i].copy_(sources[i])`` for all ``i``, in one call."""
+    if targets:
+        with torch.no_grad():
+            torch._foreach_copy_(targets, sources)
