@@ -195,8 +195,8 @@ def fake_quantize_all_(tensors: list[torch.Tensor], quantizers: list[FakeQuantiz
     whose cost is per call."""
     full = [t for t in tensors if t.numel()]
     norms = iter(torch.stack(torch._foreach_norm(full, ord=math.inf)).tolist() if full else ())
-    fracs = [q.observe_max(next(norms) if t.numel() else 0.0)
-             for t, q in zip(tensors, quantizers, strict=True)]
+    max_abs = [next(norms) if t.numel() else 0.0 for t in tensors]
+    fracs = [q.observe_max(m) for m, q in zip(max_abs, quantizers, strict=True)]
     scales = [2.0 ** f for f in fracs]
     torch._foreach_mul_(tensors, scales)
     for rounding in sorted({q.rounding for q in quantizers}):
@@ -208,9 +208,18 @@ def fake_quantize_all_(tensors: list[torch.Tensor], quantizers: list[FakeQuantiz
         else:
             for t in chosen:
                 round_scaled(t, rounding)
-    torch._foreach_clamp_min_(tensors, [-(1 << (q.width - 1)) for q in quantizers])
-    torch._foreach_clamp_max_(tensors, [(1 << (q.width - 1)) - 1 for q in quantizers])
-    torch._foreach_div_(tensors, scales)
+    limits = [1 << (q.width - 1) for q in quantizers]
+    # saturated only where max|t| can reach the limit, as in _quantize_ (in all their formats, a kernel's
+    # or a bias's max|t| is below it, but rounding to nearest may reach it)
+    reach = [i for i, (m, scale, limit) in enumerate(zip(max_abs, scales, limits, strict=True))
+             if not m * scale <= limit - 1]
+    if reach:
+        torch._foreach_clamp_min_([tensors[i] for i in reach], [-limits[i] for i in reach])
+        torch._foreach_clamp_max_([tensors[i] for i in reach], [limits[i] - 1 for i in reach])
+    if all(abs(f) <= 126 for f in fracs):  # exact inverses, as in _quantize_
+        torch._foreach_mul_(tensors, [1.0 / scale for scale in scales])
+    else:
+        torch._foreach_div_(tensors, scales)
 
 
 class QuantLayer(nn.Module):
