@@ -89,3 +89,19 @@ def test_registry() -> None:
     assert all((boards_dir / name / "board.c").is_file() for name in BOARDS)
     with pytest.raises(ValueError, match="unknown board 'esp32'; known boards"):
         get_board("esp32")
+
+
+@pytest.mark.parametrize("name", ["qemu-m4", "host"])
+def test_an_image_is_the_same_bytes_whatever_its_scratch_folder_and_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Debug information names folders: the scratch build folder (a random name) and the working
+    directory are recorded under fixed names, so dvc.lock does not change with them."""
+    board = get_board(name)
+    x = standin_vectors(np.dtype(np.int16))
+    images = []
+    for where in ("one", "two"):
+        (tmp_path / where).mkdir()
+        monkeypatch.chdir(tmp_path / where)
+        lib = write_standin(Path("lib"))
+        images.append(board.build(lib, x, Path(f"tmp{where}") / "build").elf.read_bytes())
+    assert images[0] == images[1]

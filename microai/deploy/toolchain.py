@@ -31,6 +31,17 @@ _REGION = re.compile(r"^\s*(\w+)\s*\([^)]*\)\s*:\s*ORIGIN\s*=\s*(\w+)\s*,\s*LENG
                      re.MULTILINE)
 
 
+def path_maps(build_dir: Path) -> list[str]:
+    """``-ffile-prefix-map`` options recording the working directory, the repository and ``build_dir``
+    (a scratch folder with a random name) under fixed names in debug information and ``__FILE__``: a
+    binary's bytes then depend neither on where the repository is checked out nor on that name. GCC
+    applies the last option that matches, so the most specific folder comes last."""
+    maps = [(Path.cwd(), "."), (REPO, "microai"), (build_dir.resolve(), "build")]
+    if not build_dir.is_absolute():  # as written on the command line, too
+        maps.append((build_dir, "build"))
+    return [f"-ffile-prefix-map={folder}={name}" for folder, name in maps]
+
+
 def require_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:

@@ -22,6 +22,7 @@ from microai.deploy.toolchain import (
     library_sources,
     memory_regions,
     overflowed_regions,
+    path_maps,
     require_tool,
     resize_regions,
     run_checked,
@@ -158,7 +159,7 @@ class CortexMBoard(Board):
         elf = out_dir / "firmware.elf"
         script = self.linker_script(out_dir)
         compile_cmd = [
-            gcc, *CORTEX_M4F_FLAGS, *C_FLAGS, opt,
+            gcc, *CORTEX_M4F_FLAGS, *C_FLAGS, opt, *path_maps(out_dir),
             f"-I{FIRMWARE}", f"-I{CORTEX_M}", f"-I{self.folder}", f"-I{sources}",
             *HARNESS_SOURCES, CORTEX_M / "startup.c", self.folder / "board.c", *library, vectors_c, *link,
             *LINK_FLAGS, f"-L{CORTEX_M}", f"-Wl,--defsym=__stack_size={self.stack_bytes}",

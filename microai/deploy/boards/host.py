@@ -14,6 +14,7 @@ from microai.deploy.toolchain import (
     C_FLAGS,
     FIRMWARE,
     HARNESS_SOURCES,
+    path_maps,
     run_checked,
 )
 
@@ -29,7 +30,8 @@ class Host(Board):
     def build(self, sources: Path, vectors: np.ndarray, out_dir: Path, opt: str = "-O2") -> BuildResult:
         cc, library, vectors_c = build_inputs(self.cc, sources, vectors, out_dir)
         exe = out_dir / "firmware"
-        run_checked([cc, *C_FLAGS, opt, "-ffp-contract=off", f"-I{FIRMWARE}", f"-I{sources}",
+        run_checked([cc, *C_FLAGS, opt, *path_maps(out_dir), "-ffp-contract=off", f"-I{FIRMWARE}",
+                     f"-I{sources}",
                      *HARNESS_SOURCES, self.folder / "board.c", *library, vectors_c, "-o", exe, "-lm"],
                     f"building host harness in {out_dir}")
         return BuildResult.of(self.name, exe, vectors)
