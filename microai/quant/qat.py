@@ -126,6 +126,17 @@ class QATModel(nn.Module):
     def prepare_step(self) -> None:
         prepare_layers(self.preparing_layers)
 
+    def prepared_parameters(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        """microai.train.parallel: (parameter, buffer) pairs for the parameters whose values replicas
+        compute with at a prepared step: the kernels and biases of the preparing layers, from the
+        buffers :meth:`prepare_step` writes."""
+        pairs = []
+        for layer in self.preparing_layers:
+            pairs.append((layer.layer.weight, layer.kernel_values))
+            if layer.layer.bias is not None:  # else the layer reads bias_values itself
+                pairs.append((layer.layer.bias, layer.bias_values))
+        return pairs
+
     @property
     def prepared_step(self) -> bool:
         """Set on the replicas of a sharded step: their layers read the values prepare_step gave them."""

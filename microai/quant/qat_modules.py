@@ -17,6 +17,7 @@ quantized values themselves, so the forward pass equals the integer reference ex
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -60,11 +61,19 @@ def _quantize_(t: torch.Tensor, frac: int, width: int, rounding: str, saturate: 
     inverse (the same correctly rounded result, in a faster kernel) where both are float32 numbers.
     """
     scale = 2.0 ** frac
-    round_scaled(t.mul_(scale), rounding)
+    factor, inverse = _powers_of_two(frac) if abs(frac) <= 126 else (scale, None)
+    round_scaled(t.mul_(factor), rounding)
     limit = 1 << (width - 1)
     if saturate and not (max_abs is not None and max_abs * scale <= limit - 1):
         t.clamp_(-limit, limit - 1)
-    return t.mul_(1.0 / scale) if abs(frac) <= 126 else t.div_(scale)
+    return t.div_(scale) if inverse is None else t.mul_(inverse)
+
+
+@functools.cache
+def _powers_of_two(frac: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``2**frac`` and ``2**-frac`` as float32 scalars (``|frac| <= 126``: both exact). An operation with
+    a tensor scalar skips wrapping a Python number into a tensor: half the cost on a small tensor."""
+    return torch.tensor(2.0 ** frac), torch.tensor(2.0 ** -frac)
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -143,14 +152,16 @@ class FakeQuantizer(nn.Module):
     def observe_max(self, current: float) -> int:
         """Fold ``current`` (a tensor's ``max|x|``) into the range and recompute the format; return its
         fractional bits."""
-        first = not bool(self.observed)
+        buffers = self._buffers  # the hot path of QAT training: not through Module.__getattr__
+        observed, range_ = buffers["observed"], buffers["range"]
+        first = not observed.item()
         if self.observe == "exact" or first:
             value = current
         else:
-            value = self.momentum * float(self.range) + (1.0 - self.momentum) * current
-        self.range.fill_(value)
+            value = self.momentum * range_.item() + (1.0 - self.momentum) * current
+        range_.fill_(value)
         if first:  # a write costs more than the read
-            self.observed.fill_(True)
+            observed.fill_(True)
         return self._set_format(value)
 
     def merge_shard_buffers(self, shards: list[dict[str, torch.Tensor]]) -> None:
@@ -171,11 +182,13 @@ class FakeQuantizer(nn.Module):
 
     def _set_format(self, value: float) -> int:
         """``frac`` for a range of ``value`` (per network: the group's largest range)."""
-        if self.group_ranges is not None:
-            self.group_ranges[self.slot] = value
-            value = float(self.group_ranges.max())
+        buffers = self._buffers
+        group = buffers.get("group_ranges")
+        if group is not None:
+            group[self.slot] = value
+            value = float(group.max())
         frac = frac_bits_for(value, self.width)
-        self.frac.fill_(frac)
+        buffers["frac"].fill_(frac)
         return frac
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -247,7 +260,7 @@ class QuantLayer(nn.Module):
         self.register_buffer("kernel_values", torch.zeros_like(layer.weight), persistent=False)
         self.register_buffer("bias_values", torch.zeros(layer.weight.shape[0]), persistent=False)
         #: set on the replicas of a sharded step (microai.train.parallel): compute with the prepared
-        #: values, written into the replica's own kernel and bias (the model's come back at every step)
+        #: values, which the step writes into the replica's own kernel and bias
         self.prepared_step = False
 
     def _bias(self) -> torch.Tensor:
@@ -265,22 +278,27 @@ class QuantLayer(nn.Module):
         """The prepared values are the same in every shard (the shards only read them)."""
 
     def forward(self, x: torch.Tensor, input_frac: torch.Tensor) -> torch.Tensor:
-        layer = self.layer
-        weight, bias = layer.weight, self._bias()
-        if not self.training:  # float64: every int32 accumulator of docs/arithmetic.md is exact
-            x, weight, bias = x.double(), weight.double(), bias.double()
-        if self.training and self.prepared_step:  # the parameters' own gradient is the straight-through one
-            with torch.no_grad():
-                weight.copy_(self.kernel_values.view(weight.shape))
-                bias.copy_(self.bias_values)
-            w, b = weight, bias
+        # the hot path of QAT training: submodules, parameters and buffers read from their dicts
+        # (Module.__getattr__ costs more than a small tensor's arithmetic)
+        modules = self._modules
+        layer = modules["layer"]
+        weight, bias = layer._parameters["weight"], layer._parameters.get("bias")
+        if self.training and self.prepared_step:
+            # a replica of a sharded step: its kernel and bias hold the prepared values (microai.train.
+            # parallel writes them in, see QATModel.prepared_parameters); their gradients are the
+            # straight-through ones
+            w, b, fresh = weight, bias if bias is not None else self._buffers["bias_values"], False
         else:  # in training mode the quantizers re-estimate their formats
-            w, b = self.kernel_q(weight), self.bias_q(bias)
-        n_acc = int(input_frac) + int(self.kernel_q.frac)
-        if int(self.bias_q.frac) > n_acc:  # align(b, n_b -> n_acc) is a right shift of the bias
-            b = fake_quantize(b, n_acc, 32, self.shift_rounding, saturate=False, in_place=b is not bias)
+            bias = self._bias()
+            if not self.training:  # float64: every int32 accumulator of docs/arithmetic.md is exact
+                x, weight, bias = x.double(), weight.double(), bias.double()
+            w, b, fresh = modules["kernel_q"](weight), modules["bias_q"](bias), True
+        n_acc = int(input_frac) + int(modules["kernel_q"]._buffers["frac"])
+        if int(modules["bias_q"]._buffers["frac"]) > n_acc:  # align(b, n_b -> n_acc) is a right shift
+            b = fake_quantize(b, n_acc, 32, self.shift_rounding, saturate=False, in_place=fresh)
         y = F.linear(x, w, b) if isinstance(layer, nn.Linear) else layer._conv_forward(x, w, b)
-        return self.output_q(y).float()
+        y = modules["output_q"](y)
+        return y if y.dtype == torch.float32 else y.float()
 
 
 def prepare_layers(layers: list[QuantLayer]) -> None:

@@ -24,8 +24,10 @@ that the buffers of every other module kept their values. BatchNorm normalises e
 own statistics (ghost batch norm). Work that depends on the parameters alone is done once per step: a
 module whose ``prepares_steps`` is true has ``prepare_step()`` called on the model, without
 gradients, before the shards, and its replicas have ``prepared_step = True``: they read what it
-prepared from their buffers (QAT quantizes its weights this way, and its replicas compute with these
-values written into their own parameters, which get the model's back at the next step).
+prepared from their buffers, and the parameters its ``prepared_parameters()`` pairs with buffers
+(``[(parameter, buffer)]``) are given those buffers' values instead of their own (QAT
+quantizes its kernels and biases this way: replicas compute with the quantized values, and the
+gradients of the kernels and biases are the straight-through ones).
 A model with dropout runs its shards one after another in this process, since its random draws come
 from torch's global generator. Inference (``inference``) spreads chunks over threads: without
 gradients, they hold the interpreter lock less.
@@ -134,12 +136,21 @@ class ShardedStep:
         groups = [group for m in model.modules()
                   if (group := [index[id(b)] for b in m.buffers(recurse=False)])]
         replica = self._replica(copy.deepcopy(model) if lifted is None else lifted)
-        self.runner = ShardRunner(replica, self.params, self.buffers, groups, self.buffer_names)
+        self.runner = ShardRunner(replica, self.params, self.buffers, groups, self.buffer_names,
+                                  self._prepared_parameters())
         self.threads = 1 if _has_dropout(model) or not workers_available() else max(1, min(threads, shards))
         self.workers: WorkerPool | None = None
         self.steps = 0
         #: per shard index, the tensors that keep the replica's buffers after that shard for the merge
         self.stashes: list[list[torch.Tensor]] = []
+
+    def _prepared_parameters(self) -> dict[int, int]:
+        """{position in self.params: position in self.buffers} of the parameters replicas take from a
+        buffer (the preparing modules' ``prepared_parameters()``)."""
+        params = {id(p): i for i, p in enumerate(self.params)}
+        buffers = {id(b): i for i, b in enumerate(self.buffers)}
+        return {params[id(p)]: buffers[id(b)] for name in self.preparing
+                for p, b in getattr(self.model.get_submodule(name), "prepared_parameters", list)()}
 
     def _replica(self, module: nn.Module) -> Replica:
         module.train()

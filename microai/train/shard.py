@@ -54,15 +54,19 @@ class Shard:
 
 class ShardRunner:
     """Computes shards on a replica, reading the step's parameters and buffers from ``params`` and
-    ``buffers`` (the model's own, or their shared-memory copies in a worker process)."""
+    ``buffers`` (the model's own, or their shared-memory copies in a worker process); the parameter at
+    position ``i`` takes the values of ``buffers[prepared[i]]`` where ``prepared`` has ``i``."""
 
     def __init__(self, replica: Replica, params: list[torch.Tensor], buffers: list[torch.Tensor],
-                 groups: list[list[int]], buffer_names: list[str]) -> None:
+                 groups: list[list[int]], buffer_names: list[str], prepared: dict[int, int]) -> None:
         self.replica = replica
         self.params = params
         self.buffers = buffers
         self.groups = groups
         self.buffer_names = buffer_names
+        self.prepared = prepared
+        #: what the replica's parameters are given at every step
+        self.param_values = [buffers[prepared[i]] if i in prepared else p for i, p in enumerate(params)]
 
     def run(self, step: int, shard: Shard, x: torch.Tensor, loss_fn: Callable[..., torch.Tensor],
             stash: list[torch.Tensor]) -> Outcome:
@@ -91,7 +95,7 @@ class ShardRunner:
         changes between steps only), else the buffers its previous shard changed."""
         replica = self.replica
         if replica.step != step:
-            copy_all(replica.shaped + replica.buffers, self.params + self.buffers)
+            copy_all(replica.shaped + replica.buffers, self.param_values + self.buffers)
             replica.step = step
         else:
             changed = replica.changed

@@ -72,7 +72,7 @@ class WorkerPool:
         self.grads, self.stashes = shared[2::2], shared[3::2]
         self.x = torch.empty_like(x).share_memory_()
         child_runner = ShardRunner(runner.replica, self.params, self.buffers, runner.groups,
-                                   runner.buffer_names)
+                                   runner.buffer_names, runner.prepared)
         context = multiprocessing.get_context("fork")
         self.conns: list[Connection] = []
         self.procs: list[multiprocessing.process.BaseProcess] = []
