@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import signal
+import sys
 import traceback
 from collections import defaultdict
 from collections.abc import Callable
@@ -37,8 +38,9 @@ class WorkerError(RuntimeError):
 
 
 def workers_available() -> bool:
-    """Whether this platform can fork (Linux can; elsewhere shards run in the training process)."""
-    return "fork" in multiprocessing.get_all_start_methods()
+    """Whether this platform forks safely (Linux; macOS's system libraries do not support it, Windows
+    has no fork): elsewhere shards run in the training process."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
 def _shared_like(groups: list[list[torch.Tensor]]) -> list[list[torch.Tensor]]:
