@@ -175,15 +175,18 @@ def test_training_process_and_two_workers_give_the_bytes_of_one_process(model: s
 
 def test_a_batch_larger_than_the_first_restarts_the_workers_with_the_same_numbers() -> None:
     x, y = torch.randn(24, 4), torch.randint(0, 2, (24,))
-    grads = []
+    grads, pools = [], []
     for threads in (1, 2):
         torch.manual_seed(0)
         net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
         with ShardedStep(net, shards=2, threads=threads) as step:
-            for n in (8, 24, 3):  # 3 examples: one shard, computed in the training process
+            for n in (8, 6, 24, 3):  # 3 examples: one shard, computed in the training process
                 step.step(x[:n], (y[:n],), nn.functional.cross_entropy)
                 grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
-    assert all(torch.equal(a, b) for a, b in zip(grads[:3], grads[3:], strict=True))
+                pools.append(step.workers)
+    assert all(torch.equal(a, b) for a, b in zip(grads[:4], grads[4:], strict=True))
+    assert pools[:4] == [None] * 4  # one thread: no worker
+    assert pools[4] is pools[5] and pools[5] is not pools[6] and pools[6] is pools[7]  # 24 > 8: restarted
 
 
 class _FailsOnMarkedExamples(nn.Module):
