@@ -110,9 +110,9 @@ def inference(model: nn.Module, x: torch.Tensor, chunk: int, threads: int) -> to
 class ShardedStep:
     """Sets the model's ``.grad`` to the gradient of a batch's mean loss, summed over fixed shards.
 
-    See the module docstring. With ``threads`` > 1, the shards are computed by worker processes
-    (``microai.train.workers``), which own a replica of ``model`` each. Use it as a context manager
-    (the workers stop at the end).
+    See the module docstring. With ``threads`` > 1, this process and ``threads - 1`` worker processes
+    (``microai.train.workers``) compute the shards, each on its own replica of ``model``. Use it as a
+    context manager (the workers stop at the end).
     """
 
     def __init__(self, model: nn.Module, shards: int, threads: int) -> None:
