@@ -52,6 +52,16 @@ def round_scaled(s: torch.Tensor, rounding: str) -> torch.Tensor:
     raise ValueError(f"rounding must be one of {ROUNDINGS}, got '{rounding}'")
 
 
+#: largest |frac| whose 2**frac and 2**-frac are both float32 numbers (normal, so exact)
+MAX_EXACT_FRAC = 126
+
+
+def _may_saturate(max_abs: float, scale: float, width: int) -> bool:
+    """Whether rounding ``x * scale`` for ``|x| <= max_abs`` can reach the signed ``width``-bit limits
+    (rounding moves a value by less than 1)."""
+    return not max_abs * scale <= (1 << (width - 1)) - 1
+
+
 def _quantize_(t: torch.Tensor, frac: int, width: int, rounding: str, saturate: bool,
                max_abs: float | None = None) -> torch.Tensor:
     """``t = sat_w(round(t * 2**frac)) * 2**-frac``, in place.
@@ -61,18 +71,19 @@ def _quantize_(t: torch.Tensor, frac: int, width: int, rounding: str, saturate: 
     inverse (the same correctly rounded result, in a faster kernel) where both are float32 numbers.
     """
     scale = 2.0 ** frac
-    factor, inverse = _powers_of_two(frac) if abs(frac) <= 126 else (scale, None)
+    factor, inverse = _powers_of_two(frac) if abs(frac) <= MAX_EXACT_FRAC else (scale, None)
     round_scaled(t.mul_(factor), rounding)
-    limit = 1 << (width - 1)
-    if saturate and not (max_abs is not None and max_abs * scale <= limit - 1):
+    if saturate and (max_abs is None or _may_saturate(max_abs, scale, width)):
+        limit = 1 << (width - 1)
         t.clamp_(-limit, limit - 1)
     return t.div_(scale) if inverse is None else t.mul_(inverse)
 
 
 @functools.cache
 def _powers_of_two(frac: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``2**frac`` and ``2**-frac`` as float32 scalars (``|frac| <= 126``: both exact). An operation with
-    a tensor scalar skips wrapping a Python number into a tensor: half the cost on a small tensor."""
+    """``2**frac`` and ``2**-frac`` as float32 scalars (``|frac| <= MAX_EXACT_FRAC``: both exact). An
+    operation with a tensor scalar skips wrapping a Python number into a tensor: half the cost on a
+    small tensor."""
     return torch.tensor(2.0 ** frac), torch.tensor(2.0 ** -frac)
 
 
@@ -221,15 +232,15 @@ def fake_quantize_all_(tensors: list[torch.Tensor], quantizers: list[FakeQuantiz
         else:
             for t in chosen:
                 round_scaled(t, rounding)
-    limits = [1 << (q.width - 1) for q in quantizers]
     # saturated only where max|t| can reach the limit, as in _quantize_ (in all their formats, a kernel's
     # or a bias's max|t| is below it, but rounding to nearest may reach it)
-    reach = [i for i, (m, scale, limit) in enumerate(zip(max_abs, scales, limits, strict=True))
-             if not m * scale <= limit - 1]
+    reach = [i for i, (m, scale, q) in enumerate(zip(max_abs, scales, quantizers, strict=True))
+             if _may_saturate(m, scale, q.width)]
     if reach:
-        torch._foreach_clamp_min_([tensors[i] for i in reach], [-limits[i] for i in reach])
-        torch._foreach_clamp_max_([tensors[i] for i in reach], [limits[i] - 1 for i in reach])
-    if all(abs(f) <= 126 for f in fracs):  # exact inverses, as in _quantize_
+        limits = [1 << (quantizers[i].width - 1) for i in reach]
+        torch._foreach_clamp_min_([tensors[i] for i in reach], [-limit for limit in limits])
+        torch._foreach_clamp_max_([tensors[i] for i in reach], [limit - 1 for limit in limits])
+    if all(abs(f) <= MAX_EXACT_FRAC for f in fracs):  # exact inverses, as in _quantize_
         torch._foreach_mul_(tensors, [1.0 / scale for scale in scales])
     else:
         torch._foreach_div_(tensors, scales)
