@@ -50,7 +50,6 @@ from microai.train.shard import (
     ShardingError,
     ShardResult,
     ShardRunner,
-    kept_buffers,
 )
 from microai.train.workers import WorkerPool, workers_available
 
@@ -206,8 +205,7 @@ class ShardedStep:
         with single_threaded_kernels():
             loss, logits, grads, changed = self.runner.run(self.steps, shard, x[shard.start:shard.stop],
                                                            loss_fn, stash)
-        kept = kept_buffers(self.buffers, stash, changed)
-        return ShardResult(loss, logits, grads, kept, frozenset(changed))
+        return ShardResult.of(loss, logits, grads, self.buffers, stash, changed)
 
     def _pool(self, x: torch.Tensor) -> WorkerPool:
         """The worker processes, started (again) when the batch outgrows their input buffer."""

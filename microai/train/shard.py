@@ -40,6 +40,16 @@ class ShardResult:
     buffers: list[torch.Tensor]
     changed: frozenset[int]
 
+    @classmethod
+    def of(cls, loss: torch.Tensor, logits: torch.Tensor, grads: list[torch.Tensor | None],
+           buffers: list[torch.Tensor], stash: list[torch.Tensor], changed: Iterable[int]) -> ShardResult:
+        """The result whose buffers are ``stash`` at the positions in ``changed``, ``buffers`` (the
+        model's) elsewhere."""
+        kept = list(buffers)
+        for i in changed:
+            kept[i] = stash[i]
+        return cls(loss, logits, grads, kept, frozenset(changed))
+
 
 @dataclass
 class Shard:
@@ -67,6 +77,11 @@ class ShardRunner:
         self.prepared = prepared
         #: what the replica's parameters are given at every step
         self.param_values = [buffers[prepared[i]] if i in prepared else p for i, p in enumerate(params)]
+
+    def reading(self, params: list[torch.Tensor], buffers: list[torch.Tensor]) -> ShardRunner:
+        """A runner on the same replica that reads the step's parameters and buffers from other tensors
+        (a worker process's shared-memory copies)."""
+        return ShardRunner(self.replica, params, buffers, self.groups, self.buffer_names, self.prepared)
 
     def run(self, step: int, shard: Shard, x: torch.Tensor, loss_fn: Callable[..., torch.Tensor],
             stash: list[torch.Tensor]) -> Outcome:
@@ -107,15 +122,6 @@ class ShardRunner:
             if i not in changed and not torch.equal(self.replica.buffers[i], b):
                 raise ShardingError(f"buffer '{name}' changes in training without an in-place operation "
                                     f"(through .data?): sharded training cannot see it")
-
-
-def kept_buffers(buffers: list[torch.Tensor], stash: list[torch.Tensor],
-                 changed: Iterable[int]) -> list[torch.Tensor]:
-    """A shard's buffers: ``stash`` at the positions it changed, the model's elsewhere."""
-    kept = list(buffers)
-    for i in changed:
-        kept[i] = stash[i]
-    return kept
 
 
 def copy_all(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:

@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 
 import torch
 
-from microai.train.shard import Shard, ShardResult, ShardRunner, copy_all, kept_buffers
+from microai.train.shard import Shard, ShardResult, ShardRunner, copy_all
 
 #: how often a waiting training process checks that its workers are alive (seconds)
 POLL_S = 1.0
@@ -73,8 +73,7 @@ class WorkerPool:
         self.params, self.buffers = shared[:2]
         self.grads, self.stashes = shared[2::2], shared[3::2]
         self.x = torch.empty_like(x).share_memory_()
-        child_runner = ShardRunner(runner.replica, self.params, self.buffers, runner.groups,
-                                   runner.buffer_names, runner.prepared)
+        child_runner = runner.reading(self.params, self.buffers)
         context = multiprocessing.get_context("fork")
         self.conns: list[Connection] = []
         self.procs: list[multiprocessing.process.BaseProcess] = []
@@ -109,9 +108,8 @@ class WorkerPool:
             for w in busy:
                 for index, loss, logits, present, changed in self._receive(w - 1):
                     grads = [g if has else None for g, has in zip(self.grads[index], present, strict=True)]
-                    kept = kept_buffers(self.model_buffers, self.stashes[index], changed)
-                    results[index] = ShardResult(torch.from_numpy(loss), torch.from_numpy(logits), grads,
-                                                 kept, frozenset(changed))
+                    results[index] = ShardResult.of(torch.from_numpy(loss), torch.from_numpy(logits), grads,
+                                                    self.model_buffers, self.stashes[index], changed)
         except BaseException:
             self.close()  # replies left in the pipes would be read as the next step's
             raise
