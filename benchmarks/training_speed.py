@@ -43,9 +43,9 @@ CASES = {
     "2d-gtsrb": ((3, 32, 32), 43, "gtsrb"),
 }
 PAPER = Path(__file__).resolve().parent.parent / "config" / "paper.yaml"
-#: cpu: the CPU time of this process and of its children that ended (training's worker processes stop
-#: when train() returns; a Keras measurement runs in another process)
 def _cpu_seconds() -> float:
+    """CPU time of this process and of its children that ended (training's worker processes stop when
+    train() returns; a Keras measurement runs in a process of its own)."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
@@ -235,15 +235,15 @@ def main() -> None:
     for case in args.cases:
         fs, qs = schedules(case)
         for threads in args.threads:
-            float_rate = qat_rate = keras = 0.0
+            rounds, keras_rounds = [], []
             for _ in range(args.rounds):  # interleaved: a burst of load on the host hits one round
-                rates = microai_rates(case, args.filters, args.samples, threads, args.repeats, args.clock)
-                float_rate, qat_rate = max(float_rate, rates[0]), max(qat_rate, rates[1])
+                rounds.append(microai_rates(case, args.filters, args.samples, threads, args.repeats,
+                                            args.clock))
                 if not args.no_keras:
-                    keras_round = keras_subprocess(case, args.filters, args.samples, threads, args.repeats,
-                                                   args.clock)
-                    keras = None if keras_round is None or keras is None else max(keras, keras_round)
-            keras = keras or None
+                    keras_rounds.append(keras_subprocess(case, args.filters, args.samples, threads,
+                                                         args.repeats, args.clock))
+            float_rate, qat_rate = (max(rates) for rates in zip(*rounds, strict=True))
+            keras = None if not keras_rounds or None in keras_rounds else max(keras_rounds)
             row = Row(case, args.filters, args.clock, threads, fs.batch, fs.shards, qs.batch, qs.shards,
                       float_rate, qat_rate, keras)
             rows.append(row)
