@@ -60,6 +60,14 @@ def test_shared_modules_stay_shared() -> None:
     assert len(list(lift_to_2d(qat).parameters())) == len(list(qat.parameters()))
 
 
+def test_a_module_twice_in_one_parent_is_lifted_at_both_places() -> None:
+    conv = nn.Conv1d(4, 4, 3, padding=1)
+    lifted = lift_to_2d(nn.Sequential(conv, nn.ReLU(), conv))
+    assert isinstance(lifted[0], nn.Conv2d) and lifted[2] is lifted[0]
+    x = torch.randn(2, 4, 16)
+    assert torch.allclose(lifted(x.unsqueeze(2)).squeeze(2), conv(torch.relu(conv(x))), atol=1e-6)
+
+
 class _MeanOverLength(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -123,7 +123,7 @@ def lift_to_2d(model: nn.Module) -> nn.Module | None:
             lifted.train(m.training)
             twins[id(m)] = lifted
     for m in list(twin.modules()):
-        for name, child in m.named_children():
+        for name, child in list(m._modules.items()):  # named_children() yields a module under one name only
             if id(child) in twins:
                 setattr(m, name, twins[id(child)])
     return twin
