@@ -7,17 +7,18 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# gcc: the host board and the training kernels (microai/train/native/kernels.c, built on first use).
 # slurm-wlm + munge: the SLURM test starts a single-node cluster on localhost (tests/slurm_cluster.py).
-APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm slurm-wlm munge
+APT_PACKAGES := gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm slurm-wlm munge
 CORES ?= all
 
 .PHONY: setup run test lint repro workflow-files clean-results readme-table
 
 setup: $(VENV)/.deps-stamp .apt-stamp
 
-# Debian packages: cross compiler, newlib, the Cortex-M4F emulator, SLURM and munge.
+# Debian packages: host and cross compilers, newlib, the Cortex-M4F emulator, SLURM and munge.
 .apt-stamp:
-	@if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null \
+	@if ! command -v gcc >/dev/null || ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null \
 	    || ! test -f /usr/lib/arm-none-eabi/newlib/libc.a || ! command -v slurmctld >/dev/null \
 	    || ! command -v munged >/dev/null; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from microai.models import build_model
-from microai.quant.qat import train_qat
+from microai.quant.qat import calibrate, prepare_qat, train_qat
 from microai.quant.qat_modules import QuantLayer
 from microai.train import TrainConfig, predict, train
 from microai.train.parallel import ShardedStep, ShardingError, shard_bounds
@@ -222,3 +222,48 @@ def test_a_worker_process_that_dies_is_an_error_naming_its_exit_code() -> None:
         with pytest.raises(WorkerError, match="died with exit code 3"):
             step.step(x, (y,), nn.functional.cross_entropy)
         assert step.workers is not None and step.workers.closed
+
+
+def _reusing_a_layer() -> nn.Module:
+    conv = nn.Conv1d(4, 4, 3, padding=1)
+    return nn.Sequential(conv, nn.ReLU(), conv, nn.Flatten(), nn.Linear(4 * 16, 6))
+
+
+def test_a_model_calling_a_layer_twice_gives_the_same_bytes_with_1_and_2_threads() -> None:
+    """One thread computes the shards of an example-wise model in one pass, until a layer turns out to
+    run twice in it (its gradient would sum over its calls before the shards): then shard by shard."""
+    x, y = _data(shape=(4, 16))
+    trained = []
+    for threads in (1, 2):
+        torch.manual_seed(0)
+        net = _reusing_a_layer()
+        train(net, x, y, _cfg(threads), seed=0, progress=False)
+        trained.append(_bytes(net))
+    assert trained[0] == trained[1]
+    with ShardedStep(_reusing_a_layer(), 2, 1) as step:
+        assert step.together
+        step.step(torch.randn(4, 4, 16), [torch.tensor([0, 1, 2, 3])], nn.functional.cross_entropy)
+        assert not step.together
+
+
+@pytest.mark.parametrize(("model", "together"), [
+    (lambda: build_model("resnetv1-6", SHAPE, 6, 8), True),
+    (lambda: build_model("cnn", (3, 16, 16), 6, 8), True),
+    (lambda: build_model("mlp", SHAPE, 6, 8), True),
+    (lambda: build_model("resnet", SHAPE, 6, 8, batch_norm=True), False),  # statistics of the batch
+    (lambda: nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(9 * 128, 6)), False),
+    (lambda: _Twice(), False),  # a forward of its own
+])
+def test_one_thread_computes_the_shards_of_example_wise_models_in_one_pass(model, together: bool) -> None:
+    with ShardedStep(model(), 2, 1) as step:
+        assert step.together is together
+    with ShardedStep(model(), 2, 2) as step:
+        assert not step.together
+
+
+def test_qat_shards_run_one_by_one() -> None:
+    """Each shard updates the quantizers' ranges: the shards cannot share a pass."""
+    qat = prepare_qat(build_model("resnetv1-6", SHAPE, 6, 8), 8)
+    calibrate(qat, _data(64)[0], seed=0)
+    with ShardedStep(qat, 2, 1) as step:
+        assert not step.together

@@ -17,6 +17,7 @@ class ResidualBlock(nn.Module):
     """``relu(body(x) + shortcut(x))``; ``shortcut`` is ``None`` for the identity."""
 
     lifts_to_2d = True  # microai.train.lift: forward only calls submodules and adds
+    per_example = True  # microai.train.shard: so it computes each example apart
 
     def __init__(self, dims: int, in_channels: int, out_channels: int, kernel_size: int,
                  pool: int, stride: int, batch_norm: bool) -> None:
@@ -49,6 +50,7 @@ class ResNet(nn.Module):
     """Stem conv + ReLU, residual blocks, global max pool, flatten, dense classifier."""
 
     lifts_to_2d = True  # microai.train.lift: forward only calls submodules
+    per_example = True  # microai.train.shard: so it computes each example apart
 
     def __init__(self, stem: nn.Module, blocks: nn.Module, global_pool: nn.Module,
                  classifier: nn.Module) -> None:

@@ -93,13 +93,20 @@ def _fx_calls_lift(graph: fx.Graph) -> bool:
     return True
 
 
-def _forward_lifts(m: nn.Module) -> bool:
+def composes_submodules(m: nn.Module) -> bool:
+    """Whether ``m``'s own forward only calls its submodules, adds tensors, applies ReLU and flattens
+    from dimension 1: ``nn.Sequential``, torch.fx graphs of such calls and classes that say
+    ``per_example = True`` (not ``lifts_to_2d``, which layers that keep per-batch state also say)."""
     if isinstance(m, fx.GraphModule):
         return _fx_calls_lift(m.graph)
+    # a plain nn.Module has no forward: torch.fx keeps a graph's submodules in such holders
+    return type(m) in (nn.Module, nn.Sequential) or bool(getattr(m, "per_example", False))
+
+
+def _forward_lifts(m: nn.Module) -> bool:
     if isinstance(m, nn.Flatten):
         return m.start_dim in (0, 1) and m.end_dim == -1
-    # a plain nn.Module has no forward: torch.fx keeps a graph's submodules in such holders
-    return type(m) in (nn.Module, nn.Sequential, *_UNCHANGED) or bool(getattr(m, "lifts_to_2d", False))
+    return type(m) in _UNCHANGED or composes_submodules(m) or bool(getattr(m, "lifts_to_2d", False))
 
 
 def lift_to_2d(model: nn.Module) -> nn.Module | None:

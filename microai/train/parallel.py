@@ -44,12 +44,15 @@ import torch
 from torch import nn
 
 from microai.train.lift import lift_to_2d, to_model_shape
+from microai.train.memory import keep_freed_memory
+from microai.train.native import use_native_kernels
 from microai.train.shard import (
     Replica,
     Shard,
     ShardingError,
     ShardResult,
     ShardRunner,
+    examples_independent,
 )
 from microai.train.workers import WorkerPool, workers_available
 
@@ -115,6 +118,7 @@ class ShardedStep:
     """
 
     def __init__(self, model: nn.Module, shards: int, threads: int) -> None:
+        keep_freed_memory()
         self.model = model
         self.shards = shards
         self.params = list(model.parameters())
@@ -138,6 +142,8 @@ class ShardedStep:
         self.runner = ShardRunner(replica, self.params, self.buffers, groups, self.buffer_names,
                                   self._prepared_parameters())
         self.threads = 1 if _has_dropout(model) or not workers_available() else max(1, min(threads, shards))
+        #: whether the shards computed in this process run in one pass (see ShardRunner.run_together)
+        self.together = self.threads == 1 and examples_independent(replica.module)
         self.workers: WorkerPool | None = None
         self.steps = 0
         #: per shard index, the tensors that keep the replica's buffers after that shard for the merge
@@ -157,6 +163,7 @@ class ShardedStep:
             module.get_submodule(name).prepared_step = True
         if self.channels_last:
             module.to(memory_format=torch.channels_last)
+        use_native_kernels(module)
         params, buffers = dict(module.named_parameters()), dict(module.named_buffers())
         params = [params[name] for name, _ in self.model.named_parameters()]
         shaped = [to_model_shape(p, q) for p, q in zip(params, self.params, strict=True)]
@@ -189,6 +196,8 @@ class ShardedStep:
         if self.threads > 1 and len(shards) > 1:
             results = self._pool(x).run(self.steps, x, shards, loss_fn, lambda s: self._run(s, x, loss_fn))
         else:
+            results = self._run_together(shards, x, loss_fn) if self.together and len(shards) > 1 else None
+        if results is None:
             results = [self._run(shard, x, loss_fn) for shard in shards]
         with torch.no_grad():
             for j, p in enumerate(self.params):
@@ -196,6 +205,18 @@ class ShardedStep:
             self._merge_buffers(results)
             loss = _ordered_sum([r.loss for r in results])
         return loss, torch.cat([r.logits for r in results])
+
+    def _run_together(self, shards: list[Shard], x: torch.Tensor,
+                      loss_fn: Callable[..., torch.Tensor]) -> list[ShardResult] | None:
+        """All shards in one pass of this process's replica, as one result (None, and never again, when
+        the pass cannot keep the shards' gradients apart: a layer called twice...)."""
+        with single_threaded_kernels():
+            outcome = self.runner.run_together(self.steps, shards, x, loss_fn)
+        if outcome is None:
+            self.together = False
+            return None
+        loss, logits, grads, _ = outcome
+        return [ShardResult(loss, logits, grads, self.buffers, frozenset())]
 
     def _run(self, shard: Shard, x: torch.Tensor, loss_fn: Callable[..., torch.Tensor]) -> ShardResult:
         """A shard computed in this process."""

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from microai.train.lift import to_model_shape
+from microai.train.lift import composes_submodules, to_model_shape
+from microai.train.native import NativeConv2d, NativeLinear, NativeMaxPool2d, shard_pass
 
 #: (loss, logits, gradients or None, positions of the buffers it changed) of a shard
 Outcome = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None], list[int]]
@@ -105,6 +106,29 @@ class ShardRunner:
                  for p, q in zip(params, self.params, strict=True)]
         return loss.detach(), logits.detach(), grads, changed
 
+    def run_together(self, step: int, shards: list[Shard], x: torch.Tensor,
+                     loss_fn: Callable[..., torch.Tensor]) -> Outcome | None:
+        """The outcome of all ``shards`` of ``x`` at once, with the bits of :meth:`run` on each and the
+        sums of ``ShardedStep.step``: a single pass in which the native layers keep the shards' kernel
+        gradients apart (for a replica that :func:`examples_independent`). None when the pass could not
+        keep them apart (a layer called twice, or on PyTorch's kernels: see ``ShardPass.per_shard``)."""
+        replica = self.replica
+        self._sync(step)
+        for p in replica.params:
+            p.grad = None
+        with shard_pass([(shard.start, shard.stop) for shard in shards]) as current:
+            logits = replica.module(x)
+        if not current.per_shard:
+            return None
+        loss = None
+        for shard in shards:
+            term = loss_fn(logits[shard.start:shard.stop], *shard.targets) * shard.weight
+            loss = term if loss is None else loss + term
+        loss.backward()
+        grads = [None if p.grad is None else to_model_shape(p.grad, q)
+                 for p, q in zip(replica.params, self.params, strict=True)]
+        return loss.detach(), logits.detach(), grads, []
+
     def _sync(self, step: int) -> None:
         """Give the replica the step's parameters and buffers: all of them at a new step (the model
         changes between steps only), else the buffers its previous shard changed."""
@@ -122,6 +146,18 @@ class ShardRunner:
             if i not in changed and not torch.equal(self.replica.buffers[i], b):
                 raise ShardingError(f"buffer '{name}' changes in training without an in-place operation "
                                     f"(through .data?): sharded training cannot see it")
+
+
+#: modules that compute each example on its own, with no state
+_PER_EXAMPLE = (NativeConv2d, NativeLinear, NativeMaxPool2d, nn.ReLU, nn.Identity)
+
+
+def examples_independent(model: nn.Module) -> bool:
+    """Whether ``model`` computes every example of a batch on its own, each with the same bits whatever
+    the other examples (the native layers do; a batch norm, a dropout or an unknown module may not),
+    so that several shards can be computed in one pass."""
+    return all(isinstance(m, _PER_EXAMPLE) or (isinstance(m, nn.Flatten) and m.start_dim == 1)
+               or composes_submodules(m) for m in model.modules())
 
 
 def copy_all(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:

@@ -1,0 +1,13 @@
+"""Native CPU kernels for sharded training (``microai.train.parallel``): see ``ops`` and ``kernels.c``."""
+
+from microai.train.native.library import NativeKernelsUnavailable
+from microai.train.native.ops import (
+           NativeConv2d,
+           NativeLinear,
+           NativeMaxPool2d,
+           shard_pass,
+           use_native_kernels,
+)
+
+__all__ = ["NativeConv2d", "NativeKernelsUnavailable", "NativeLinear", "NativeMaxPool2d", "shard_pass",
+           "use_native_kernels"]

@@ -1,0 +1,255 @@
+/* Single-threaded float32 kernels on channels-last (N, H, W, C) tensors for sharded training
+ * (microai.train.native): convolution with stride 1 (forward, input and kernel gradients) and max pooling
+ * with the stride equal to the window.
+ *
+ * Every output element is one sum in a fixed order (a convolution's output: bias, then the kernel's
+ * taps (kh, kw, ci) in order; a kernel gradient: the positions (n, oh, ow) in order), each term added
+ * with a fused multiply-add. The vector width and blocking below only decide how many of those sums run
+ * side by side, so the bits are the same on every machine with FMA, whatever it vectorises with. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && !defined(__FMA__)
+#error "MicroAI's training kernels need FMA (x86-64-v3: Haswell, Zen or later)"
+#endif
+
+#ifdef __AVX512F__
+#define VL 16 /* output channels per vector */
+#else
+#define VL 8
+#endif
+#define B 8  /* output positions per block of conv_forward: B accumulators */
+#define CB 8 /* input channels per pass of conv_backward_weight: CB accumulators */
+typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));
+typedef uint8_t vu8 __attribute__((vector_size(VL)));
+
+static inline vf load(const float *p) {
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline vf load_part(const float *p, int n) {
+    vf v = {0};
+    memcpy(&v, p, (size_t)n * sizeof(float));
+    return v;
+}
+
+static inline void store_part(float *p, vf v, int n) { memcpy(p, &v, (size_t)n * sizeof(float)); }
+
+static inline void store(float *p, vf v, int lanes) {
+    if (lanes == VL) memcpy(p, &v, sizeof v);
+    else store_part(p, v, lanes);
+}
+
+/* y[n, oh, ow, co] = bias[co] + sum_{kh, kw, ci} x[n, oh + kh - ph, ow + kw - pw, ci] * w[kh, kw, ci, co]
+ * (x zero outside), for oh < OH = H + 2 ph - KH + 1, ow < OW likewise. w is packed (KH, KW, C, CP) with
+ * CP = Co rounded up to VL, zeros beyond Co; bias[Co] or NULL. Returns -1 when out of memory.
+ * (Accumulators are indexed by constants only, so that they stay in registers.) */
+int conv_forward(const float *x, int N, int H, int W, int C, const float *w, const float *bias, int KH,
+                 int KW, int ph, int pw, float *y, int Co) {
+    const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1, CP = (Co + VL - 1) / VL * VL;
+    float *seg = malloc(sizeof(float) * B * (size_t)C); /* a block's inputs where it meets the padding */
+    if (!seg) return -1;
+    for (int n = 0; n < N; n++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int c0 = 0; c0 < Co; c0 += VL) {
+                const int lanes = Co - c0 < VL ? Co - c0 : VL;
+                const vf b0 = !bias ? (vf){0} : lanes == VL ? load(bias + c0) : load_part(bias + c0, lanes);
+                for (int ow0 = 0; ow0 < OW; ow0 += B) {
+                    const int nb = OW - ow0 < B ? OW - ow0 : B;
+                    vf acc[B];
+                    for (int j = 0; j < B; j++) acc[j] = b0;
+                    for (int kh = 0; kh < KH; kh++) {
+                        const int ih = oh + kh - ph;
+                        if (ih < 0 || ih >= H) continue;
+                        const float *row = x + ((size_t)(n * H + ih) * W) * C;
+                        for (int kw = 0; kw < KW; kw++) {
+                            const int iw0 = ow0 + kw - pw;
+                            const float *xp = seg;
+                            if (iw0 >= 0 && iw0 + B <= W) xp = row + (size_t)iw0 * C;
+                            else
+                                for (int j = 0; j < B; j++) {
+                                    const int iw = iw0 + j;
+                                    if (iw >= 0 && iw < W) memcpy(seg + (size_t)j * C, row + (size_t)iw * C, sizeof(float) * C);
+                                    else memset(seg + (size_t)j * C, 0, sizeof(float) * C);
+                                }
+                            const float *wk = w + ((size_t)(kh * KW + kw) * C) * CP + c0;
+                            for (int ci = 0; ci < C; ci++) {
+                                const vf wv = load(wk + (size_t)ci * CP);
+                                for (int j = 0; j < B; j++) acc[j] += xp[j * C + ci] * wv;
+                            }
+                        }
+                    }
+                    float *out = y + ((size_t)(n * OH + oh) * OW + ow0) * Co + c0;
+                    for (int j = 0; j < B; j++)
+                        if (j < nb) store(out + (size_t)j * Co, acc[j], lanes);
+                }
+            }
+    free(seg);
+    return 0;
+}
+
+/* dw[co, ci, kh, kw] (PyTorch's layout, plain) = the sum over shards, in order, of each shard's
+ * sum_{n, oh, ow} x[n, oh + kh - ph, ow + kw - pw, ci] * dy[n, oh, ow, co], the terms in the order of
+ * (n, oh, ow) (x zero outside: adding 0 * dy leaves a sum unchanged); db[co] likewise of dy[..., co]
+ * when db is not NULL. Shard s holds the examples edges[s] <= n < edges[s + 1] (edges[0] = 0,
+ * edges[shards] = N): the result is what computing each shard alone and adding them in order gives.
+ * Returns -1 when out of memory.
+ *
+ * For one kernel row kh, the taps (kw, ci) of an output position are KW * C consecutive floats of the
+ * input row padded with pw zero columns on each side, m = kw * C + ci from (ow * C): sums run over blocks
+ * of CB values of m (the last block's extra values read zeros and are not kept), row after row, with the
+ * running sums kept in `sums` between rows so that the rows stay in cache. */
+int conv_backward_weight(const float *x, int N, int H, int W, int C, const float *dy, int Co, int KH,
+                         int KW, int ph, int pw, const int *edges, int shards, float *dw, float *db) {
+    (void)N;
+    const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1;
+    const int tiles = (Co + VL - 1) / VL, M = KW * C, blocks = (M + CB - 1) / CB;
+    const size_t padded = (size_t)(W + 2 * pw) * C + CB;
+    const size_t count = (size_t)tiles * KH * blocks * CB;
+    vf *sums = aligned_alloc(sizeof(vf), count * sizeof(vf)); /* a multiple of its alignment */
+    float *row = calloc(padded, sizeof(float));
+    if (!sums || !row) {
+        free(sums);
+        free(row);
+        return -1;
+    }
+    for (int shard = 0; shard < shards; shard++) {
+        memset(sums, 0, count * sizeof(vf));
+        for (int n = edges[shard]; n < edges[shard + 1]; n++)
+            for (int ih = 0; ih < H; ih++) {
+                memcpy(row + (size_t)pw * C, x + (size_t)(n * H + ih) * W * C, sizeof(float) * W * C);
+                for (int kh = 0; kh < KH; kh++) {
+                    const int oh = ih - kh + ph;
+                    if (oh < 0 || oh >= OH) continue;
+                    const float *d = dy + (size_t)(n * OH + oh) * OW * Co;
+                    for (int t = 0; t < tiles; t++) {
+                        const int c0 = t * VL, lanes = Co - c0 < VL ? Co - c0 : VL;
+                        for (int b = 0; b < blocks; b++) {
+                            vf *s = sums + ((size_t)(t * KH + kh) * blocks + b) * CB;
+                            vf acc[CB];
+                            for (int j = 0; j < CB; j++) acc[j] = s[j];
+                            for (int ow = 0; ow < OW; ow++) {
+                                const float *dp = d + (size_t)ow * Co + c0;
+                                const vf dv = lanes == VL ? load(dp) : load_part(dp, lanes);
+                                const float *xp = row + (size_t)ow * C + b * CB;
+                                for (int j = 0; j < CB; j++) acc[j] += xp[j] * dv;
+                            }
+                            for (int j = 0; j < CB; j++) s[j] = acc[j];
+                        }
+                    }
+                }
+            }
+        for (int t = 0; t < tiles; t++)
+            for (int kh = 0; kh < KH; kh++)
+                for (int m = 0; m < M; m++) {
+                    const vf v = sums[(size_t)(t * KH + kh) * blocks * CB + m];
+                    for (int l = 0; l < VL && t * VL + l < Co; l++) {
+                        float *to = dw + (((size_t)(t * VL + l) * C + m % C) * KH + kh) * KW + m / C;
+                        *to = shard ? *to + v[l] : v[l];
+                    }
+                }
+        if (db) {
+            const size_t first = (size_t)edges[shard] * OH * OW, last = (size_t)edges[shard + 1] * OH * OW;
+            for (int t = 0; t < tiles; t++) {
+                const int c0 = t * VL, lanes = Co - c0 < VL ? Co - c0 : VL;
+                vf acc = {0};
+                for (size_t p = first; p < last; p++) acc += load_part(dy + p * Co + c0, lanes);
+                for (int l = 0; l < lanes; l++) db[c0 + l] = shard ? db[c0 + l] + acc[l] : acc[l];
+            }
+        }
+    }
+    free(sums);
+    free(row);
+    return 0;
+}
+
+/* Packs PyTorch's w[co, ci, kh, kw] (at w + co * s0 + ci * s1 + kh * s2 + kw * s3: any memory format)
+ * for conv_forward: (KH, KW, Ci, CP) with CP = Co rounded up to VL, zeros beyond Co; transposed (for
+ * the input gradient, a forward convolution of dy): (KH, KW, Co, CiP) of the kernel flipped in space,
+ * wt[kh, kw, co, ci] = w[co, ci, KH - 1 - kh, KW - 1 - kw]. */
+void pack_kernel(const float *w, int64_t s0, int64_t s1, int64_t s2, int64_t s3, int Co, int Ci, int KH, int KW,
+                 int transposed, float *out) {
+    const int outer = transposed ? Co : Ci, inner = transposed ? Ci : Co;
+    const int P = (inner + VL - 1) / VL * VL;
+    memset(out, 0, sizeof(float) * (size_t)KH * KW * outer * P);
+    for (int co = 0; co < Co; co++)
+        for (int ci = 0; ci < Ci; ci++)
+            for (int kh = 0; kh < KH; kh++)
+                for (int kw = 0; kw < KW; kw++) {
+                    const float v = w[co * s0 + ci * s1 + kh * s2 + kw * s3];
+                    if (transposed)
+                        out[(((size_t)(KH - 1 - kh) * KW + (KW - 1 - kw)) * Co + co) * P + ci] = v;
+                    else
+                        out[(((size_t)kh * KW + kw) * Ci + ci) * P + co] = v;
+                }
+}
+
+/* Max pooling with a (KH, KW) window and the same stride, no padding, on x[N, H, W, C]: y[N, OH, OW, C]
+ * with OH = H / KH, OW = W / KW, and at[N, OH, OW, C] = the position in its window (kh * KW + kw < 256)
+ * of each maximum: the first in row-major window order when tied, the last NaN (as PyTorch's). */
+void max_pool_forward(const float *x, int N, int H, int W, int C, int KH, int KW, float *y, uint8_t *at) {
+    const int OH = H / KH, OW = W / KW;
+    for (int n = 0; n < N; n++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                const size_t o = ((size_t)(n * OH + oh) * OW + ow) * C;
+                const float *first = x + ((size_t)(n * H + oh * KH) * W + ow * KW) * C;
+                int c = 0;
+                for (; c + VL <= C; c += VL) { /* vectors of channels: take = v > best or v is NaN */
+                    vi best = (vi)load(first + c), where = (vi){0};
+                    for (int k = 1; k < KH * KW; k++) {
+                        const vf v = load(first + ((size_t)(k / KW) * W + k % KW) * C + c);
+                        const vi take = (v > (vf)best) | (v != v);
+                        best = ((vi)v & take) | (best & ~take);
+                        where = ((vi){0} + k & take) | (where & ~take);
+                    }
+                    memcpy(y + o + c, &best, sizeof best);
+                    for (int l = 0; l < VL; l++) at[o + c + l] = (uint8_t)where[l];
+                }
+                for (; c < C; c++) {
+                    float best = first[c];
+                    uint8_t where = 0;
+                    for (int k = 1; k < KH * KW; k++) {
+                        const float v = first[((size_t)(k / KW) * W + k % KW) * C + c];
+                        if (v > best || v != v) {
+                            best = v;
+                            where = (uint8_t)k;
+                        }
+                    }
+                    y[o + c] = best;
+                    at[o + c] = where;
+                }
+            }
+}
+
+/* dx[N, H, W, C] = dy[N, OH, OW, C] at the maxima max_pool_forward found, zero elsewhere (each element
+ * written once) */
+void max_pool_backward(const float *dy, const uint8_t *at, int N, int H, int W, int C, int KH, int KW, float *dx) {
+    const int OH = H / KH, OW = W / KW;
+    if (H % KH || W % KW) /* rows or columns no window covers */
+        memset(dx, 0, sizeof(float) * (size_t)N * H * W * C);
+    for (int n = 0; n < N; n++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                const size_t o = ((size_t)(n * OH + oh) * OW + ow) * C;
+                float *first = dx + ((size_t)(n * H + oh * KH) * W + ow * KW) * C;
+                for (int k = 0, kh = 0; kh < KH; kh++)
+                    for (int kw = 0; kw < KW; kw++, k++) {
+                    float *to = first + ((size_t)kh * W + kw) * C;
+                    int c = 0;
+                    for (; c + VL <= C; c += VL) {
+                        vu8 where;
+                        memcpy(&where, at + o + c, sizeof where);
+                        const vi keep = __builtin_convertvector(where, vi) == k;
+                        const vi value = (vi)load(dy + o + c) & keep;
+                        memcpy(to + c, &value, sizeof value);
+                    }
+                    for (; c < C; c++) to[c] = at[o + c] == k ? dy[o + c] : 0.0f;
+                    }
+            }
+}

@@ -1,0 +1,234 @@
+"""Convolution and max pooling as autograd functions over the native kernels, and the module classes
+sharded training swaps in (:func:`use_native_kernels`).
+
+Why: a shard of the paper's models is a few dozen examples, where PyTorch's oneDNN convolutions cost
+more in per-call set-up (about 35 us forward, 160 us backward, against 7 us of arithmetic at 2
+examples) than in arithmetic; these kernels have none, and fix the order of every sum themselves.
+Layers outside what the kernels do (strides, dilation, groups, other padding modes, float64) keep
+PyTorch's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.autograd import Function
+from torch.nn.modules.utils import _pair
+
+from microai.train.native.library import library
+
+#: channels of a packed kernel are padded to a multiple of this (the widest vector, kernels.c's VL)
+_LANES = 16
+
+
+def _nhwc(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _packed(weight: torch.Tensor, transposed: bool) -> torch.Tensor:
+    co, ci, kh, kw = weight.shape
+    outer, inner = (co, ci) if transposed else (ci, co)
+    out = weight.new_empty(kh * kw * outer * -(-inner // _LANES) * _LANES)
+    library().pack_kernel(weight.data_ptr(), *weight.stride(), co, ci, kh, kw, int(transposed),
+                          out.data_ptr())
+    return out
+
+
+def _conv(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, channels: int, kh: int,
+          kw: int, ph: int, pw: int) -> torch.Tensor:
+    """conv_forward of channels-last ``x`` with a packed ``kernel`` to ``channels`` outputs."""
+    n, c, h, w = x.shape
+    y = torch.empty((n, channels, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1),
+                    memory_format=torch.channels_last)
+    if library().conv_forward(x.data_ptr(), n, h, w, c, kernel.data_ptr(), _ptr(bias), kh, kw, ph, pw,
+                              y.data_ptr(), channels):
+        raise MemoryError("conv_forward: no memory for a block of inputs")
+    return y
+
+
+@dataclass
+class ShardPass:
+    """A forward pass over several shards of a batch at once (see :func:`shard_pass`)."""
+
+    #: (start, stop) of each shard in the batch
+    bounds: tuple[tuple[int, int], ...]
+    #: how many times each kernel (by id) was applied in the pass
+    uses: Counter[int] = field(default_factory=Counter)
+    #: whether a layer with parameters ran on PyTorch's kernels (whose gradients sum over the batch)
+    fell_back: bool = False
+
+    @property
+    def per_shard(self) -> bool:
+        """Whether every parameter's gradient is the ordered sum of the shards': no layer ran twice (its
+        gradient would sum over its calls before the shards) or on PyTorch's kernels."""
+        return not self.fell_back and all(count == 1 for count in self.uses.values())
+
+
+def _fall_back() -> None:
+    current = _PASS.get()
+    if current is not None:
+        current.fell_back = True
+
+
+_PASS: ContextVar[ShardPass | None] = ContextVar("shard_pass", default=None)
+
+
+@contextmanager
+def shard_pass(bounds: Sequence[tuple[int, int]]) -> Iterator[ShardPass]:
+    """Within it, the native layers' kernel and bias gradients are summed per shard, then over the
+    shards in order: what the shards computed one by one and summed in order would give."""
+    current = ShardPass(tuple(bounds))
+    token = _PASS.set(current)
+    try:
+        yield current
+    finally:
+        _PASS.reset(token)
+
+
+def _weight_grads(x: torch.Tensor, dy: torch.Tensor, weight: torch.Tensor, with_bias: bool, ph: int, pw: int,
+                  bounds: tuple[tuple[int, int], ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Kernel and bias gradients of each shard of channels-last ``x`` and ``dy``, summed in shard order."""
+    co, ci, kh, kw = weight.shape
+    n, _, h, w = x.shape
+    dw = weight.new_empty((co, ci, kh, kw))
+    db = weight.new_empty(co) if with_bias else None
+    edges = (ctypes.c_int * (len(bounds) + 1))(*(start for start, _ in bounds), bounds[-1][1])
+    if library().conv_backward_weight(x.data_ptr(), n, h, w, ci, dy.data_ptr(), co, kh, kw, ph, pw, edges,
+                                      len(bounds), dw.data_ptr(), _ptr(db)):
+        raise MemoryError("conv_backward_weight: no memory for its sums")
+    return dw, db
+
+
+class _Conv2d(Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ph: int,
+                pw: int) -> torch.Tensor:
+        x = _nhwc(x)
+        co, _, kh, kw = weight.shape
+        ctx.save_for_backward(x, weight)
+        ctx.padding = ph, pw
+        current = _PASS.get()
+        if current is None:
+            ctx.bounds = ((0, len(x)),)
+        else:
+            ctx.bounds = current.bounds
+            current.uses[id(weight)] += 1
+        bias = None if bias is None else bias.contiguous()
+        return _conv(x, _packed(weight, False), bias, co, kh, kw, ph, pw)
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor) -> tuple:
+        x, weight = ctx.saved_tensors
+        (ph, pw), dy = ctx.padding, _nhwc(dy)
+        _, ci, kh, kw = weight.shape
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:  # a forward convolution of dy with the flipped, transposed kernel
+            dx = _conv(dy, _packed(weight, True), None, ci, kh, kw, kh - 1 - ph, kw - 1 - pw)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            dw, db = _weight_grads(x, dy, weight, ctx.needs_input_grad[2], ph, pw, ctx.bounds)
+        return dx, dw, db, None, None
+
+
+class _MaxPool2d(Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+        x = _nhwc(x)
+        n, c, h, w = x.shape
+        y = torch.empty((n, c, h // kh, w // kw), memory_format=torch.channels_last)
+        where = torch.empty(y.shape, dtype=torch.uint8)  # position in the window
+        library().max_pool_forward(x.data_ptr(), n, h, w, c, kh, kw, y.data_ptr(), where.data_ptr())
+        ctx.save_for_backward(where)
+        ctx.geometry = n, h, w, c, kh, kw
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor) -> tuple:
+        (where,) = ctx.saved_tensors
+        n, h, w, c, kh, kw = ctx.geometry
+        dy = _nhwc(dy)  # kept alive through the call
+        dx = torch.empty((n, c, h, w), memory_format=torch.channels_last)
+        library().max_pool_backward(dy.data_ptr(), where.data_ptr(), n, h, w, c, kh, kw, dx.data_ptr())
+        return dx, None, None
+
+
+def _native_dtype(*tensors: torch.Tensor | None) -> bool:
+    return all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu") for t in tensors)
+
+
+class NativeConv2d(nn.Conv2d):
+    """``nn.Conv2d`` on the native kernels (stride 1, dilation 1, one group, zero padding of at most
+    kernel - 1: see :func:`conv_supported`), PyTorch's for other dtypes."""
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ph, pw = self.padding
+        kh, kw = weight.shape[2:]
+        if (not _native_dtype(x, weight, bias) or x.dim() != 4 or x.shape[2] + 2 * ph < kh
+                or x.shape[3] + 2 * pw < kw):
+            _fall_back()
+            return super()._conv_forward(x, weight, bias)
+        return _Conv2d.apply(x, weight, bias, ph, pw)
+
+
+class NativeLinear(nn.Linear):
+    """``nn.Linear`` as a 1 x 1 convolution on the native kernels, for ``(N, features)`` inputs (PyTorch's
+    for others): in a :func:`shard_pass`, its gradients are per shard like the convolutions'."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _native_dtype(x, self.weight, self.bias) or x.dim() != 2:
+            _fall_back()
+            return super().forward(x)
+        return _Conv2d.apply(x[:, :, None, None], self.weight[:, :, None, None], self.bias, 0, 0).flatten(1)
+
+
+class NativeMaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d`` on the native kernel (window = stride, no padding or dilation: see
+    :func:`pool_supported`), PyTorch's for other dtypes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kh, kw = _pair(self.kernel_size)
+        if not _native_dtype(x) or x.dim() != 4 or x.shape[2] < kh or x.shape[3] < kw:
+            return super().forward(x)
+        return _MaxPool2d.apply(x, kh, kw)
+
+
+def conv_supported(m: nn.Module) -> bool:
+    return (type(m) is nn.Conv2d and m.stride == (1, 1) and m.dilation == (1, 1) and m.groups == 1
+            and m.padding_mode == "zeros" and not isinstance(m.padding, str)
+            and all(0 <= p < k for p, k in zip(m.padding, m.kernel_size, strict=True)))
+
+
+def linear_supported(m: nn.Module) -> bool:
+    return type(m) is nn.Linear
+
+
+def pool_supported(m: nn.Module) -> bool:
+    return (type(m) is nn.MaxPool2d and _pair(m.stride) == _pair(m.kernel_size) and _pair(m.padding) == (0, 0)
+            and _pair(m.dilation) == (1, 1) and not m.ceil_mode and not m.return_indices
+            and _pair(m.kernel_size)[0] * _pair(m.kernel_size)[1] <= 256)
+
+
+def use_native_kernels(model: nn.Module) -> int:
+    """Turns ``model``'s supported ``nn.Conv2d``, ``nn.Linear`` and ``nn.MaxPool2d`` into their native
+    subclasses (same parameters and state: only the class changes); returns how many. Builds the
+    kernels if needed."""
+    swapped = 0
+    for m in model.modules():
+        for supported, cls in ((conv_supported, NativeConv2d), (linear_supported, NativeLinear),
+                               (pool_supported, NativeMaxPool2d)):
+            if supported(m):
+                m.__class__ = cls
+                swapped += 1
+    if swapped:
+        library()
+    return swapped

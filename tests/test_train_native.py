@@ -1,0 +1,208 @@
+"""The native training kernels (microai.train.native): the functions of PyTorch's layers, the bits of
+a shard whatever else is in the batch, and a clear error when they cannot be built."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from microai.train.native import (
+    NativeConv2d,
+    NativeKernelsUnavailable,
+    NativeLinear,
+    NativeMaxPool2d,
+    shard_pass,
+    use_native_kernels,
+)
+from microai.train.native import library as native_library
+
+
+def _relative_error(a: torch.Tensor, reference: torch.Tensor) -> float:
+    a, reference = a.detach().double(), reference.detach()
+    return float((a - reference).abs().max() / reference.abs().max().clamp_min(1e-30))
+
+
+@st.composite
+def _convolutions(draw: st.DrawFn) -> tuple:
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    ph, pw = draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1))
+    h, w = draw(st.integers(max(1, kh - 2 * ph), 9)), draw(st.integers(max(1, kw - 2 * pw), 9))
+    return (draw(st.integers(1, 3)), draw(st.integers(1, 20)), h, w, draw(st.integers(1, 35)), kh, kw, ph, pw,
+            draw(st.booleans()))
+
+
+@settings(max_examples=40, deadline=None)
+@given(_convolutions(), st.integers(0, 2**31 - 1))
+def test_convolution_and_its_gradients_are_pytorchs(case: tuple, seed: int) -> None:
+    """Any channel counts (vector tails included), kernel sizes and paddings of at most kernel - 1."""
+    n, c, h, w, co, kh, kw, ph, pw, bias = case
+    g = torch.Generator().manual_seed(seed)
+    conv = nn.Conv2d(c, co, (kh, kw), padding=(ph, pw), bias=bias)
+    native = copy.deepcopy(conv)
+    assert use_native_kernels(native) == 1 and type(native) is NativeConv2d
+    x = torch.randn(n, c, h, w, generator=g)
+    xs = [x.clone().requires_grad_(), x.double().requires_grad_()]
+    y = native(xs[0])
+    weight = conv.weight.detach().double().requires_grad_()
+    bias_ref = None if conv.bias is None else conv.bias.detach().double().requires_grad_()
+    reference = F.conv2d(xs[1], weight, bias_ref, padding=(ph, pw))
+    dy = torch.randn(reference.shape, generator=g)
+    y.backward(dy)
+    reference.backward(dy.double())
+    assert _relative_error(y, reference) < 1e-5
+    assert _relative_error(xs[0].grad, xs[1].grad) < 1e-5
+    assert _relative_error(native.weight.grad, weight.grad) < 1e-5
+    if bias:
+        assert _relative_error(native.bias.grad, bias_ref.grad) < 1e-5
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 40), st.integers(1, 3), st.integers(1, 3), st.integers(1, 4),
+       st.integers(0, 3), st.integers(0, 2**31 - 1))
+def test_max_pooling_and_its_gradient_are_pytorchs_bit_for_bit(n: int, c: int, kh: int, kw: int, oh: int,
+                                                                extra: int, seed: int) -> None:
+    """Ties (rounded values) go to the first maximum of the window; rows beyond the last window get
+    no gradient."""
+    x = (torch.randn(n, c, kh * oh + extra, kw * 3 + extra, generator=torch.Generator().manual_seed(seed))
+         * 2).round()
+    pool = NativeMaxPool2d((kh, kw))
+    xs = [x.clone().requires_grad_() for _ in range(2)]
+    y, reference = pool(xs[0]), F.max_pool2d(xs[1], (kh, kw))
+    dy = torch.randn(y.shape)
+    y.backward(dy)
+    reference.backward(dy)
+    assert torch.equal(y, reference)
+    assert torch.equal(xs[0].grad, xs[1].grad)
+
+
+def test_linear_is_pytorchs() -> None:
+    linear = nn.Linear(37, 11)
+    native = copy.deepcopy(linear)
+    assert use_native_kernels(native) == 1 and type(native) is NativeLinear
+    x = torch.randn(5, 37)
+    xs = [x.clone().requires_grad_(), x.double().requires_grad_()]
+    native(xs[0]).sum().backward()
+    weight = linear.weight.detach().double().requires_grad_()
+    bias = linear.bias.detach().double().requires_grad_()
+    reference = F.linear(xs[1], weight, bias)
+    reference.sum().backward()
+    assert _relative_error(native(x), reference) < 1e-5
+    assert _relative_error(native.weight.grad, weight.grad) < 1e-5
+    assert _relative_error(native.bias.grad, bias.grad) < 1e-5
+    assert _relative_error(xs[0].grad, xs[1].grad) < 1e-5
+
+
+def _grads(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    for p in model.parameters():
+        p.grad = None
+    model(x).square().sum().backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 10, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(10, 9, (1, 3)), nn.Flatten(), nn.Linear(9 * 4 * 2, 5))
+    assert use_native_kernels(model) == 4
+    return model
+
+
+def test_an_examples_numbers_do_not_depend_on_the_rest_of_the_batch() -> None:
+    model, x = _model(), torch.randn(7, 3, 8, 8)
+    together = model(x)
+    assert torch.equal(together, torch.cat([model(x[i:i + 1]) for i in range(len(x))]))
+
+
+def test_a_shard_pass_gives_the_ordered_sum_of_the_shards_gradients() -> None:
+    """What ShardedStep computes one shard at a time and sums in order, bit for bit."""
+    model, x = _model(), torch.randn(9, 3, 8, 8)
+    bounds = [(0, 4), (4, 5), (5, 9)]
+    apart = [_grads(model, x[start:stop]) for start, stop in bounds]
+    expected = [a.clone().add_(b).add_(c) for a, b, c in zip(*apart, strict=True)]
+    with shard_pass(bounds) as current:
+        together = _grads(model, x)
+    assert current.per_shard
+    assert all(torch.equal(a, b) for a, b in zip(together, expected, strict=True))
+
+
+def test_a_layer_run_twice_in_a_shard_pass_is_reported() -> None:
+    conv = nn.Conv2d(4, 4, 3, padding=1)
+    use_native_kernels(conv)
+    with shard_pass([(0, 1), (1, 2)]) as current:
+        conv(conv(torch.randn(2, 4, 5, 5)))
+    assert not current.per_shard
+
+
+def test_a_layer_on_pytorchs_kernels_in_a_shard_pass_is_reported() -> None:
+    linear = nn.Linear(4, 3)
+    use_native_kernels(linear)
+    with shard_pass([(0, 1), (1, 2)]) as current:
+        linear(torch.randn(2, 5, 4))  # (N, T, features): PyTorch's, whose gradient sums over the batch
+    assert not current.per_shard
+
+
+@pytest.mark.parametrize("module", [
+    nn.Conv2d(4, 4, 3, stride=2), nn.Conv2d(4, 4, 3, dilation=2), nn.Conv2d(4, 4, 3, groups=2),
+    nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), nn.Conv2d(4, 4, 3, padding="same"),
+    nn.Conv2d(4, 4, 3, padding=3), nn.MaxPool2d(2, stride=1), nn.MaxPool2d(2, padding=1),
+    nn.MaxPool2d(2, ceil_mode=True), nn.MaxPool2d(2, return_indices=True), nn.Conv1d(4, 4, 3),
+])
+def test_layers_outside_the_kernels_keep_pytorchs(module: nn.Module) -> None:
+    kind = type(module)
+    assert use_native_kernels(module) == 0 and type(module) is kind
+
+
+def test_other_dtypes_run_pytorchs_kernels() -> None:
+    conv = nn.Conv2d(3, 4, 3, padding=1).double()
+    reference = copy.deepcopy(conv)
+    use_native_kernels(conv)
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    assert torch.equal(conv(x), reference(x))
+
+
+def test_a_missing_compiler_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("CC", "no-such-cc")
+    monkeypatch.setenv("MICROAI_CACHE_DIR", str(tmp_path))
+    native_library.library.cache_clear()
+    try:
+        with pytest.raises(NativeKernelsUnavailable, match="'no-such-cc' not found on PATH"):
+            native_library.library()
+    finally:
+        native_library.library.cache_clear()
+
+
+def test_a_failed_build_is_an_error_with_the_compilers_message(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path) -> None:
+    source = tmp_path / "kernels.c"
+    source.write_text("this is not C\n")
+    monkeypatch.setattr(native_library, "SOURCE", source)
+    monkeypatch.setenv("MICROAI_CACHE_DIR", str(tmp_path / "cache"))
+    native_library.library.cache_clear()
+    try:
+        with pytest.raises(NativeKernelsUnavailable,
+                           match=r"building .*kernels.c with 'gcc' failed \(exit 1\)"):
+            native_library.library()
+        assert not any((tmp_path / "cache").iterdir())  # no half-written library left behind
+    finally:
+        native_library.library.cache_clear()
+
+
+def test_the_kernels_are_built_once_into_the_cache(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("MICROAI_CACHE_DIR", str(tmp_path))
+    native_library.library.cache_clear()
+    try:
+        native_library.library()
+        built = list(tmp_path.iterdir())
+        assert len(built) == 1 and built[0].name.startswith("kernels-") and built[0].suffix == ".so"
+        mtime = built[0].stat().st_mtime_ns
+        native_library.library.cache_clear()
+        native_library.library()
+        assert list(tmp_path.iterdir()) == built and built[0].stat().st_mtime_ns == mtime
+    finally:
+        native_library.library.cache_clear()
