@@ -10,7 +10,13 @@ only changes how fast this goes.
 
 Models with 2D convolutions train in the channels-last memory format (about twice as fast on CPU
 for the paper's image models; like the shard count, a fixed choice). Models with 1D convolutions
-train lifted to 2D (``microai.train.lift``) in the same format, when they can be.
+train lifted to 2D (``microai.train.lift``) in the same format, when they can be. The replicas'
+convolutions (stride 1), linear layers and max poolings run on MicroAI's own kernels
+(``microai.train.native``): on a shard's few dozen examples, PyTorch's oneDNN calls cost more in
+set-up than in arithmetic. With one thread, a replica whose every layer computes each example on
+its own (``microai.train.shard.examples_independent``: no batch norm, dropout or QAT quantizer)
+computes all shards in one pass, its native layers keeping each shard's kernel gradients apart:
+the same bits as shard by shard, with one pass's per-operation cost instead of one per shard.
 
 State that a forward pass changes is merged the same way after every step: each shard starts from
 the model's buffers, and the model then takes BatchNorm running statistics averaged over the
