@@ -4,6 +4,9 @@ a shard whatever else is in the batch, and a clear error when they cannot be bui
 from __future__ import annotations
 
 import copy
+import ctypes
+import platform
+import subprocess
 
 import pytest
 import torch
@@ -21,6 +24,7 @@ from microai.train.native import (
     use_native_kernels,
 )
 from microai.train.native import library as native_library
+from microai.train.native import ops as native_ops
 
 
 def _relative_error(a: torch.Tensor, reference: torch.Tensor) -> float:
@@ -206,3 +210,25 @@ def test_the_kernels_are_built_once_into_the_cache(monkeypatch: pytest.MonkeyPat
         assert list(tmp_path.iterdir()) == built and built[0].stat().st_mtime_ns == mtime
     finally:
         native_library.library.cache_clear()
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="compares x86 vector widths")
+def test_an_avx2_build_gives_the_bits_of_this_machines_build(monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path) -> None:
+    """Each output is the same sequence of FMAs whatever the vector width: an x86-64-v3 (AVX2) build
+    computes what the -march=native one (AVX-512 on the CI machines) does, bit for bit."""
+    avx2 = tmp_path / "kernels-avx2.so"
+    flags = [f for f in native_library.FLAGS if not f.startswith("-march")]
+    subprocess.run(["gcc", *flags, "-march=x86-64-v3", "-o", str(avx2), str(native_library.SOURCE)],
+                   check=True)
+    other = ctypes.CDLL(str(avx2))
+    for name, argtypes in native_library._SIGNATURES.items():
+        getattr(other, name).argtypes = argtypes
+        getattr(other, name).restype = ctypes.c_int if name.startswith("conv") else None
+    torch.manual_seed(0)
+    model, x = _model(), torch.randn(5, 3, 8, 8)
+    with shard_pass([(0, 2), (2, 5)]):
+        expected = _grads(model, x)
+    monkeypatch.setattr(native_ops, "library", lambda: other)
+    with shard_pass([(0, 2), (2, 5)]):
+        assert all(torch.equal(a, b) for a, b in zip(_grads(model, x), expected, strict=True))
