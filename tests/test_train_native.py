@@ -197,6 +197,18 @@ def test_a_failed_build_is_an_error_with_the_compilers_message(monkeypatch: pyte
         native_library.library.cache_clear()
 
 
+def test_an_unwritable_cache_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("MICROAI_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
+    native_library.library.cache_clear()
+    try:
+        with pytest.raises(NativeKernelsUnavailable,
+                           match=r"training kernels to .*a-file/cache.*set MICROAI_CACHE_DIR"):
+            native_library.library()
+    finally:
+        native_library.library.cache_clear()
+
+
 def test_the_kernels_are_built_once_into_the_cache(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("MICROAI_CACHE_DIR", str(tmp_path))
     native_library.library.cache_clear()

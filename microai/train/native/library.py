@@ -58,7 +58,11 @@ def library() -> ctypes.CDLL:
                                        f"or set CC)")
     path = cache_dir() / f"kernels-{_build_key(cc)}.so"
     if not path.exists():
-        _build(cc, path)
+        try:
+            _build(cc, path)
+        except OSError as e:
+            raise NativeKernelsUnavailable(f"cannot write the training kernels to {path.parent} ({e}): set "
+                                           f"MICROAI_CACHE_DIR to a writable folder") from e
     lib = ctypes.CDLL(str(path))
     for name, argtypes in _SIGNATURES.items():
         fn = getattr(lib, name)
