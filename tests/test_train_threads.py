@@ -246,6 +246,11 @@ def test_a_model_calling_a_layer_twice_gives_the_same_bytes_with_1_and_2_threads
         assert not step.together
 
 
+class _Standardize(nn.Identity):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - x.mean()) / x.std()  # over the whole batch
+
+
 @pytest.mark.parametrize(("model", "together"), [
     (lambda: build_model("resnetv1-6", SHAPE, 6, 8), True),
     (lambda: build_model("cnn", (3, 16, 16), 6, 8), True),
@@ -253,6 +258,7 @@ def test_a_model_calling_a_layer_twice_gives_the_same_bytes_with_1_and_2_threads
     (lambda: build_model("resnet", SHAPE, 6, 8, batch_norm=True), False),  # statistics of the batch
     (lambda: nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(9 * 128, 6)), False),
     (lambda: _Twice(), False),  # a forward of its own
+    (lambda: nn.Sequential(nn.Flatten(), _Standardize(), nn.Linear(9 * 128, 6)), False),  # a subclass
 ])
 def test_one_thread_computes_the_shards_of_example_wise_models_in_one_pass(model, together: bool) -> None:
     with ShardedStep(model(), 2, 1) as step:

@@ -148,7 +148,8 @@ class ShardRunner:
                                     f"(through .data?): sharded training cannot see it")
 
 
-#: modules that compute each example on its own, with no state
+#: modules that compute each example on its own, with no state (exactly these classes: a subclass may
+#: compute something else)
 _PER_EXAMPLE = (NativeConv2d, NativeLinear, NativeMaxPool2d, nn.ReLU, nn.Identity)
 
 
@@ -156,7 +157,7 @@ def examples_independent(model: nn.Module) -> bool:
     """Whether ``model`` computes every example of a batch on its own, each with the same bits whatever
     the other examples (the native layers do; a batch norm, a dropout or an unknown module may not),
     so that several shards can be computed in one pass."""
-    return all(isinstance(m, _PER_EXAMPLE) or (isinstance(m, nn.Flatten) and m.start_dim == 1)
+    return all(type(m) in _PER_EXAMPLE or (type(m) is nn.Flatten and m.start_dim == 1)
                or composes_submodules(m) for m in model.modules())
 
 
