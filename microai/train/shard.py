@@ -102,9 +102,7 @@ class ShardRunner:
         if step == 1:
             self._check_unchanged(changed)
         copy_all([stash[i] for i in changed], [buffers[i] for i in changed])
-        grads = [None if p.grad is None else to_model_shape(p.grad, q)
-                 for p, q in zip(params, self.params, strict=True)]
-        return loss.detach(), logits.detach(), grads, changed
+        return loss.detach(), logits.detach(), self._grads(), changed
 
     def run_together(self, step: int, shards: list[Shard], x: torch.Tensor,
                      loss_fn: Callable[..., torch.Tensor]) -> Outcome | None:
@@ -125,9 +123,12 @@ class ShardRunner:
             term = loss_fn(logits[shard.start:shard.stop], *shard.targets) * shard.weight
             loss = term if loss is None else loss + term
         loss.backward()
-        grads = [None if p.grad is None else to_model_shape(p.grad, q)
-                 for p, q in zip(replica.params, self.params, strict=True)]
-        return loss.detach(), logits.detach(), grads, []
+        return loss.detach(), logits.detach(), self._grads(), []
+
+    def _grads(self) -> list[torch.Tensor | None]:
+        """The replica's gradients with the model's shapes."""
+        return [None if p.grad is None else to_model_shape(p.grad, q)
+                for p, q in zip(self.replica.params, self.params, strict=True)]
 
     def _sync(self, step: int) -> None:
         """Give the replica the step's parameters and buffers: all of them at a new step (the model

@@ -2,11 +2,11 @@
 
 from microai.train.native.library import NativeKernelsUnavailable
 from microai.train.native.ops import (
-           NativeConv2d,
-           NativeLinear,
-           NativeMaxPool2d,
-           shard_pass,
-           use_native_kernels,
+    NativeConv2d,
+    NativeLinear,
+    NativeMaxPool2d,
+    shard_pass,
+    use_native_kernels,
 )
 
 __all__ = ["NativeConv2d", "NativeKernelsUnavailable", "NativeLinear", "NativeMaxPool2d", "shard_pass",

@@ -23,6 +23,8 @@
 #define B 8  /* output positions per block of conv_forward: B accumulators */
 #define CB 8 /* input channels per pass of conv_backward_weight: CB accumulators */
 typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+/* (VL, for the callers that size packed kernels) */
+int vector_lanes(void) { return VL; }
 typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));
 typedef uint8_t vu8 __attribute__((vector_size(VL)));
 
@@ -97,16 +99,15 @@ int conv_forward(const float *x, int N, int H, int W, int C, const float *w, con
  * sum_{n, oh, ow} x[n, oh + kh - ph, ow + kw - pw, ci] * dy[n, oh, ow, co], the terms in the order of
  * (n, oh, ow) (x zero outside: adding 0 * dy leaves a sum unchanged); db[co] likewise of dy[..., co]
  * when db is not NULL. Shard s holds the examples edges[s] <= n < edges[s + 1] (edges[0] = 0,
- * edges[shards] = N): the result is what computing each shard alone and adding them in order gives.
+ * edges[shards] = the batch size): the result is what computing each shard alone and adding them in order gives.
  * Returns -1 when out of memory.
  *
  * For one kernel row kh, the taps (kw, ci) of an output position are KW * C consecutive floats of the
  * input row padded with pw zero columns on each side, m = kw * C + ci from (ow * C): sums run over blocks
  * of CB values of m (the last block's extra values read zeros and are not kept), row after row, with the
  * running sums kept in `sums` between rows so that the rows stay in cache. */
-int conv_backward_weight(const float *x, int N, int H, int W, int C, const float *dy, int Co, int KH,
-                         int KW, int ph, int pw, const int *edges, int shards, float *dw, float *db) {
-    (void)N;
+int conv_backward_weight(const float *x, int H, int W, int C, const float *dy, int Co, int KH, int KW,
+                         int ph, int pw, const int *edges, int shards, float *dw, float *db) {
     const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1;
     const int tiles = (Co + VL - 1) / VL, M = KW * C, blocks = (M + CB - 1) / CB;
     const size_t padded = (size_t)(W + 2 * pw) * C + CB;
@@ -240,16 +241,16 @@ void max_pool_backward(const float *dy, const uint8_t *at, int N, int H, int W, 
                 float *first = dx + ((size_t)(n * H + oh * KH) * W + ow * KW) * C;
                 for (int k = 0, kh = 0; kh < KH; kh++)
                     for (int kw = 0; kw < KW; kw++, k++) {
-                    float *to = first + ((size_t)kh * W + kw) * C;
-                    int c = 0;
-                    for (; c + VL <= C; c += VL) {
-                        vu8 where;
-                        memcpy(&where, at + o + c, sizeof where);
-                        const vi keep = __builtin_convertvector(where, vi) == k;
-                        const vi value = (vi)load(dy + o + c) & keep;
-                        memcpy(to + c, &value, sizeof value);
-                    }
-                    for (; c < C; c++) to[c] = at[o + c] == k ? dy[o + c] : 0.0f;
+                        float *to = first + ((size_t)kh * W + kw) * C;
+                        int c = 0;
+                        for (; c + VL <= C; c += VL) {
+                            vu8 where;
+                            memcpy(&where, at + o + c, sizeof where);
+                            const vi keep = __builtin_convertvector(where, vi) == k;
+                            const vi value = (vi)load(dy + o + c) & keep;
+                            memcpy(to + c, &value, sizeof value);
+                        }
+                        for (; c < C; c++) to[c] = at[o + c] == k ? dy[o + c] : 0.0f;
                     }
             }
 }

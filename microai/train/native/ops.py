@@ -1,5 +1,5 @@
-"""Convolution and max pooling as autograd functions over the native kernels, and the module classes
-sharded training swaps in (:func:`use_native_kernels`).
+"""Convolution (and linear layers as 1 x 1 convolutions) and max pooling as autograd functions over the
+native kernels, and the module classes sharded training swaps in (:func:`use_native_kernels`).
 
 Why: a shard of the paper's models is a few dozen examples, where PyTorch's oneDNN convolutions cost
 more in per-call set-up (about 35 us forward, 160 us backward, against 7 us of arithmetic at 2
@@ -11,6 +11,7 @@ PyTorch's.
 from __future__ import annotations
 
 import ctypes
+import functools
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,9 +25,6 @@ from torch.nn.modules.utils import _pair
 
 from microai.train.native.library import library
 
-#: channels of a packed kernel are padded to a multiple of this (the widest vector, kernels.c's VL)
-_LANES = 16
-
 
 def _nhwc(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous(memory_format=torch.channels_last)
@@ -36,10 +34,16 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
+@functools.cache
+def _lanes() -> int:
+    """The kernels' vector width: the channels of a packed kernel are padded to a multiple of it."""
+    return library().vector_lanes()
+
+
 def _packed(weight: torch.Tensor, transposed: bool) -> torch.Tensor:
     co, ci, kh, kw = weight.shape
     outer, inner = (co, ci) if transposed else (ci, co)
-    out = weight.new_empty(kh * kw * outer * -(-inner // _LANES) * _LANES)
+    out = weight.new_empty(kh * kw * outer * -(-inner // _lanes()) * _lanes())
     library().pack_kernel(weight.data_ptr(), *weight.stride(), co, ci, kh, kw, int(transposed),
                           out.data_ptr())
     return out
@@ -75,13 +79,13 @@ class ShardPass:
         return not self.fell_back and all(count == 1 for count in self.uses.values())
 
 
+_PASS: ContextVar[ShardPass | None] = ContextVar("shard_pass", default=None)
+
+
 def _fall_back() -> None:
     current = _PASS.get()
     if current is not None:
         current.fell_back = True
-
-
-_PASS: ContextVar[ShardPass | None] = ContextVar("shard_pass", default=None)
 
 
 @contextmanager
@@ -100,11 +104,11 @@ def _weight_grads(x: torch.Tensor, dy: torch.Tensor, weight: torch.Tensor, with_
                   bounds: tuple[tuple[int, int], ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Kernel and bias gradients of each shard of channels-last ``x`` and ``dy``, summed in shard order."""
     co, ci, kh, kw = weight.shape
-    n, _, h, w = x.shape
+    _, _, h, w = x.shape
     dw = weight.new_empty((co, ci, kh, kw))
     db = weight.new_empty(co) if with_bias else None
     edges = (ctypes.c_int * (len(bounds) + 1))(*(start for start, _ in bounds), bounds[-1][1])
-    if library().conv_backward_weight(x.data_ptr(), n, h, w, ci, dy.data_ptr(), co, kh, kw, ph, pw, edges,
+    if library().conv_backward_weight(x.data_ptr(), h, w, ci, dy.data_ptr(), co, kh, kw, ph, pw, edges,
                                       len(bounds), dw.data_ptr(), _ptr(db)):
         raise MemoryError("conv_backward_weight: no memory for its sums")
     return dw, db
