@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import math
 import platform
 import subprocess
 
@@ -23,8 +24,10 @@ from microai.train.native import (
     shard_pass,
     use_native_kernels,
 )
+from microai.quant.qat_modules import _quantize_torch_
 from microai.train.native import library as native_library
 from microai.train.native import ops as native_ops
+from microai.train.native.quantize import max_abs_slices, quantize_slices_
 
 
 def _relative_error(a: torch.Tensor, reference: torch.Tensor) -> float:
@@ -244,3 +247,55 @@ def test_an_avx2_build_gives_the_bits_of_this_machines_build(monkeypatch: pytest
     monkeypatch.setattr(native_ops, "library", lambda: other)
     with shard_pass([(0, 2), (2, 5)]):
         assert all(torch.equal(a, b) for a, b in zip(_grads(model, x), expected, strict=True))
+
+
+_SPECIAL = [0.0, -0.0, 0.5, -0.5, 1.5, -2.5, 1e-40, -1e-40, 3e38, -3e38, float("inf"), float("-inf"),
+            float("nan")]
+
+
+@st.composite
+def _slices(draw: st.DrawFn) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """A batch (special values mixed with numbers of every magnitude) and its cut into slices."""
+    n, row = draw(st.integers(1, 6)), draw(st.integers(1, 40))
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    x = torch.randn(n, row, generator=g) * torch.exp2(torch.randint(-30, 30, (n, row), generator=g).float())
+    for _ in range(draw(st.integers(0, 6))):
+        x.view(-1)[draw(st.integers(0, n * row - 1))] = draw(st.sampled_from(_SPECIAL))
+    cuts = sorted(draw(st.sets(st.integers(1, n - 1), max_size=n - 1))) if n > 1 else []
+    edges = [0, *cuts, n]
+    return x, list(zip(edges[:-1], edges[1:], strict=True))
+
+
+@settings(max_examples=200, deadline=None)
+@given(_slices(), st.data(), st.sampled_from(["trunc", "nearest", "floor", "half_up"]),
+       st.sampled_from([2, 4, 8, 16, 32]))
+def test_native_fake_quantization_gives_the_bits_of_pytorchs_operations(case: tuple, data: st.DataObject,
+                                                                          rounding: str, width: int) -> None:
+    """Each slice in its own format, saturated or not: +-0, subnormals, infinities, NaN and ties included."""
+    x, bounds = case
+    fracs = [data.draw(st.integers(-126, 126) | st.integers(-4, 12)) for _ in bounds]
+    saturate = [data.draw(st.booleans()) for _ in bounds]
+    native = quantize_slices_(x.clone(), bounds, fracs, saturate, width, rounding)
+    expected = x.clone()
+    for (start, stop), frac, clamp in zip(bounds, fracs, saturate, strict=True):
+        _quantize_torch_(expected[start:stop], frac, width, rounding, clamp)
+    assert torch.equal(native.view(torch.int32), expected.view(torch.int32))
+
+
+@settings(max_examples=100, deadline=None)
+@given(_slices())
+def test_native_max_abs_of_each_slice_is_pytorchs(case: tuple) -> None:
+    x, bounds = case
+    found = max_abs_slices(x, bounds)
+    for m, (start, stop) in zip(found, bounds, strict=True):
+        part = x[start:stop]
+        assert math.isnan(m) if part.isnan().any() else m == float(part.abs().max())
+
+
+def test_a_channels_last_batch_is_cut_into_examples() -> None:
+    x = torch.randn(4, 3, 5, 6).contiguous(memory_format=torch.channels_last)
+    x[2:] *= 100
+    assert max_abs_slices(x, [(0, 2), (2, 4)]) == [float(x[:2].abs().max()), float(x[2:].abs().max())]
+    q = quantize_slices_(x.clone(), [(0, 2), (2, 4)], [3, -2], [True, True], 8, "floor")
+    assert torch.equal(q[:2], (x[:2] * 8).floor().clamp(-128, 127) / 8)
+    assert torch.equal(q[2:], (x[2:] / 4).floor().clamp(-128, 127) * 4)

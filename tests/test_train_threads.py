@@ -15,6 +15,7 @@ from microai.models import build_model
 from microai.quant.qat import calibrate, prepare_qat, train_qat
 from microai.quant.qat_modules import QuantLayer
 from microai.train import TrainConfig, predict, train
+from microai.train.native import ops as native_ops
 from microai.train.parallel import ShardedStep, ShardingError, shard_bounds
 from microai.train.workers import WorkerError
 
@@ -267,9 +268,47 @@ def test_one_thread_computes_the_shards_of_example_wise_models_in_one_pass(model
         assert not step.together
 
 
-def test_qat_shards_run_one_by_one() -> None:
-    """Each shard updates the quantizers' ranges: the shards cannot share a pass."""
-    qat = prepare_qat(build_model("resnetv1-6", SHAPE, 6, 8), 8)
+@pytest.mark.parametrize(("granularity", "together"), [("layer", True), ("network", False)])
+def test_qat_runs_the_shards_of_one_thread_in_one_pass_per_layer(granularity: str, together: bool) -> None:
+    """Per network, each shard's quantizers update one shared range in turn: shard by shard."""
+    qat = prepare_qat(build_model("resnetv1-6", SHAPE, 6, 8), 8, granularity=granularity)
     calibrate(qat, _data(64)[0], seed=0)
     with ShardedStep(qat, 2, 1) as step:
-        assert not step.together
+        assert step.together is together
+
+
+@pytest.mark.parametrize(("shape", "shards"), [(SHAPE, 2), ((3, 16, 16), 3)])
+def test_qat_in_one_pass_gives_the_bits_of_the_shards_one_by_one(shape: tuple, shards: int,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shards whose inputs differ in scale quantize in different formats, and their layers align the
+    bias to different accumulators: one pass keeps each shard's, bit for bit."""
+    x, y = (torch.from_numpy(a) for a in _data(48, shape=shape))
+    aligned_per_shard = []
+    conv_parts = native_ops._conv_parts
+    monkeypatch.setattr(native_ops, "_conv_parts",
+                        lambda x, kernel, parts, *rest: aligned_per_shard.append(len(parts) > 1)
+                        or conv_parts(x, kernel, parts, *rest))
+
+    def trained(together: bool) -> tuple[bytes, list[torch.Tensor]]:
+        torch.manual_seed(0)
+        qat = prepare_qat(build_model("resnetv1-6", shape, 6, 8), 8)
+        calibrate(qat, x.numpy(), seed=0)
+        qat.train()
+        optimizer = torch.optim.SGD(qat.parameters(), lr=0.05, momentum=0.9)
+        outputs = []
+        with ShardedStep(qat, shards, 1) as step:
+            step.together = step.together and together
+            for i in range(4):
+                batch = x.clone()
+                batch[:16] *= 4.0 ** i  # the first shard's ranges grow
+                loss, logits = step.step(batch, (y,), nn.functional.cross_entropy)
+                optimizer.step()
+                outputs += [loss, logits]
+            assert step.together is together
+        return _bytes(qat), outputs
+
+    one_pass = trained(True)
+    assert any(aligned_per_shard)
+    apart = trained(False)
+    assert one_pass[0] == apart[0]
+    assert all(torch.equal(a, b) for a, b in zip(one_pass[1], apart[1], strict=True))

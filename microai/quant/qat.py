@@ -91,6 +91,7 @@ class QATModel(nn.Module):
     """
 
     lifts_to_2d = True  # microai.train.lift: forward calls ``network``
+    per_example = True  # microai.train.shard: likewise (the network's modules say whether they are)
 
     def __init__(self, float_model: fx.GraphModule, network: fx.GraphModule, quantizers: dict[str, str],
                  settings: QATSettings) -> None:

@@ -19,14 +19,21 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from microai.graph.ir import QFormat
 from microai.quant.formats import check_width, frac_bits_for
+from microai.train.native import ShardPass, current_pass, layer_forward
+from microai.train.native.quantize import (
+    ROUNDING_CODES,
+    in_native_layout,
+    max_abs_slices,
+    quantize_slices_,
+    whole,
+)
 
 ROUNDINGS = ("trunc", "nearest", "floor", "half_up")
 #: graph ``rounding`` (right shifts) -> fake-quant rounding of the same operation
@@ -64,16 +71,26 @@ def _may_saturate(max_abs: float, scale: float, width: int) -> bool:
 
 def _quantize_(t: torch.Tensor, frac: int, width: int, rounding: str, saturate: bool,
                max_abs: float | None = None) -> torch.Tensor:
-    """``t = sat_w(round(t * 2**frac)) * 2**-frac``, in place.
+    """``t = sat_w(round(t * 2**frac)) * 2**-frac``, in place: on the native kernel where it applies
+    (float32, |frac| <= MAX_EXACT_FRAC), which does the float operations of :func:`_quantize_torch_`.
 
     ``max_abs`` (``max|t|``, when the caller knows it) skips the saturation when no value can reach it:
-    rounding moves a value by less than 1. The division by ``2**frac`` is a multiplication by its exact
-    inverse (the same correctly rounded result, in a faster kernel) where both are float32 numbers.
+    rounding moves a value by less than 1.
     """
+    clamp = saturate and (max_abs is None or _may_saturate(max_abs, 2.0 ** frac, width))
+    if abs(frac) <= MAX_EXACT_FRAC and rounding in ROUNDING_CODES and in_native_layout(t):
+        return quantize_slices_(t, whole(t), [frac], [clamp], width, rounding)
+    return _quantize_torch_(t, frac, width, rounding, clamp)
+
+
+def _quantize_torch_(t: torch.Tensor, frac: int, width: int, rounding: str, clamp: bool) -> torch.Tensor:
+    """:func:`_quantize_` by PyTorch's operations, saturated if ``clamp``. The division by ``2**frac`` is a
+    multiplication by its exact inverse (the same correctly rounded result, in a faster kernel) where
+    both are float32 numbers."""
     scale = 2.0 ** frac
     factor, inverse = _powers_of_two(frac) if abs(frac) <= MAX_EXACT_FRAC else (scale, None)
     round_scaled(t.mul_(factor), rounding)
-    if saturate and (max_abs is None or _may_saturate(max_abs, scale, width)):
+    if clamp:
         limit = 1 << (width - 1)
         t.clamp_(-limit, limit - 1)
     return t.div_(scale) if inverse is None else t.mul_(inverse)
@@ -93,6 +110,34 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         return x.permute(0, 2, 3, 1).reshape(-1)
     return x.reshape(-1)
+
+
+def _max_abs_slices(t: torch.Tensor, bounds: Sequence[tuple[int, int]]) -> list[float]:
+    """``max|t[start:stop]|`` of each slice, on the native kernel where it applies; PyTorch's
+    ``max(-min, max)`` for an empty slice (0), a slice of zeros (whose sign this fixes, and which the
+    ranges keep) or a tensor the kernel cannot read."""
+    found = max_abs_slices(t, bounds) if in_native_layout(t) else [0.0] * len(bounds)
+    return [m if m != 0.0 else _max_abs(t[start:stop])
+            for m, (start, stop) in zip(found, bounds, strict=True)]
+
+
+def _max_abs(x: torch.Tensor) -> float:
+    if not x.numel():
+        return 0.0
+    low, high = torch.aminmax(_flat(x))
+    return max(-float(low), float(high))
+
+
+def _quantize_slices_(t: torch.Tensor, bounds: Sequence[tuple[int, int]], fracs: Sequence[int], width: int,
+                      rounding: str, max_abs: Sequence[float]) -> None:
+    """:func:`_quantize_` (saturated) of each slice ``t[start:stop]`` with its ``frac`` and ``max_abs``; in
+    one native call where it applies."""
+    if in_native_layout(t) and rounding in ROUNDING_CODES and all(abs(f) <= MAX_EXACT_FRAC for f in fracs):
+        saturate = [_may_saturate(m, 2.0 ** f, width) for m, f in zip(max_abs, fracs, strict=True)]
+        quantize_slices_(t, bounds, fracs, saturate, width, rounding)
+        return
+    for (start, stop), f, m in zip(bounds, fracs, max_abs, strict=True):
+        _quantize_(t[start:stop], f, width, rounding, True, m)
 
 
 def fake_quantize(x: torch.Tensor, frac: int, width: int, rounding: str, saturate: bool = True,
@@ -155,24 +200,29 @@ class FakeQuantizer(nn.Module):
     @staticmethod
     def max_abs(x: torch.Tensor) -> float:
         """``max|x|`` (0 for an empty tensor), in one pass."""
-        if not x.numel():
-            return 0.0
-        low, high = torch.aminmax(_flat(x.detach()))
-        return max(-float(low), float(high))
+        return _max_abs_slices(x.detach(), whole(x))[0]
 
     def observe_max(self, current: float) -> int:
         """Fold ``current`` (a tensor's ``max|x|``) into the range and recompute the format; return its
         fractional bits."""
         buffers = self._buffers  # the hot path of QAT training: not through Module.__getattr__
-        observed, range_ = buffers["observed"], buffers["range"]
-        first = not observed.item()
+        first = not buffers["observed"].item()
+        value = self._next_range(current, buffers["range"].item(), first)
+        return self._keep_range(value, first)
+
+    def _next_range(self, current: float, previous: float, first: bool) -> float:
+        """The range after a tensor of ``max|x|`` = ``current``, from the range ``previous``."""
         if self.observe == "exact" or first:
-            value = current
-        else:
-            value = self.momentum * range_.item() + (1.0 - self.momentum) * current
-        range_.fill_(value)
+            return current
+        return self.momentum * previous + (1.0 - self.momentum) * current
+
+    def _keep_range(self, value: float, first: bool) -> int:
+        """Store the range ``value`` (``first``: the quantizer had observed nothing); return its format's
+        fractional bits."""
+        buffers = self._buffers
+        buffers["range"].fill_(value)
         if first:  # a write costs more than the read
-            observed.fill_(True)
+            buffers["observed"].fill_(True)
         return self._set_format(value)
 
     def merge_shard_buffers(self, shards: list[dict[str, torch.Tensor]]) -> None:
@@ -202,12 +252,36 @@ class FakeQuantizer(nn.Module):
         buffers["frac"].fill_(frac)
         return frac
 
+    @property
+    def per_shard(self) -> bool:
+        """microai.train.shard: in a shard pass it formats each shard's slice as the shard alone would
+        (not per network: the group's shared range would follow the order of the shards)."""
+        return self.group_ranges is None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return fake_quantize(x, int(self.frac), self.width, self.rounding, in_place=self.in_place)
+        if self.group_ranges is None and (shards := current_pass()) is not None:
+            return self._forward_shards(x, shards)
         current = self.max_abs(x)
         return fake_quantize(x, self.observe_max(current), self.width, self.rounding, in_place=self.in_place,
                              max_abs=current)
+
+    def _forward_shards(self, x: torch.Tensor, shards: ShardPass) -> torch.Tensor:
+        """Training in a shard pass: each shard's slice of ``x`` quantized in the format its own ``max|x|``
+        gives, as that shard would be alone; the quantizer keeps the largest of the shards' ranges, as
+        :meth:`merge_shard_buffers` would, and records the shards' formats in the pass for the layers
+        that read them."""
+        buffers = self._buffers
+        previous, first = buffers["range"].item(), not buffers["observed"].item()
+        y = x if self.in_place else x.clone()
+        found = _max_abs_slices(y.detach(), shards.bounds)
+        ranges = [self._next_range(m, previous, first) for m in found]
+        fracs = [frac_bits_for(r, self.width) for r in ranges]
+        _quantize_slices_(y.detach(), shards.bounds, fracs, self.width, self.rounding, found)
+        self._keep_range(max(ranges), first)
+        shards.formats[id(buffers["frac"])] = tuple(fracs)
+        return y
 
     def extra_repr(self) -> str:
         return f"width={self.width}, rounding={self.rounding}, observe={self.observe}, frac={int(self.frac)}"
@@ -284,6 +358,12 @@ class QuantLayer(nn.Module):
         them alone (per network, on the shared range the activations of the shard update too)."""
         return self.kernel_q.group_ranges is None
 
+    @property
+    def per_shard(self) -> bool:
+        """microai.train.shard: in a shard pass it computes each shard as the shard alone would (a
+        replica's layer with prepared kernel and bias, its quantizers per layer)."""
+        return self.prepared_step and self.quantizes_once_per_step
+
     @staticmethod
     def merge_shard_buffers(shards: list[dict[str, torch.Tensor]]) -> None:
         """The prepared values are the same in every shard (the shards only read them)."""
@@ -304,10 +384,25 @@ class QuantLayer(nn.Module):
             if not self.training:  # float64: every int32 accumulator of docs/arithmetic.md is exact
                 x, weight, bias = x.double(), weight.double(), bias.double()
             w, b, fresh = modules["kernel_q"](weight), modules["bias_q"](bias), True
-        n_acc = int(input_frac) + int(modules["kernel_q"]._buffers["frac"])
-        if int(modules["bias_q"]._buffers["frac"]) > n_acc:  # align(b, n_b -> n_acc) is a right shift
-            b = fake_quantize(b, n_acc, 32, self.shift_rounding, saturate=False, in_place=fresh)
-        y = F.linear(x, w, b) if isinstance(layer, nn.Linear) else layer._conv_forward(x, w, b)
+        kernel_frac = int(modules["kernel_q"]._buffers["frac"])
+        bias_frac = int(modules["bias_q"]._buffers["frac"])
+        # in a shard pass, each shard's input has its own format (FakeQuantizer._forward_shards)
+        shards = current_pass() if self.training else None
+        input_fracs = None if shards is None else shards.formats.get(id(input_frac))
+        if input_fracs is None:
+            input_fracs = (int(input_frac),)
+        n_accs = {f + kernel_frac for f in input_fracs}
+        shard_bias = None
+        if len(n_accs) == 1:
+            n_acc = n_accs.pop()
+            if bias_frac > n_acc:  # align(b, n_b -> n_acc) is a right shift
+                b = fake_quantize(b, n_acc, 32, self.shift_rounding, saturate=False, in_place=fresh)
+        else:  # each shard's bias aligned to its accumulator, the gradient to b (straight through)
+            with torch.no_grad():
+                shard_bias = torch.stack([
+                    fake_quantize(b, f + kernel_frac, 32, self.shift_rounding, saturate=False)
+                    if bias_frac > f + kernel_frac else b for f in input_fracs])
+        y = layer_forward(layer, x, w, b, shard_bias)
         y = modules["output_q"](y)
         return y if y.dtype == torch.float32 else y.float()
 

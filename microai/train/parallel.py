@@ -13,10 +13,12 @@ for the paper's image models; like the shard count, a fixed choice). Models with
 train lifted to 2D (``microai.train.lift``) in the same format, when they can be. The replicas'
 convolutions (stride 1), linear layers and max poolings run on MicroAI's own kernels
 (``microai.train.native``): on a shard's few dozen examples, PyTorch's oneDNN calls cost more in
-set-up than in arithmetic. With one thread, a replica whose every layer computes each example on
-its own (``microai.train.shard.examples_independent``: no batch norm, dropout or QAT quantizer)
-computes all shards in one pass, its native layers keeping each shard's kernel gradients apart:
-the same bits as shard by shard, with one pass's per-operation cost instead of one per shard.
+set-up than in arithmetic. With one thread, a replica whose every layer computes each shard as the
+shard alone would (``microai.train.shard.examples_independent``: the native layers, and the QAT
+quantizers of per-layer formats, which quantize each shard's slice in that shard's format; no batch
+norm or dropout) computes all shards in one pass, its native layers keeping each shard's kernel
+gradients apart: the same bits as shard by shard, with one pass's per-operation cost instead of one
+per shard.
 
 State that a forward pass changes is merged the same way after every step: each shard starts from
 the model's buffers, and the model then takes BatchNorm running statistics averaged over the
@@ -216,23 +218,28 @@ class ShardedStep:
                       loss_fn: Callable[..., torch.Tensor]) -> list[ShardResult] | None:
         """All shards in one pass of this process's replica, as one result (None, and never again, when
         the pass cannot keep the shards' gradients apart: a layer called twice...)."""
+        stash = self._stash(0)
         with single_threaded_kernels():
-            outcome = self.runner.run_together(self.steps, shards, x, loss_fn)
+            outcome = self.runner.run_together(self.steps, shards, x, loss_fn, stash)
         if outcome is None:
             self.together = False
             return None
-        loss, logits, grads, _ = outcome
-        return [ShardResult(loss, logits, grads, self.buffers, frozenset())]
+        loss, logits, grads, changed = outcome
+        return [ShardResult.of(loss, logits, grads, self.buffers, stash, changed)]
 
     def _run(self, shard: Shard, x: torch.Tensor, loss_fn: Callable[..., torch.Tensor]) -> ShardResult:
         """A shard computed in this process."""
-        while len(self.stashes) <= shard.index:
-            self.stashes.append([torch.empty_like(b) for b in self.buffers])
-        stash = self.stashes[shard.index]
+        stash = self._stash(shard.index)
         with single_threaded_kernels():
             loss, logits, grads, changed = self.runner.run(self.steps, shard, x[shard.start:shard.stop],
                                                            loss_fn, stash)
         return ShardResult.of(loss, logits, grads, self.buffers, stash, changed)
+
+    def _stash(self, index: int) -> list[torch.Tensor]:
+        """The tensors that keep the replica's buffers after shard ``index`` for the merge."""
+        while len(self.stashes) <= index:
+            self.stashes.append([torch.empty_like(b) for b in self.buffers])
+        return self.stashes[index]
 
     def _pool(self, x: torch.Tensor) -> WorkerPool:
         """The worker processes, started (again) when the batch outgrows their input buffer."""

@@ -89,41 +89,51 @@ class ShardRunner:
         """(loss, logits, gradients with the model's shapes, changed buffer positions); the changed
         buffers are copied to ``stash``."""
         replica = self.replica
-        params, buffers = replica.params, replica.buffers
         self._sync(step)
-        versions = [b._version for b in buffers]
-        for p in params:
+        versions = [b._version for b in replica.buffers]
+        for p in replica.params:
             p.grad = None
         logits = replica.module(x)
         loss = loss_fn(logits, *shard.targets) * shard.weight
         loss.backward()
-        moved = {i for i, (b, v) in enumerate(zip(buffers, versions, strict=True)) if b._version != v}
-        changed = replica.changed = sorted({i for g in self.groups if not moved.isdisjoint(g) for i in g})
-        if step == 1:
-            self._check_unchanged(changed)
-        copy_all([stash[i] for i in changed], [buffers[i] for i in changed])
-        return loss.detach(), logits.detach(), self._grads(), changed
+        return loss.detach(), logits.detach(), self._grads(), self._keep_changed(step, versions, stash)
 
     def run_together(self, step: int, shards: list[Shard], x: torch.Tensor,
-                     loss_fn: Callable[..., torch.Tensor]) -> Outcome | None:
+                     loss_fn: Callable[..., torch.Tensor], stash: list[torch.Tensor]) -> Outcome | None:
         """The outcome of all ``shards`` of ``x`` at once, with the bits of :meth:`run` on each and the
         sums of ``ShardedStep.step``: a single pass in which the native layers keep the shards' kernel
-        gradients apart (for a replica that :func:`examples_independent`). None when the pass could not
-        keep them apart (a layer called twice, or on PyTorch's kernels: see ``ShardPass.per_shard``)."""
+        gradients apart (for a replica that :func:`examples_independent`), and the modules with state
+        (the QAT quantizers) keep what merging the shards' states would (see ``ShardPass``). None when
+        the pass could not keep the shards apart (a layer called twice, or on PyTorch's kernels: see
+        ``ShardPass.per_shard``)."""
         replica = self.replica
         self._sync(step)
+        versions = [b._version for b in replica.buffers]
         for p in replica.params:
             p.grad = None
         with shard_pass([(shard.start, shard.stop) for shard in shards]) as current:
             logits = replica.module(x)
         if not current.per_shard:
+            replica.step = 0  # the pass may have changed its buffers: all of them are given again
             return None
         loss = None
         for shard in shards:
             term = loss_fn(logits[shard.start:shard.stop], *shard.targets) * shard.weight
             loss = term if loss is None else loss + term
         loss.backward()
-        return loss.detach(), logits.detach(), self._grads(), []
+        return loss.detach(), logits.detach(), self._grads(), self._keep_changed(step, versions, stash)
+
+    def _keep_changed(self, step: int, versions: list[int], stash: list[torch.Tensor]) -> list[int]:
+        """The positions of the buffers of the replica's modules one of whose buffers changed since
+        ``versions``, their values copied to ``stash``."""
+        buffers = self.replica.buffers
+        moved = {i for i, (b, v) in enumerate(zip(buffers, versions, strict=True)) if b._version != v}
+        changed = sorted({i for g in self.groups if not moved.isdisjoint(g) for i in g})
+        self.replica.changed = changed
+        if step == 1:
+            self._check_unchanged(changed)
+        copy_all([stash[i] for i in changed], [buffers[i] for i in changed])
+        return changed
 
     def _grads(self) -> list[torch.Tensor | None]:
         """The replica's gradients with the model's shapes."""
@@ -155,11 +165,12 @@ _PER_EXAMPLE = (NativeConv2d, NativeLinear, NativeMaxPool2d, nn.ReLU, nn.Identit
 
 
 def examples_independent(model: nn.Module) -> bool:
-    """Whether ``model`` computes every example of a batch on its own, each with the same bits whatever
-    the other examples (the native layers do; a batch norm, a dropout or an unknown module may not),
-    so that several shards can be computed in one pass."""
+    """Whether ``model`` computes every shard of a batch as it would alone, so that several shards can be
+    computed in one pass: the native layers compute each example on its own, a module that says
+    ``per_shard`` (the QAT quantizers and layers) computes each shard of a ``shard_pass`` apart; a batch
+    norm, a dropout or an unknown module may not."""
     return all(type(m) in _PER_EXAMPLE or (type(m) is nn.Flatten and m.start_dim == 1)
-               or composes_submodules(m) for m in model.modules())
+               or getattr(m, "per_shard", False) is True or composes_submodules(m) for m in model.modules())
 
 
 def copy_all(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:

@@ -5,9 +5,12 @@ from microai.train.native.ops import (
     NativeConv2d,
     NativeLinear,
     NativeMaxPool2d,
+    ShardPass,
+    current_pass,
+    layer_forward,
     shard_pass,
     use_native_kernels,
 )
 
-__all__ = ["NativeConv2d", "NativeKernelsUnavailable", "NativeLinear", "NativeMaxPool2d", "shard_pass",
-           "use_native_kernels"]
+__all__ = ["NativeConv2d", "NativeKernelsUnavailable", "NativeLinear", "NativeMaxPool2d", "ShardPass",
+           "current_pass", "layer_forward", "shard_pass", "use_native_kernels"]

@@ -1,11 +1,12 @@
 /* Single-threaded float32 kernels on channels-last (N, H, W, C) tensors for sharded training
- * (microai.train.native): convolution with stride 1 (forward, input and kernel gradients) and max pooling
- * with the stride equal to the window.
+ * (microai.train.native): convolution with stride 1 (forward, input and kernel gradients), max pooling
+ * with the stride equal to the window, and QAT's fake quantization of the slices of a batch.
  *
  * Every output element is one sum in a fixed order (a convolution's output: bias, then the kernel's
  * taps (kh, kw, ci) in order; a kernel gradient: the positions (n, oh, ow) in order), each term added
  * with a fused multiply-add. The vector width and blocking below only decide how many of those sums run
  * side by side, so the bits are the same on every machine with FMA, whatever it vectorises with. */
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -253,4 +254,63 @@ void max_pool_backward(const float *dy, const uint8_t *at, int N, int H, int W, 
                         for (; c < C; c++) to[c] = at[o + c] == k ? dy[o + c] : 0.0f;
                     }
             }
+}
+
+/* The slices x[edges[s] * row, edges[s + 1] * row) of a batch, s < shards, each `row` floats per example */
+#define SLICE(s) (x + (int64_t)edges[s] * row), ((int64_t)(edges[(s) + 1] - edges[s]) * row)
+
+#define MA 4 /* independent running maxima of max_abs (a compare and a blend per vector: latency-bound) */
+static float max_abs(const float *x, int64_t n) {
+    vf best[MA] = {{0}};
+    vi nan = {0};
+    int64_t i = 0;
+    for (; i + MA * VL <= n; i += MA * VL)
+        for (int k = 0; k < MA; k++) {
+            const vf a = (vf)((vi)load(x + i + k * VL) & 0x7fffffff);
+            const vi more = a > best[k];
+            best[k] = (vf)(((vi)a & more) | ((vi)best[k] & ~more));
+            nan |= a != a;
+        }
+    float m = 0.0f;
+    int any_nan = 0;
+    for (int k = 0; k < MA; k++)
+        for (int l = 0; l < VL; l++) m = best[k][l] > m ? best[k][l] : m;
+    for (int l = 0; l < VL; l++) any_nan |= nan[l] != 0;
+    for (; i < n; i++) {
+        const float a = fabsf(x[i]);
+        m = a > m ? a : m;
+        any_nan |= a != a;
+    }
+    return any_nan ? NAN : m;
+}
+
+/* out[s] = max|x| over slice s, NaN when it holds a NaN */
+void max_abs_slices(const float *x, int64_t row, const int *edges, int shards, double *out) {
+    for (int s = 0; s < shards; s++) out[s] = max_abs(SLICE(s));
+}
+
+/* Rounding of x * scale to an integer (a float), for the roundings of microai.quant.qat_modules:
+ * 0 trunc, 1 nearest (half away from zero), 2 floor, 3 half_up. Each is the same float operations as
+ * there (x * scale is exact: scale is a power of two). */
+#define QUANTIZE(ROUND)                                                                                  \
+    for (int64_t i = 0; i < n; i++) {                                                                    \
+        const float v = x[i] * scale;                                                                    \
+        float r = ROUND;                                                                                 \
+        if (clamp) r = r < lo ? lo : r > hi ? hi : r;                                                    \
+        x[i] = r * inverse;                                                                              \
+    }
+
+static void quantize(float *x, int64_t n, float scale, float inverse, int clamp, float lo, float hi, int rounding) {
+    switch (rounding) {
+    case 0: QUANTIZE(truncf(v)) break;
+    case 1: QUANTIZE(copysignf(floorf(fabsf(v) + 0.5f), v)) break;
+    case 2: QUANTIZE(floorf(v)) break;
+    default: QUANTIZE(floorf(v + 0.5f)) break;
+    }
+}
+
+/* Slice s of x set to round(x * scale[s]) (saturated to [lo, hi] where clamp[s]) * inverse[s], in place */
+void quantize_slices(float *x, int64_t row, const int *edges, int shards, const float *scale, const float *inverse,
+                     const uint8_t *clamp, float lo, float hi, int rounding) {
+    for (int s = 0; s < shards; s++) quantize(SLICE(s), scale[s], inverse[s], clamp[s], lo, hi, rounding);
 }

@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.autograd import Function
 from torch.nn.modules.utils import _pair
@@ -52,12 +53,21 @@ def _packed(weight: torch.Tensor, transposed: bool) -> torch.Tensor:
 def _conv(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, channels: int, kh: int,
           kw: int, ph: int, pw: int) -> torch.Tensor:
     """conv_forward of channels-last ``x`` with a packed ``kernel`` to ``channels`` outputs."""
+    return _conv_parts(x, kernel, [((0, len(x)), bias)], channels, kh, kw, ph, pw)
+
+
+def _conv_parts(x: torch.Tensor, kernel: torch.Tensor,
+                parts: Sequence[tuple[tuple[int, int], torch.Tensor | None]], channels: int, kh: int, kw: int,
+                ph: int, pw: int) -> torch.Tensor:
+    """conv_forward of channels-last ``x`` with a packed ``kernel``, each ``(start, stop)`` slice of the
+    batch in ``parts`` with its own bias."""
     n, c, h, w = x.shape
     y = torch.empty((n, channels, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1),
                     memory_format=torch.channels_last)
-    if library().conv_forward(x.data_ptr(), n, h, w, c, kernel.data_ptr(), _ptr(bias), kh, kw, ph, pw,
-                              y.data_ptr(), channels):
-        raise MemoryError("conv_forward: no memory for a block of inputs")
+    for (start, stop), bias in parts:
+        if library().conv_forward(x[start:].data_ptr(), stop - start, h, w, c, kernel.data_ptr(), _ptr(bias),
+                                  kh, kw, ph, pw, y[start:].data_ptr(), channels):
+            raise MemoryError("conv_forward: no memory for a block of inputs")
     return y
 
 
@@ -71,6 +81,9 @@ class ShardPass:
     uses: Counter[int] = field(default_factory=Counter)
     #: whether a layer with parameters ran on PyTorch's kernels (whose gradients sum over the batch)
     fell_back: bool = False
+    #: fractional bits of each shard's values of the tensors a QAT quantizer formatted shard by shard
+    #: (``microai.quant.qat_modules``), keyed by the id of the quantizer's ``frac`` buffer
+    formats: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def per_shard(self) -> bool:
@@ -80,6 +93,11 @@ class ShardPass:
 
 
 _PASS: ContextVar[ShardPass | None] = ContextVar("shard_pass", default=None)
+
+
+def current_pass() -> ShardPass | None:
+    """The :func:`shard_pass` this forward runs in, if any."""
+    return _PASS.get()
 
 
 def _fall_back() -> None:
@@ -115,9 +133,13 @@ def _weight_grads(x: torch.Tensor, dy: torch.Tensor, weight: torch.Tensor, with_
 
 
 class _Conv2d(Function):
+    """A convolution; in a :func:`shard_pass`, ``shard_bias`` (``(shards, Co)`` values, or None) gives each
+    shard its own bias in the forward pass, while the gradient goes to ``bias`` (each shard's bias
+    is ``bias`` rounded to that shard's format: a straight-through QAT alignment)."""
+
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ph: int,
-                pw: int) -> torch.Tensor:
+                pw: int, shard_bias: torch.Tensor | None = None) -> torch.Tensor:
         x = _nhwc(x)
         co, _, kh, kw = weight.shape
         ctx.save_for_backward(x, weight)
@@ -129,7 +151,10 @@ class _Conv2d(Function):
             ctx.bounds = current.bounds
             current.uses[id(weight)] += 1
         bias = None if bias is None else bias.contiguous()
-        return _conv(x, _packed(weight, False), bias, co, kh, kw, ph, pw)
+        if shard_bias is None:
+            return _conv(x, _packed(weight, False), bias, co, kh, kw, ph, pw)
+        parts = list(zip(ctx.bounds, shard_bias.detach().contiguous(), strict=True))
+        return _conv_parts(x, _packed(weight, False), parts, co, kh, kw, ph, pw)
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor) -> tuple:
@@ -141,7 +166,7 @@ class _Conv2d(Function):
             dx = _conv(dy, _packed(weight, True), None, ci, kh, kw, kh - 1 - ph, kw - 1 - pw)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             dw, db = _weight_grads(x, dy, weight, ctx.needs_input_grad[2], ph, pw, ctx.bounds)
-        return dx, dw, db, None, None
+        return dx, dw, db, None, None, None
 
 
 class _MaxPool2d(Function):
@@ -174,14 +199,15 @@ class NativeConv2d(nn.Conv2d):
     """``nn.Conv2d`` on the native kernels (stride 1, dilation 1, one group, zero padding of at most
     kernel - 1: see :func:`conv_supported`), PyTorch's for other dtypes."""
 
-    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                      shard_bias: torch.Tensor | None = None) -> torch.Tensor:
         ph, pw = self.padding
         kh, kw = weight.shape[2:]
         if (not _native_dtype(x, weight, bias) or x.dim() != 4 or x.shape[2] + 2 * ph < kh
                 or x.shape[3] + 2 * pw < kw):
             _fall_back()
             return super()._conv_forward(x, weight, bias)
-        return _Conv2d.apply(x, weight, bias, ph, pw)
+        return _Conv2d.apply(x, weight, bias, ph, pw, shard_bias)
 
 
 class NativeLinear(nn.Linear):
@@ -189,10 +215,29 @@ class NativeLinear(nn.Linear):
     for others): in a :func:`shard_pass`, its gradients are per shard like the convolutions'."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not _native_dtype(x, self.weight, self.bias) or x.dim() != 2:
+        return self.linear(x, self.weight, self.bias)
+
+    def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+               shard_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """This layer's function with ``weight`` and ``bias`` (``shard_bias``: see :func:`layer_forward`)."""
+        if not _native_dtype(x, weight, bias) or x.dim() != 2:
             _fall_back()
-            return super().forward(x)
-        return _Conv2d.apply(x[:, :, None, None], self.weight[:, :, None, None], self.bias, 0, 0).flatten(1)
+            return F.linear(x, weight, bias)
+        return _Conv2d.apply(x[:, :, None, None], weight[:, :, None, None], bias, 0, 0, shard_bias).flatten(1)
+
+
+def layer_forward(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                  shard_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """A ``Conv2d``'s or ``Linear``'s function of ``x`` with ``weight`` and ``bias`` in place of its
+    parameters. In a :func:`shard_pass`, ``shard_bias`` (``(shards, out features)`` values) is each
+    shard's bias in the forward pass, the gradient going to ``bias`` (native layers only: on
+    PyTorch's, the pass falls back to shard by shard)."""
+    if isinstance(layer, NativeConv2d):
+        return layer._conv_forward(x, weight, bias, shard_bias)
+    if isinstance(layer, NativeLinear):
+        return layer.linear(x, weight, bias, shard_bias)
+    _fall_back()
+    return F.linear(x, weight, bias) if isinstance(layer, nn.Linear) else layer._conv_forward(x, weight, bias)
 
 
 class NativeMaxPool2d(nn.MaxPool2d):

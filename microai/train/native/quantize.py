@@ -1,0 +1,63 @@
+"""QAT's fake quantization (``microai.quant.qat_modules``) on the native kernels: the float operations of
+``_quantize_`` and the ``max|x|`` of ``FakeQuantizer``, for every slice of a batch in one call each.
+
+Why: a quantizer of a training step applies about six PyTorch operations to each shard's slice of a
+small tensor, each costing more in dispatch than in arithmetic.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+
+import torch
+
+from microai.train.native.library import library
+
+#: rounding name -> the kernels' code (the roundings of microai.quant.qat_modules.round_scaled)
+ROUNDING_CODES = {"trunc": 0, "nearest": 1, "floor": 2, "half_up": 3}
+
+Bounds = Sequence[tuple[int, int]]
+
+
+def in_native_layout(t: torch.Tensor) -> bool:
+    """Whether the kernels can read ``t``: float32 on the CPU, each example's values contiguous (a
+    contiguous or channels-last tensor)."""
+    return (t.dtype == torch.float32 and t.device.type == "cpu" and t.numel() > 0
+            and (t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last))))
+
+
+def whole(t: torch.Tensor) -> tuple[tuple[int, int]]:
+    """The one slice that is all of ``t``."""
+    return ((0, len(t) if t.dim() else 1),)
+
+
+def _row(t: torch.Tensor) -> int:
+    """Values per example (along dimension 0)."""
+    return t.numel() // len(t) if t.dim() else 1
+
+
+def _edges(bounds: Bounds) -> ctypes.Array:
+    return (ctypes.c_int * (len(bounds) + 1))(*(start for start, _ in bounds), bounds[-1][1])
+
+
+def max_abs_slices(t: torch.Tensor, bounds: Bounds) -> list[float]:
+    """``max|t[start:stop]|`` for each slice (NaN for a slice holding a NaN); ``t`` in the native layout."""
+    out = (ctypes.c_double * len(bounds))()
+    library().max_abs_slices(t.data_ptr(), _row(t), _edges(bounds), len(bounds), out)
+    return list(out)
+
+
+def quantize_slices_(t: torch.Tensor, bounds: Bounds, fracs: Sequence[int], saturate: Sequence[bool],
+                     width: int, rounding: str) -> torch.Tensor:
+    """Each slice ``t[start:stop] = sat_w(round(t * 2**frac)) * 2**-frac`` with its own ``frac`` (and
+    saturated to the signed ``width`` bits where ``saturate``), in place; ``t`` in the native layout,
+    ``|frac| <= 126`` (``2**frac`` and its inverse exact in float32)."""
+    count = len(bounds)
+    limit = 1 << (width - 1)
+    scales = (ctypes.c_float * count)(*(2.0 ** f for f in fracs))
+    inverses = (ctypes.c_float * count)(*(2.0 ** -f for f in fracs))
+    clamps = (ctypes.c_uint8 * count)(*saturate)
+    library().quantize_slices(t.data_ptr(), _row(t), _edges(bounds), count, scales, inverses, clamps, -limit,
+                              limit - 1, ROUNDING_CODES[rounding])
+    return t
