@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from microai.quant.qat_modules import _quantize_torch_
 from microai.train.native import (
     NativeConv2d,
     NativeKernelsUnavailable,
@@ -24,7 +25,6 @@ from microai.train.native import (
     shard_pass,
     use_native_kernels,
 )
-from microai.quant.qat_modules import _quantize_torch_
 from microai.train.native import library as native_library
 from microai.train.native import ops as native_ops
 from microai.train.native.quantize import max_abs_slices, quantize_slices_
@@ -67,6 +67,31 @@ def test_convolution_and_its_gradients_are_pytorchs(case: tuple, seed: int) -> N
     assert _relative_error(native.weight.grad, weight.grad) < 1e-5
     if bias:
         assert _relative_error(native.bias.grad, bias_ref.grad) < 1e-5
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3), st.integers(8, 40), st.integers(1, 40), st.integers(0, 2), st.integers(0, 2),
+       st.integers(1, 9), st.integers(1, 9), st.integers(0, 2**31 - 1))
+def test_3x3_convolutions_by_winograd_are_pytorchs(n: int, c: int, co: int, ph: int, pw: int, h: int, w: int,
+                                                    seed: int) -> None:
+    """3 x 3 kernels over 8 channels or more (Winograd's F(2 x 2, 3 x 3): forward, and input gradient when
+    the outputs are 8 or more): odd and even sizes, partial tiles, every padding, vector tails."""
+    h, w = max(h, 3 - 2 * ph), max(w, 3 - 2 * pw)
+    g = torch.Generator().manual_seed(seed)
+    conv = nn.Conv2d(c, co, 3, padding=(ph, pw))
+    native = copy.deepcopy(conv)
+    use_native_kernels(native)
+    x = torch.randn(n, c, h, w, generator=g)
+    xs = [x.clone().requires_grad_(), x.double().requires_grad_()]
+    y = native(xs[0])
+    weight, bias = (t.detach().double().requires_grad_() for t in (conv.weight, conv.bias))
+    reference = F.conv2d(xs[1], weight, bias, padding=(ph, pw))
+    dy = torch.randn(reference.shape, generator=g)
+    y.backward(dy)
+    reference.backward(dy.double())
+    assert _relative_error(y, reference) < 1e-5
+    assert _relative_error(xs[0].grad, xs[1].grad) < 1e-5
+    assert _relative_error(native.weight.grad, weight.grad) < 1e-5
 
 
 @settings(max_examples=30, deadline=None)
@@ -114,9 +139,10 @@ def _grads(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
 
 def _model() -> nn.Module:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 10, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Conv2d(10, 9, (1, 3)), nn.Flatten(), nn.Linear(9 * 4 * 2, 5))
-    assert use_native_kernels(model) == 4
+    model = nn.Sequential(nn.Conv2d(3, 10, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(10, 12, 3, padding=1),  # Winograd's, forward and input gradient
+                          nn.MaxPool2d(2), nn.Conv2d(12, 9, (1, 3)), nn.Flatten(), nn.Linear(9 * 4 * 2, 5))
+    assert use_native_kernels(model) == 5
     return model
 
 

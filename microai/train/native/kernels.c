@@ -4,8 +4,10 @@
  *
  * Every output element is one sum in a fixed order (a convolution's output: bias, then the kernel's
  * taps (kh, kw, ci) in order; a kernel gradient: the positions (n, oh, ow) in order), each term added
- * with a fused multiply-add. The vector width and blocking below only decide how many of those sums run
- * side by side, so the bits are the same on every machine with FMA, whatever it vectorises with. */
+ * with a fused multiply-add; 3 x 3 convolutions of 8 input channels or more run Winograd's algorithm,
+ * a fixed sequence of operations per channel too. The vector width and blocking below only decide how
+ * many of those computations run side by side, so the bits are the same on every machine with FMA,
+ * whatever it vectorises with. */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,7 +29,6 @@ typedef float vf __attribute__((vector_size(VL * sizeof(float))));
 /* (VL, for the callers that size packed kernels) */
 int vector_lanes(void) { return VL; }
 typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));
-typedef uint8_t vu8 __attribute__((vector_size(VL)));
 
 static inline vf load(const float *p) {
     vf v;
@@ -48,12 +49,136 @@ static inline void store(float *p, vf v, int lanes) {
     else store_part(p, v, lanes);
 }
 
+/* Winograd's F(2 x 2, 3 x 3) for 3 x 3 kernels: each 2 x 2 tile of outputs from the 4 x 4 tile of inputs
+ * that covers it, with V = B^T d B (the input tile transformed, per input channel), U = G g G^T (the
+ * kernel transformed, per channel pair), M[xi] = sum_ci V[xi, ci] U[xi, ci] (ci in order) and the tile
+ * = bias + A^T M A: 16 products per channel pair and tile instead of 36. Every
+ * step is a fixed sequence of operations per channel: the bits do not depend on the vector width. */
+#define WINOGRAD_MIN_C 8 /* fewer input channels: the transforms cost more than they save */
+#define WT 8             /* output tiles per block of the forward product: WT accumulators */
+
+/* B^T d B of the 4 x 4 tile d[r][s] = p[r * rs + s * cs + c] (c < lanes; zero where bit r of rows or bit s
+ * of cols is clear) into v[xi * stride] */
+static inline void winograd_input(const float *p, size_t rs, size_t cs, int rows, int cols, int lanes, float *v,
+                                  size_t stride) {
+    vf d[4][4], e[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int s = 0; s < 4; s++)
+            d[r][s] = !(rows >> r & cols >> s & 1) ? (vf){0}
+                      : lanes == VL ? load(p + r * rs + s * cs) : load_part(p + r * rs + s * cs, lanes);
+    for (int s = 0; s < 4; s++) { /* B^T d */
+        e[0][s] = d[0][s] - d[2][s];
+        e[1][s] = d[1][s] + d[2][s];
+        e[2][s] = d[2][s] - d[1][s];
+        e[3][s] = d[1][s] - d[3][s];
+    }
+    for (int r = 0; r < 4; r++) { /* (B^T d) B */
+        const vf b[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1], e[r][1] - e[r][3]};
+        for (int s = 0; s < 4; s++) memcpy(v + (r * 4 + s) * stride, &b[s], sizeof(vf));
+    }
+}
+
+/* Bit i set where 0 <= first + i < size, i < 4 */
+static inline int inside(int first, int size) {
+    int bits = 0;
+    for (int i = 0; i < 4; i++) bits |= (first + i >= 0 && first + i < size) << i;
+    return bits;
+}
+
+/* V[xi * stride + t * CV + c] for the tiles t < nt of tile row ti from tile column tj0: B^T d B of the
+ * input tile at rows 2 ti - ph .. + 3 and columns 2 (tj0 + t) - pw .. + 3 of example x[H, W, C] (zeros
+ * outside), CV = C rounded up to VL (zeros beyond C) */
+static void winograd_inputs(const float *x, int H, int W, int C, int ti, int tj0, int nt, int ph, int pw, float *V,
+                            size_t stride) {
+    const int CV = (C + VL - 1) / VL * VL, ih0 = 2 * ti - ph, rows = inside(ih0, H);
+    for (int t = 0; t < nt; t++) {
+        const int iw0 = 2 * (tj0 + t) - pw, cols = inside(iw0, W);
+        const float *p = x + ((ptrdiff_t)ih0 * W + iw0) * C; /* (outside x where rows or cols say so) */
+        float *v = V + (size_t)t * CV;
+        if (rows == 15 && cols == 15 && C == CV)
+            for (int c0 = 0; c0 < C; c0 += VL) winograd_input(p + c0, (size_t)W * C, C, 15, 15, VL, v + c0, stride);
+        else
+            for (int c0 = 0; c0 < C; c0 += VL)
+                winograd_input(p + c0, (size_t)W * C, C, rows, cols, C - c0 < VL ? C - c0 : VL, v + c0, stride);
+    }
+}
+
+/* conv_forward for 3 x 3 kernels (see above); w packed (3, 3, C, CP) */
+static int conv3x3_winograd(const float *x, int N, int H, int W, int C, const float *w, const float *bias, int ph,
+                            int pw, float *y, int Co) {
+    const int OH = H + 2 * ph - 2, OW = W + 2 * pw - 2, CP = (Co + VL - 1) / VL * VL, CV = (C + VL - 1) / VL * VL;
+    const int TH = (OH + 1) / 2, TW = (OW + 1) / 2;
+    float *U = aligned_alloc(sizeof(vf), sizeof(float) * 16 * (size_t)C * CP);
+    float *V = aligned_alloc(sizeof(vf), sizeof(float) * 16 * WT * (size_t)CV);
+    float *M = aligned_alloc(sizeof(vf), sizeof(float) * 16 * WT * (size_t)CP);
+    if (!U || !V || !M) {
+        free(U);
+        free(V);
+        free(M);
+        return -1;
+    }
+    memset(V, 0, sizeof(float) * 16 * WT * (size_t)CV); /* the tiles a last block does not have */
+    for (int ci = 0; ci < C; ci++)
+        for (int c0 = 0; c0 < CP; c0 += VL) {
+            vf g[3][3], t[4][3];
+            for (int k = 0; k < 9; k++) g[k / 3][k % 3] = load(w + ((size_t)k * C + ci) * CP + c0);
+            for (int j = 0; j < 3; j++) {
+                t[0][j] = g[0][j];
+                t[1][j] = (g[0][j] + g[1][j] + g[2][j]) * 0.5f;
+                t[2][j] = (g[0][j] - g[1][j] + g[2][j]) * 0.5f;
+                t[3][j] = g[2][j];
+            }
+            for (int i = 0; i < 4; i++) {
+                const vf u[4] = {t[i][0], (t[i][0] + t[i][1] + t[i][2]) * 0.5f, (t[i][0] - t[i][1] + t[i][2]) * 0.5f,
+                                 t[i][2]};
+                for (int j = 0; j < 4; j++) memcpy(U + ((size_t)(i * 4 + j) * C + ci) * CP + c0, &u[j], sizeof(vf));
+            }
+        }
+    for (int n = 0; n < N; n++)
+        for (int ti = 0; ti < TH; ti++)
+            for (int tj0 = 0; tj0 < TW; tj0 += WT) {
+                const int nt = TW - tj0 < WT ? TW - tj0 : WT;
+                winograd_inputs(x + (size_t)n * H * W * C, H, W, C, ti, tj0, nt, ph, pw, V, (size_t)WT * CV);
+                for (int xi = 0; xi < 16; xi++)
+                    for (int c0 = 0; c0 < CP; c0 += VL) {
+                        vf acc[WT] = {{0}};
+                        const float *v = V + (size_t)xi * WT * CV, *u = U + (size_t)xi * C * CP + c0;
+                        for (int ci = 0; ci < C; ci++) {
+                            const vf uv = load(u + (size_t)ci * CP);
+                            for (int t = 0; t < WT; t++) acc[t] += v[(size_t)t * CV + ci] * uv;
+                        }
+                        for (int t = 0; t < WT; t++) memcpy(M + ((size_t)xi * WT + t) * CP + c0, &acc[t], sizeof(vf));
+                    }
+                for (int t = 0; t < nt; t++)
+                    for (int c0 = 0; c0 < Co; c0 += VL) {
+                        const int lanes = Co - c0 < VL ? Co - c0 : VL;
+                        const vf b0 = !bias ? (vf){0} : lanes == VL ? load(bias + c0) : load_part(bias + c0, lanes);
+                        vf m[4][4], a[2][4];
+                        for (int xi = 0; xi < 16; xi++) m[xi / 4][xi % 4] = load(M + ((size_t)xi * WT + t) * CP + c0);
+                        for (int j = 0; j < 4; j++) {
+                            a[0][j] = m[0][j] + m[1][j] + m[2][j];
+                            a[1][j] = m[1][j] - m[2][j] - m[3][j];
+                        }
+                        for (int i = 0; i < 2 && 2 * ti + i < OH; i++) {
+                            const vf o[2] = {b0 + (a[i][0] + a[i][1] + a[i][2]), b0 + (a[i][1] - a[i][2] - a[i][3])};
+                            for (int j = 0; j < 2 && 2 * (tj0 + t) + j < OW; j++)
+                                store(y + ((size_t)(n * OH + 2 * ti + i) * OW + 2 * (tj0 + t) + j) * Co + c0, o[j], lanes);
+                        }
+                    }
+            }
+    free(U);
+    free(V);
+    free(M);
+    return 0;
+}
+
 /* y[n, oh, ow, co] = bias[co] + sum_{kh, kw, ci} x[n, oh + kh - ph, ow + kw - pw, ci] * w[kh, kw, ci, co]
  * (x zero outside), for oh < OH = H + 2 ph - KH + 1, ow < OW likewise. w is packed (KH, KW, C, CP) with
  * CP = Co rounded up to VL, zeros beyond Co; bias[Co] or NULL. Returns -1 when out of memory.
  * (Accumulators are indexed by constants only, so that they stay in registers.) */
 int conv_forward(const float *x, int N, int H, int W, int C, const float *w, const float *bias, int KH,
                  int KW, int ph, int pw, float *y, int Co) {
+    if (KH == 3 && KW == 3 && C >= WINOGRAD_MIN_C) return conv3x3_winograd(x, N, H, W, C, w, bias, ph, pw, y, Co);
     const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1, CP = (Co + VL - 1) / VL * VL;
     float *seg = malloc(sizeof(float) * B * (size_t)C); /* a block's inputs where it meets the padding */
     if (!seg) return -1;
@@ -192,9 +317,9 @@ void pack_kernel(const float *w, int64_t s0, int64_t s1, int64_t s2, int64_t s3,
 }
 
 /* Max pooling with a (KH, KW) window and the same stride, no padding, on x[N, H, W, C]: y[N, OH, OW, C]
- * with OH = H / KH, OW = W / KW, and at[N, OH, OW, C] = the position in its window (kh * KW + kw < 256)
+ * with OH = H / KH, OW = W / KW, and at[N, OH, OW, C] = the position in its window (kh * KW + kw)
  * of each maximum: the first in row-major window order when tied, the last NaN (as PyTorch's). */
-void max_pool_forward(const float *x, int N, int H, int W, int C, int KH, int KW, float *y, uint8_t *at) {
+void max_pool_forward(const float *x, int N, int H, int W, int C, int KH, int KW, float *y, int32_t *at) {
     const int OH = H / KH, OW = W / KW;
     for (int n = 0; n < N; n++)
         for (int oh = 0; oh < OH; oh++)
@@ -211,16 +336,16 @@ void max_pool_forward(const float *x, int N, int H, int W, int C, int KH, int KW
                         where = ((vi){0} + k & take) | (where & ~take);
                     }
                     memcpy(y + o + c, &best, sizeof best);
-                    for (int l = 0; l < VL; l++) at[o + c + l] = (uint8_t)where[l];
+                    memcpy(at + o + c, &where, sizeof where);
                 }
                 for (; c < C; c++) {
                     float best = first[c];
-                    uint8_t where = 0;
+                    int32_t where = 0;
                     for (int k = 1; k < KH * KW; k++) {
                         const float v = first[((size_t)(k / KW) * W + k % KW) * C + c];
                         if (v > best || v != v) {
                             best = v;
-                            where = (uint8_t)k;
+                            where = k;
                         }
                     }
                     y[o + c] = best;
@@ -231,7 +356,7 @@ void max_pool_forward(const float *x, int N, int H, int W, int C, int KH, int KW
 
 /* dx[N, H, W, C] = dy[N, OH, OW, C] at the maxima max_pool_forward found, zero elsewhere (each element
  * written once) */
-void max_pool_backward(const float *dy, const uint8_t *at, int N, int H, int W, int C, int KH, int KW, float *dx) {
+void max_pool_backward(const float *dy, const int32_t *at, int N, int H, int W, int C, int KH, int KW, float *dx) {
     const int OH = H / KH, OW = W / KW;
     if (H % KH || W % KW) /* rows or columns no window covers */
         memset(dx, 0, sizeof(float) * (size_t)N * H * W * C);
@@ -245,9 +370,9 @@ void max_pool_backward(const float *dy, const uint8_t *at, int N, int H, int W, 
                         float *to = first + ((size_t)kh * W + kw) * C;
                         int c = 0;
                         for (; c + VL <= C; c += VL) {
-                            vu8 where;
+                            vi where;
                             memcpy(&where, at + o + c, sizeof where);
-                            const vi keep = __builtin_convertvector(where, vi) == k;
+                            const vi keep = where == k;
                             const vi value = (vi)load(dy + o + c) & keep;
                             memcpy(to + c, &value, sizeof value);
                         }

@@ -175,7 +175,7 @@ class _MaxPool2d(Function):
         x = _nhwc(x)
         n, c, h, w = x.shape
         y = torch.empty((n, c, h // kh, w // kw), memory_format=torch.channels_last)
-        where = torch.empty(y.shape, dtype=torch.uint8)  # position in the window
+        where = torch.empty(y.shape, dtype=torch.int32)  # position in the window
         library().max_pool_forward(x.data_ptr(), n, h, w, c, kh, kw, y.data_ptr(), where.data_ptr())
         ctx.save_for_backward(where)
         ctx.geometry = n, h, w, c, kh, kw
@@ -263,8 +263,7 @@ def linear_supported(m: nn.Module) -> bool:
 
 def pool_supported(m: nn.Module) -> bool:
     return (type(m) is nn.MaxPool2d and _pair(m.stride) == _pair(m.kernel_size) and _pair(m.padding) == (0, 0)
-            and _pair(m.dilation) == (1, 1) and not m.ceil_mode and not m.return_indices
-            and _pair(m.kernel_size)[0] * _pair(m.kernel_size)[1] <= 256)
+            and _pair(m.dilation) == (1, 1) and not m.ceil_mode and not m.return_indices)
 
 
 def use_native_kernels(model: nn.Module) -> int:
