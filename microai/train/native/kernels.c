@@ -24,7 +24,7 @@
 #define VL 8
 #endif
 #define B 8  /* output positions per block of conv_forward: B accumulators */
-#define CB 8 /* input channels per pass of conv_backward_weight: CB accumulators */
+#define CB_MAX 12 /* the widest block of conv_backward_weight (block_width): that many accumulators */
 typedef float vf __attribute__((vector_size(VL * sizeof(float))));
 /* (VL, for the callers that size packed kernels) */
 int vector_lanes(void) { return VL; }
@@ -180,7 +180,8 @@ int conv_forward(const float *x, int N, int H, int W, int C, const float *w, con
                  int KW, int ph, int pw, float *y, int Co) {
     if (KH == 3 && KW == 3 && C >= WINOGRAD_MIN_C) return conv3x3_winograd(x, N, H, W, C, w, bias, ph, pw, y, Co);
     const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1, CP = (Co + VL - 1) / VL * VL;
-    float *seg = malloc(sizeof(float) * B * (size_t)C); /* a block's inputs where it meets the padding */
+    const int span = B + KW - 1; /* input columns of a block of B outputs */
+    float *seg = malloc(sizeof(float) * span * (size_t)C); /* a block's inputs where it meets the padding */
     if (!seg) return -1;
     for (int n = 0; n < N; n++)
         for (int oh = 0; oh < OH; oh++)
@@ -194,22 +195,21 @@ int conv_forward(const float *x, int N, int H, int W, int C, const float *w, con
                     for (int kh = 0; kh < KH; kh++) {
                         const int ih = oh + kh - ph;
                         if (ih < 0 || ih >= H) continue;
-                        const float *row = x + ((size_t)(n * H + ih) * W) * C;
-                        for (int kw = 0; kw < KW; kw++) {
-                            const int iw0 = ow0 + kw - pw;
-                            const float *xp = seg;
-                            if (iw0 >= 0 && iw0 + B <= W) xp = row + (size_t)iw0 * C;
-                            else
-                                for (int j = 0; j < B; j++) {
-                                    const int iw = iw0 + j;
-                                    if (iw >= 0 && iw < W) memcpy(seg + (size_t)j * C, row + (size_t)iw * C, sizeof(float) * C);
-                                    else memset(seg + (size_t)j * C, 0, sizeof(float) * C);
-                                }
-                            const float *wk = w + ((size_t)(kh * KW + kw) * C) * CP + c0;
-                            for (int ci = 0; ci < C; ci++) {
-                                const vf wv = load(wk + (size_t)ci * CP);
-                                for (int j = 0; j < B; j++) acc[j] += xp[j * C + ci] * wv;
+                        /* the taps (kw, ci) of output ow0 + j: KW * C consecutive floats, m = kw * C + ci from
+                         * input column ow0 + j - pw */
+                        const float *row = x + ((size_t)(n * H + ih) * W) * C, *xp = seg;
+                        const int iw0 = ow0 - pw;
+                        if (iw0 >= 0 && iw0 + span <= W) xp = row + (size_t)iw0 * C;
+                        else
+                            for (int j = 0; j < span; j++) {
+                                const int iw = iw0 + j;
+                                if (iw >= 0 && iw < W) memcpy(seg + (size_t)j * C, row + (size_t)iw * C, sizeof(float) * C);
+                                else memset(seg + (size_t)j * C, 0, sizeof(float) * C);
                             }
+                        const float *wk = w + (size_t)kh * KW * C * CP + c0;
+                        for (int m = 0; m < KW * C; m++) {
+                            const vf wv = load(wk + (size_t)m * CP);
+                            for (int j = 0; j < B; j++) acc[j] += xp[j * C + m] * wv;
                         }
                     }
                     float *out = y + ((size_t)(n * OH + oh) * OW + ow0) * Co + c0;
@@ -221,6 +221,28 @@ int conv_forward(const float *x, int N, int H, int W, int C, const float *w, con
     return 0;
 }
 
+/* Of 8, 9 and 12 values of m per block of conv_backward_weight, the width that pads M the least (the
+ * wider when tied: fewer loads per multiply-add) */
+static int block_width(int M) {
+    int best = 8;
+    for (int cb = 9; cb <= CB_MAX; cb += 3)
+        if ((M + cb - 1) / cb * cb <= (M + best - 1) / best * best) best = cb;
+    return best;
+}
+
+/* s[j] += sum over ow < OW, in order, of xp[ow * C + j] * d[ow * Co] (the first `lanes` channels), j < cb */
+static inline __attribute__((always_inline)) void kernel_grad_block(vf *s, const float *xp, int C, const float *d,
+                                                                    int Co, int OW, int lanes, const int cb) {
+    vf acc[CB_MAX];
+    for (int j = 0; j < cb; j++) acc[j] = s[j];
+    for (int ow = 0; ow < OW; ow++) {
+        const float *dp = d + (size_t)ow * Co;
+        const vf dv = lanes == VL ? load(dp) : load_part(dp, lanes);
+        for (int j = 0; j < cb; j++) acc[j] += xp[(size_t)ow * C + j] * dv;
+    }
+    for (int j = 0; j < cb; j++) s[j] = acc[j];
+}
+
 /* dw[co, ci, kh, kw] (PyTorch's layout, plain) = the sum over shards, in order, of each shard's
  * sum_{n, oh, ow} x[n, oh + kh - ph, ow + kw - pw, ci] * dy[n, oh, ow, co], the terms in the order of
  * (n, oh, ow) (x zero outside: adding 0 * dy leaves a sum unchanged); db[co] likewise of dy[..., co]
@@ -230,14 +252,14 @@ int conv_forward(const float *x, int N, int H, int W, int C, const float *w, con
  *
  * For one kernel row kh, the taps (kw, ci) of an output position are KW * C consecutive floats of the
  * input row padded with pw zero columns on each side, m = kw * C + ci from (ow * C): sums run over blocks
- * of CB values of m (the last block's extra values read zeros and are not kept), row after row, with the
+ * of cb values of m (the last block's extra values read zeros and are not kept), row after row, with the
  * running sums kept in `sums` between rows so that the rows stay in cache. */
 int conv_backward_weight(const float *x, int H, int W, int C, const float *dy, int Co, int KH, int KW,
                          int ph, int pw, const int *edges, int shards, float *dw, float *db) {
     const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1;
-    const int tiles = (Co + VL - 1) / VL, M = KW * C, blocks = (M + CB - 1) / CB;
-    const size_t padded = (size_t)(W + 2 * pw) * C + CB;
-    const size_t count = (size_t)tiles * KH * blocks * CB;
+    const int tiles = (Co + VL - 1) / VL, M = KW * C, cb = block_width(M), blocks = (M + cb - 1) / cb;
+    const size_t padded = (size_t)(W + 2 * pw) * C + cb;
+    const size_t count = (size_t)tiles * KH * blocks * cb;
     vf *sums = aligned_alloc(sizeof(vf), count * sizeof(vf)); /* a multiple of its alignment */
     float *row = calloc(padded, sizeof(float));
     if (!sums || !row) {
@@ -257,16 +279,13 @@ int conv_backward_weight(const float *x, int H, int W, int C, const float *dy, i
                     for (int t = 0; t < tiles; t++) {
                         const int c0 = t * VL, lanes = Co - c0 < VL ? Co - c0 : VL;
                         for (int b = 0; b < blocks; b++) {
-                            vf *s = sums + ((size_t)(t * KH + kh) * blocks + b) * CB;
-                            vf acc[CB];
-                            for (int j = 0; j < CB; j++) acc[j] = s[j];
-                            for (int ow = 0; ow < OW; ow++) {
-                                const float *dp = d + (size_t)ow * Co + c0;
-                                const vf dv = lanes == VL ? load(dp) : load_part(dp, lanes);
-                                const float *xp = row + (size_t)ow * C + b * CB;
-                                for (int j = 0; j < CB; j++) acc[j] += xp[j] * dv;
+                            vf *s = sums + ((size_t)(t * KH + kh) * blocks + b) * cb;
+                            const float *xp = row + (size_t)b * cb;
+                            switch (cb) { /* the block width a compile-time constant: accumulators in registers */
+                            case 9: kernel_grad_block(s, xp, C, d + c0, Co, OW, lanes, 9); break;
+                            case 12: kernel_grad_block(s, xp, C, d + c0, Co, OW, lanes, 12); break;
+                            default: kernel_grad_block(s, xp, C, d + c0, Co, OW, lanes, 8); break;
                             }
-                            for (int j = 0; j < CB; j++) s[j] = acc[j];
                         }
                     }
                 }
@@ -274,7 +293,7 @@ int conv_backward_weight(const float *x, int H, int W, int C, const float *dy, i
         for (int t = 0; t < tiles; t++)
             for (int kh = 0; kh < KH; kh++)
                 for (int m = 0; m < M; m++) {
-                    const vf v = sums[(size_t)(t * KH + kh) * blocks * CB + m];
+                    const vf v = sums[(size_t)(t * KH + kh) * blocks * cb + m];
                     for (int l = 0; l < VL && t * VL + l < Co; l++) {
                         float *to = dw + (((size_t)(t * VL + l) * C + m % C) * KH + kh) * KW + m / C;
                         *to = shard ? *to + v[l] : v[l];
@@ -285,7 +304,8 @@ int conv_backward_weight(const float *x, int H, int W, int C, const float *dy, i
             for (int t = 0; t < tiles; t++) {
                 const int c0 = t * VL, lanes = Co - c0 < VL ? Co - c0 : VL;
                 vf acc = {0};
-                for (size_t p = first; p < last; p++) acc += load_part(dy + p * Co + c0, lanes);
+                for (size_t p = first; p < last; p++)
+                    acc += lanes == VL ? load(dy + p * Co + c0) : load_part(dy + p * Co + c0, lanes);
                 for (int l = 0; l < lanes; l++) db[c0 + l] = shard ? db[c0 + l] + acc[l] : acc[l];
             }
         }
