@@ -14,9 +14,10 @@ from torch import nn
 from microai.models import build_model
 from microai.quant.qat import calibrate, prepare_qat, train_qat
 from microai.quant.qat_modules import QuantLayer
-from microai.train import TrainConfig, predict, train
+from microai.train import TrainConfig, parallel, predict, train
 from microai.train.native import ops as native_ops
 from microai.train.parallel import ShardedStep, ShardingError, shard_bounds
+from microai.train.shard import ShardRunner
 from microai.train.workers import WorkerError
 
 SHAPE = (9, 128)  # UCI-HAR's, where PyTorch's own multi-threaded kernels change the weights
@@ -312,3 +313,17 @@ def test_qat_in_one_pass_gives_the_bits_of_the_shards_one_by_one(shape: tuple, s
     apart = trained(False)
     assert one_pass[0] == apart[0]
     assert all(torch.equal(a, b) for a, b in zip(one_pass[1], apart[1], strict=True))
+
+
+def test_a_batch_over_the_one_pass_limit_runs_shard_by_shard_with_the_same_bits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    passes = []
+    run_together = ShardRunner.run_together
+    monkeypatch.setattr(ShardRunner, "run_together",
+                        lambda self, *args: passes.append(1) or run_together(self, *args))
+    one_pass = _bytes(_trained(1))
+    assert passes
+    passes.clear()
+    monkeypatch.setattr(parallel, "ONE_PASS_MAX_VALUES", 64 * 9 * 128 - 1)  # one batch of 64 more
+    assert _bytes(_trained(1)) == one_pass
+    assert not passes

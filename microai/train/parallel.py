@@ -16,9 +16,9 @@ convolutions (stride 1), linear layers and max poolings run on MicroAI's own ker
 set-up than in arithmetic. With one thread, a replica whose every layer computes each shard as the
 shard alone would (``microai.train.shard.examples_independent``: the native layers, and the QAT
 quantizers of per-layer formats, which quantize each shard's slice in that shard's format; no batch
-norm or dropout) computes all shards in one pass, its native layers keeping each shard's kernel
-gradients apart: the same bits as shard by shard, with one pass's per-operation cost instead of one
-per shard.
+norm or dropout) computes all shards of a batch of up to ``ONE_PASS_MAX_VALUES`` input values in one
+pass, its native layers keeping each shard's kernel gradients apart: the same bits as shard by shard,
+with one pass's per-operation cost instead of one per shard.
 
 State that a forward pass changes is merged the same way after every step: each shard starts from
 the model's buffers, and the model then takes BatchNorm running statistics averaged over the
@@ -69,6 +69,11 @@ __all__ = ["MIN_SHARD", "ShardedStep", "ShardingError", "default_threads", "infe
 
 #: A shard needs two examples at least (batch norm cannot train on one).
 MIN_SHARD = 2
+#: The largest batch (input values) whose shards one thread computes in one pass. One pass saves
+#: per-operation cost, which matters on small shards; a larger batch's activations, all alive at
+#: once, no longer stay in cache (GTSRB shape, QAT, 512 examples in 8 shards: 261 ms a step in one
+#: pass, 200 ms shard by shard). The bits are the same either way.
+ONE_PASS_MAX_VALUES = 1 << 20
 
 
 @contextmanager
@@ -204,7 +209,8 @@ class ShardedStep:
         if self.threads > 1 and len(shards) > 1:
             results = self._pool(x).run(self.steps, x, shards, loss_fn, lambda s: self._run(s, x, loss_fn))
         else:
-            results = self._run_together(shards, x, loss_fn) if self.together and len(shards) > 1 else None
+            together = self.together and len(shards) > 1 and x.numel() <= ONE_PASS_MAX_VALUES
+            results = self._run_together(shards, x, loss_fn) if together else None
         if results is None:
             results = [self._run(shard, x, loss_fn) for shard in shards]
         with torch.no_grad():
