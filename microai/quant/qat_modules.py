@@ -78,9 +78,7 @@ def _quantize_(t: torch.Tensor, frac: int, width: int, rounding: str, saturate: 
     rounding moves a value by less than 1.
     """
     clamp = saturate and (max_abs is None or _may_saturate(max_abs, 2.0 ** frac, width))
-    if abs(frac) <= MAX_EXACT_FRAC and rounding in ROUNDING_CODES and in_native_layout(t):
-        return quantize_slices_(t, whole(t), [frac], [clamp], width, rounding)
-    return _quantize_torch_(t, frac, width, rounding, clamp)
+    return _quantize_slices_(t, whole(t), [frac], [clamp], width, rounding)
 
 
 def _quantize_torch_(t: torch.Tensor, frac: int, width: int, rounding: str, clamp: bool) -> torch.Tensor:
@@ -128,16 +126,16 @@ def _max_abs(x: torch.Tensor) -> float:
     return max(-float(low), float(high))
 
 
-def _quantize_slices_(t: torch.Tensor, bounds: Sequence[tuple[int, int]], fracs: Sequence[int], width: int,
-                      rounding: str, max_abs: Sequence[float]) -> None:
-    """:func:`_quantize_` (saturated) of each slice ``t[start:stop]`` with its ``frac`` and ``max_abs``; in
-    one native call where it applies."""
-    if in_native_layout(t) and rounding in ROUNDING_CODES and all(abs(f) <= MAX_EXACT_FRAC for f in fracs):
-        saturate = [_may_saturate(m, 2.0 ** f, width) for m, f in zip(max_abs, fracs, strict=True)]
-        quantize_slices_(t, bounds, fracs, saturate, width, rounding)
-        return
-    for (start, stop), f, m in zip(bounds, fracs, max_abs, strict=True):
-        _quantize_(t[start:stop], f, width, rounding, True, m)
+def _quantize_slices_(t: torch.Tensor, bounds: Sequence[tuple[int, int]], fracs: Sequence[int],
+                      clamps: Sequence[bool], width: int, rounding: str) -> torch.Tensor:
+    """Each slice ``t[start:stop]`` quantized in place with its ``frac``, saturated where ``clamps`` says:
+    in one native call where the kernel applies (float32, every |frac| <= MAX_EXACT_FRAC), else by
+    :func:`_quantize_torch_` slice by slice (the same bits)."""
+    if rounding in ROUNDING_CODES and in_native_layout(t) and all(abs(f) <= MAX_EXACT_FRAC for f in fracs):
+        return quantize_slices_(t, bounds, fracs, clamps, width, rounding)
+    for (start, stop), frac, clamp in zip(bounds, fracs, clamps, strict=True):
+        _quantize_torch_(t[start:stop], frac, width, rounding, clamp)
+    return t
 
 
 def fake_quantize(x: torch.Tensor, frac: int, width: int, rounding: str, saturate: bool = True,
@@ -261,7 +259,7 @@ class FakeQuantizer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return fake_quantize(x, int(self.frac), self.width, self.rounding, in_place=self.in_place)
-        if self.group_ranges is None and (shards := current_pass()) is not None:
+        if self.per_shard and (shards := current_pass()) is not None:
             return self._forward_shards(x, shards)
         current = self.max_abs(x)
         return fake_quantize(x, self.observe_max(current), self.width, self.rounding, in_place=self.in_place,
@@ -275,10 +273,12 @@ class FakeQuantizer(nn.Module):
         buffers = self._buffers
         previous, first = buffers["range"].item(), not buffers["observed"].item()
         y = x if self.in_place else x.clone()
-        found = _max_abs_slices(y.detach(), shards.bounds)
+        values = y.detach()
+        found = _max_abs_slices(values, shards.bounds)
         ranges = [self._next_range(m, previous, first) for m in found]
         fracs = [frac_bits_for(r, self.width) for r in ranges]
-        _quantize_slices_(y.detach(), shards.bounds, fracs, self.width, self.rounding, found)
+        clamps = [_may_saturate(m, 2.0 ** f, self.width) for m, f in zip(found, fracs, strict=True)]
+        _quantize_slices_(values, shards.bounds, fracs, clamps, self.width, self.rounding)
         self._keep_range(max(ranges), first)
         shards.formats[id(buffers["frac"])] = tuple(fracs)
         return y
@@ -394,17 +394,21 @@ class QuantLayer(nn.Module):
         n_accs = {f + kernel_frac for f in input_fracs}
         shard_bias = None
         if len(n_accs) == 1:
-            n_acc = n_accs.pop()
-            if bias_frac > n_acc:  # align(b, n_b -> n_acc) is a right shift
-                b = fake_quantize(b, n_acc, 32, self.shift_rounding, saturate=False, in_place=fresh)
+            b = self._aligned(b, bias_frac, n_accs.pop(), in_place=fresh)
         else:  # each shard's bias aligned to its accumulator, the gradient to b (straight through)
             with torch.no_grad():
-                shard_bias = torch.stack([
-                    fake_quantize(b, f + kernel_frac, 32, self.shift_rounding, saturate=False)
-                    if bias_frac > f + kernel_frac else b for f in input_fracs])
+                shard_bias = torch.stack([self._aligned(b, bias_frac, f + kernel_frac) for f in input_fracs])
         y = layer_forward(layer, x, w, b, shard_bias)
         y = modules["output_q"](y)
         return y if y.dtype == torch.float32 else y.float()
+
+
+    def _aligned(self, b: torch.Tensor, bias_frac: int, n_acc: int, in_place: bool = False) -> torch.Tensor:
+        """``b`` (``bias_frac`` fractional bits) aligned to an accumulator of ``n_acc``: a right shift when
+        ``bias_frac > n_acc``, else ``b`` itself (a left shift is exact)."""
+        if bias_frac <= n_acc:
+            return b
+        return fake_quantize(b, n_acc, 32, self.shift_rounding, saturate=False, in_place=in_place)
 
 
 def prepare_layers(layers: list[QuantLayer]) -> None:

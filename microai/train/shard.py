@@ -88,12 +88,8 @@ class ShardRunner:
             stash: list[torch.Tensor]) -> Outcome:
         """(loss, logits, gradients with the model's shapes, changed buffer positions); the changed
         buffers are copied to ``stash``."""
-        replica = self.replica
-        self._sync(step)
-        versions = [b._version for b in replica.buffers]
-        for p in replica.params:
-            p.grad = None
-        logits = replica.module(x)
+        versions = self._start(step)
+        logits = self.replica.module(x)
         loss = loss_fn(logits, *shard.targets) * shard.weight
         loss.backward()
         return loss.detach(), logits.detach(), self._grads(), self._keep_changed(step, versions, stash)
@@ -106,15 +102,11 @@ class ShardRunner:
         (the QAT quantizers) keep what merging the shards' states would (see ``ShardPass``). None when
         the pass could not keep the shards apart (a layer called twice, or on PyTorch's kernels: see
         ``ShardPass.per_shard``)."""
-        replica = self.replica
-        self._sync(step)
-        versions = [b._version for b in replica.buffers]
-        for p in replica.params:
-            p.grad = None
+        versions = self._start(step)
         with shard_pass([(shard.start, shard.stop) for shard in shards]) as current:
-            logits = replica.module(x)
+            logits = self.replica.module(x)
         if not current.per_shard:
-            replica.step = 0  # the pass may have changed its buffers: all of them are given again
+            self.replica.step = 0  # the pass may have changed its buffers: all of them are given again
             return None
         loss = None
         for shard in shards:
@@ -122,6 +114,13 @@ class ShardRunner:
             loss = term if loss is None else loss + term
         loss.backward()
         return loss.detach(), logits.detach(), self._grads(), self._keep_changed(step, versions, stash)
+
+    def _start(self, step: int) -> list[int]:
+        """Give the replica the step's state and clear its gradients; return its buffers' versions."""
+        self._sync(step)
+        for p in self.replica.params:
+            p.grad = None
+        return [b._version for b in self.replica.buffers]
 
     def _keep_changed(self, step: int, versions: list[int], stash: list[torch.Tensor]) -> list[int]:
         """The positions of the buffers of the replica's modules one of whose buffers changed since

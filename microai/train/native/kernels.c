@@ -49,6 +49,10 @@ static inline void store(float *p, vf v, int lanes) {
     else store_part(p, v, lanes);
 }
 
+/* The first `lanes` floats at p, zeros after (a full vector without the stack copy of load_part, whose
+ * reload stalls store forwarding) */
+static inline vf load_lanes(const float *p, int lanes) { return lanes == VL ? load(p) : load_part(p, lanes); }
+
 /* Winograd's F(2 x 2, 3 x 3) for 3 x 3 kernels: each 2 x 2 tile of outputs from the 4 x 4 tile of inputs
  * that covers it, with V = B^T d B (the input tile transformed, per input channel), U = G g G^T (the
  * kernel transformed, per channel pair), M[xi] = sum_ci V[xi, ci] U[xi, ci] (ci in order) and the tile
@@ -64,8 +68,7 @@ static inline void winograd_input(const float *p, size_t rs, size_t cs, int rows
     vf d[4][4], e[4][4];
     for (int r = 0; r < 4; r++)
         for (int s = 0; s < 4; s++)
-            d[r][s] = !(rows >> r & cols >> s & 1) ? (vf){0}
-                      : lanes == VL ? load(p + r * rs + s * cs) : load_part(p + r * rs + s * cs, lanes);
+            d[r][s] = rows >> r & cols >> s & 1 ? load_lanes(p + r * rs + s * cs, lanes) : (vf){0};
     for (int s = 0; s < 4; s++) { /* B^T d */
         e[0][s] = d[0][s] - d[2][s];
         e[1][s] = d[1][s] + d[2][s];
@@ -152,7 +155,7 @@ static int conv3x3_winograd(const float *x, int N, int H, int W, int C, const fl
                 for (int t = 0; t < nt; t++)
                     for (int c0 = 0; c0 < Co; c0 += VL) {
                         const int lanes = Co - c0 < VL ? Co - c0 : VL;
-                        const vf b0 = !bias ? (vf){0} : lanes == VL ? load(bias + c0) : load_part(bias + c0, lanes);
+                        const vf b0 = !bias ? (vf){0} : load_lanes(bias + c0, lanes);
                         vf m[4][4], a[2][4];
                         for (int xi = 0; xi < 16; xi++) m[xi / 4][xi % 4] = load(M + ((size_t)xi * WT + t) * CP + c0);
                         for (int j = 0; j < 4; j++) {
@@ -187,7 +190,7 @@ int conv_forward(const float *x, int N, int H, int W, int C, const float *w, con
         for (int oh = 0; oh < OH; oh++)
             for (int c0 = 0; c0 < Co; c0 += VL) {
                 const int lanes = Co - c0 < VL ? Co - c0 : VL;
-                const vf b0 = !bias ? (vf){0} : lanes == VL ? load(bias + c0) : load_part(bias + c0, lanes);
+                const vf b0 = !bias ? (vf){0} : load_lanes(bias + c0, lanes);
                 for (int ow0 = 0; ow0 < OW; ow0 += B) {
                     const int nb = OW - ow0 < B ? OW - ow0 : B;
                     vf acc[B];
@@ -237,7 +240,7 @@ static inline __attribute__((always_inline)) void kernel_grad_block(vf *s, const
     for (int j = 0; j < cb; j++) acc[j] = s[j];
     for (int ow = 0; ow < OW; ow++) {
         const float *dp = d + (size_t)ow * Co;
-        const vf dv = lanes == VL ? load(dp) : load_part(dp, lanes);
+        const vf dv = load_lanes(dp, lanes);
         for (int j = 0; j < cb; j++) acc[j] += xp[(size_t)ow * C + j] * dv;
     }
     for (int j = 0; j < cb; j++) s[j] = acc[j];
@@ -304,8 +307,7 @@ int conv_backward_weight(const float *x, int H, int W, int C, const float *dy, i
             for (int t = 0; t < tiles; t++) {
                 const int c0 = t * VL, lanes = Co - c0 < VL ? Co - c0 : VL;
                 vf acc = {0};
-                for (size_t p = first; p < last; p++)
-                    acc += lanes == VL ? load(dy + p * Co + c0) : load_part(dy + p * Co + c0, lanes);
+                for (size_t p = first; p < last; p++) acc += load_lanes(dy + p * Co + c0, lanes);
                 for (int l = 0; l < lanes; l++) db[c0 + l] = shard ? db[c0 + l] + acc[l] : acc[l];
             }
         }
