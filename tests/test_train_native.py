@@ -85,6 +85,16 @@ def test_3x3_convolutions_by_winograd_are_pytorchs(n: int, c: int, co: int, ph: 
     _assert_convolution_is_pytorchs(n, c, h, w, co, 3, 3, ph, pw, True, seed)
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3), st.integers(16, 48), st.integers(1, 48), st.integers(0, 2), st.integers(1, 3),
+       st.integers(1, 14), st.integers(0, 2**31 - 1))
+def test_1x3_convolutions_by_winograd_are_pytorchs(n: int, c: int, co: int, pw: int, h: int, w: int,
+                                                    seed: int) -> None:
+    """1 x 3 kernels (1D layers) over 16 channels or more (Winograd's F(4, 3): forward, and input gradient
+    when the outputs are 16 or more): every width modulo the tile of 4, every padding, vector tails."""
+    _assert_convolution_is_pytorchs(n, c, h, max(w, 3 - 2 * pw), co, 1, 3, 0, pw, True, seed)
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.integers(1, 3), st.integers(1, 40), st.integers(1, 3), st.integers(1, 3), st.integers(1, 4),
        st.integers(0, 3), st.integers(0, 2**31 - 1))
@@ -131,8 +141,9 @@ def _grads(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
 def _model() -> nn.Module:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 10, 3, padding=1), nn.ReLU(),
-                          nn.Conv2d(10, 12, 3, padding=1),  # Winograd's, forward and input gradient
-                          nn.MaxPool2d(2), nn.Conv2d(12, 9, (1, 3)), nn.Flatten(), nn.Linear(9 * 4 * 2, 5))
+                          nn.Conv2d(10, 16, 3, padding=1),  # Winograd F(2 x 2, 3 x 3): forward, input grad
+                          nn.MaxPool2d(2), nn.Conv2d(16, 9, (1, 3)),  # F(4, 3), forward
+                          nn.Flatten(), nn.Linear(9 * 4 * 2, 5))
     assert use_native_kernels(model) == 5
     return model
 

@@ -53,96 +53,135 @@ static inline void store(float *p, vf v, int lanes) {
  * reload stalls store forwarding) */
 static inline vf load_lanes(const float *p, int lanes) { return lanes == VL ? load(p) : load_part(p, lanes); }
 
-/* Winograd's F(2 x 2, 3 x 3) for 3 x 3 kernels: each 2 x 2 tile of outputs from the 4 x 4 tile of inputs
- * that covers it, with V = B^T d B (the input tile transformed, per input channel), U = G g G^T (the
- * kernel transformed, per channel pair), M[xi] = sum_ci V[xi, ci] U[xi, ci] (ci in order) and the tile
- * = bias + A^T M A: 16 products per channel pair and tile instead of 36. Every
- * step is a fixed sequence of operations per channel: the bits do not depend on the vector width. */
-#define WINOGRAD_MIN_C 8 /* fewer input channels: the transforms cost more than they save */
-#define WT 8             /* output tiles per block of the forward product: WT accumulators */
+/* Winograd's algorithm, F(2 x 2, 3 x 3) for 3 x 3 kernels and F(4, 3) along the columns for 1 x 3 kernels:
+ * each tile of outputs (2 x 2; 1 x 4) from the tile of inputs that covers it (4 x 4; 1 x 6), with V = B^T d B
+ * (the input tile transformed, per input channel), U = G g G^T (the kernel transformed, per channel pair),
+ * M[xi] = sum_ci V[xi, ci] U[xi, ci] (ci in order) and the output tile = bias + A^T M A: 16 products per
+ * channel pair instead of 36 (3 x 3), 6 instead of 12 (1 x 3; interpolation points 0, 1, -1, 2, -2 and
+ * infinity). Every step is a fixed sequence of operations per channel: the bits do not depend on the
+ * vector width. */
+#define WINOGRAD_MIN_C 8     /* 3 x 3: fewer input channels, the transforms cost more than they save */
+#define WINOGRAD_1D_MIN_C 16 /* 1 x 3 likewise */
+#define WT 8                 /* tiles per block of the product: WT accumulators */
 
-/* B^T d B of the 4 x 4 tile d[r][s] = p[r * rs + s * cs + c] (c < lanes; zero where bit r of rows or bit s
- * of cols is clear) into v[xi * stride] */
-static inline void winograd_input(const float *p, size_t rs, size_t cs, int rows, int cols, int lanes, float *v,
-                                  size_t stride) {
-    vf d[4][4], e[4][4];
-    for (int r = 0; r < 4; r++)
-        for (int s = 0; s < 4; s++)
-            d[r][s] = rows >> r & cols >> s & 1 ? load_lanes(p + r * rs + s * cs, lanes) : (vf){0};
-    for (int s = 0; s < 4; s++) { /* B^T d */
-        e[0][s] = d[0][s] - d[2][s];
-        e[1][s] = d[1][s] + d[2][s];
-        e[2][s] = d[2][s] - d[1][s];
-        e[3][s] = d[1][s] - d[3][s];
+/* d[i * s], i < a (4 or 6), set to B^T d */
+static inline void winograd_b(vf *d, int s, const int a) {
+    if (a == 4) {
+        const vf d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s];
+        d[0] = d0 - d2;
+        d[s] = d1 + d2;
+        d[2 * s] = d2 - d1;
+        d[3 * s] = d1 - d3;
+        return;
     }
-    for (int r = 0; r < 4; r++) { /* (B^T d) B */
-        const vf b[4] = {e[r][0] - e[r][2], e[r][1] + e[r][2], e[r][2] - e[r][1], e[r][1] - e[r][3]};
-        for (int s = 0; s < 4; s++) memcpy(v + (r * 4 + s) * stride, &b[s], sizeof(vf));
-    }
+    const vf d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
+    d[0] = 4.0f * (d0 - d2) + (d4 - d2);
+    d[s] = (d3 + d4) - 4.0f * (d1 + d2);
+    d[2 * s] = (d4 - d3) + 4.0f * (d1 - d2);
+    d[3 * s] = (d4 - d2) + 2.0f * (d3 - d1);
+    d[4 * s] = (d4 - d2) - 2.0f * (d3 - d1);
+    d[5 * s] = 4.0f * (d1 - d3) + (d5 - d3);
 }
 
-/* Bit i set where 0 <= first + i < size, i < 4 */
-static inline int inside(int first, int size) {
+/* g[i * s], i < a, set to G g of its first 3 */
+static inline void winograd_g(vf *g, int s, const int a) {
+    const vf g0 = g[0], g1 = g[s], g2 = g[2 * s];
+    if (a == 4) {
+        g[s] = (g0 + g1 + g2) * 0.5f;
+        g[2 * s] = (g0 - g1 + g2) * 0.5f;
+        g[3 * s] = g2;
+        return;
+    }
+    g[0] = g0 * 0.25f;
+    g[s] = (g0 + g1 + g2) * (-1.0f / 6);
+    g[2 * s] = (g0 - g1 + g2) * (-1.0f / 6);
+    g[3 * s] = g0 * (1.0f / 24) + g1 * (1.0f / 12) + g2 * (1.0f / 6);
+    g[4 * s] = g0 * (1.0f / 24) - g1 * (1.0f / 12) + g2 * (1.0f / 6);
+    g[5 * s] = g2;
+}
+
+/* m[i * s], i < a - 2, set to A^T m of the a */
+static inline void winograd_a(vf *m, int s, const int a) {
+    if (a == 4) {
+        const vf m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s];
+        m[0] = m0 + m1 + m2;
+        m[s] = m1 - m2 - m3;
+        return;
+    }
+    const vf m0 = m[0], m5 = m[5 * s];
+    const vf p12 = m[s] + m[2 * s], n12 = m[s] - m[2 * s], p34 = m[3 * s] + m[4 * s], n34 = m[3 * s] - m[4 * s];
+    m[0] = m0 + p12 + p34;
+    m[s] = n12 + 2.0f * n34;
+    m[2 * s] = p12 + 4.0f * p34;
+    m[3 * s] = n12 + 8.0f * n34 + m5;
+}
+
+/* Bit i set where 0 <= first + i < size, i < count */
+static inline int inside(int first, int count, int size) {
     int bits = 0;
-    for (int i = 0; i < 4; i++) bits |= (first + i >= 0 && first + i < size) << i;
+    for (int i = 0; i < count; i++) bits |= (first + i >= 0 && first + i < size) << i;
     return bits;
 }
 
-/* V[xi * stride + t * CV + c] for the tiles t < nt of tile row ti from tile column tj0: B^T d B of the
- * input tile at rows 2 ti - ph .. + 3 and columns 2 (tj0 + t) - pw .. + 3 of example x[H, W, C] (zeros
- * outside), CV = C rounded up to VL (zeros beyond C) */
-static void winograd_inputs(const float *x, int H, int W, int C, int ti, int tj0, int nt, int ph, int pw, float *V,
-                            size_t stride) {
-    const int CV = (C + VL - 1) / VL * VL, ih0 = 2 * ti - ph, rows = inside(ih0, H);
-    for (int t = 0; t < nt; t++) {
-        const int iw0 = 2 * (tj0 + t) - pw, cols = inside(iw0, W);
-        const float *p = x + ((ptrdiff_t)ih0 * W + iw0) * C; /* (outside x where rows or cols say so) */
-        float *v = V + (size_t)t * CV;
-        if (rows == 15 && cols == 15 && C == CV)
-            for (int c0 = 0; c0 < C; c0 += VL) winograd_input(p + c0, (size_t)W * C, C, 15, 15, VL, v + c0, stride);
-        else
-            for (int c0 = 0; c0 < C; c0 += VL)
-                winograd_input(p + c0, (size_t)W * C, C, rows, cols, C - c0 < VL ? C - c0 : VL, v + c0, stride);
-    }
+/* B^T d B of the tile d[r][s] = p[r * rs + s * cs] (the first `lanes` channels; zero where bit r of rows or
+ * bit s of cols is clear) into v[xi * stride], xi = r * a + s: a x a values (F(2 x 2, 3 x 3): a = 4, rows
+ * transformed first), or 1 x a (F(4, 3) along the columns: a = 6, one row) */
+static inline __attribute__((always_inline)) void winograd_input(const float *p, size_t rs, size_t cs, int rows,
+                                                                 int cols, int lanes, float *v, size_t stride,
+                                                                 const int a) {
+    const int ah = a == 4 ? 4 : 1;
+    vf d[16];
+    for (int r = 0; r < ah; r++)
+        for (int s = 0; s < a; s++)
+            d[r * a + s] = rows >> r & cols >> s & 1 ? load_lanes(p + r * rs + s * cs, lanes) : (vf){0};
+    if (ah > 1)
+        for (int s = 0; s < a; s++) winograd_b(d + s, a, a);
+    for (int r = 0; r < ah; r++) winograd_b(d + r * a, 1, a);
+    for (int xi = 0; xi < ah * a; xi++) memcpy(v + xi * stride, &d[xi], sizeof(vf));
 }
 
-/* conv_forward for 3 x 3 kernels (see above); w packed (3, 3, C, CP) */
-static int conv3x3_winograd(const float *x, int N, int H, int W, int C, const float *w, const float *bias, int ph,
-                            int pw, float *y, int Co) {
-    const int OH = H + 2 * ph - 2, OW = W + 2 * pw - 2, CP = (Co + VL - 1) / VL * VL, CV = (C + VL - 1) / VL * VL;
-    const int TH = (OH + 1) / 2, TW = (OW + 1) / 2;
-    float *U = aligned_alloc(sizeof(vf), sizeof(float) * 16 * (size_t)C * CP);
-    float *V = aligned_alloc(sizeof(vf), sizeof(float) * 16 * WT * (size_t)CV);
-    float *M = aligned_alloc(sizeof(vf), sizeof(float) * 16 * WT * (size_t)CP);
+/* conv_forward by Winograd's algorithm (see above): a = 4 for 3 x 3 kernels, 6 for 1 x 3; w packed
+ * (KH, 3, C, CP) */
+static inline __attribute__((always_inline)) int winograd(const float *x, int N, int H, int W, int C, const float *w,
+                                                          const float *bias, int ph, int pw, float *y, int Co,
+                                                          const int a) {
+    const int KH = a == 4 ? 3 : 1, ah = a == 4 ? 4 : 1, mh = a == 4 ? 2 : 1, mw = a - 2, XI = ah * a;
+    const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - 2, CP = (Co + VL - 1) / VL * VL, CV = (C + VL - 1) / VL * VL;
+    const int TH = (OH + mh - 1) / mh, TW = (OW + mw - 1) / mw;
+    float *U = aligned_alloc(sizeof(vf), sizeof(float) * XI * (size_t)C * CP);
+    float *V = aligned_alloc(sizeof(vf), sizeof(float) * XI * WT * (size_t)CV);
+    float *M = aligned_alloc(sizeof(vf), sizeof(float) * XI * WT * (size_t)CP);
     if (!U || !V || !M) {
         free(U);
         free(V);
         free(M);
         return -1;
     }
-    memset(V, 0, sizeof(float) * 16 * WT * (size_t)CV); /* the tiles a last block does not have */
+    memset(V, 0, sizeof(float) * XI * WT * (size_t)CV); /* the tiles a last block does not have */
     for (int ci = 0; ci < C; ci++)
         for (int c0 = 0; c0 < CP; c0 += VL) {
-            vf g[3][3], t[4][3];
-            for (int k = 0; k < 9; k++) g[k / 3][k % 3] = load(w + ((size_t)k * C + ci) * CP + c0);
-            for (int j = 0; j < 3; j++) {
-                t[0][j] = g[0][j];
-                t[1][j] = (g[0][j] + g[1][j] + g[2][j]) * 0.5f;
-                t[2][j] = (g[0][j] - g[1][j] + g[2][j]) * 0.5f;
-                t[3][j] = g[2][j];
-            }
-            for (int i = 0; i < 4; i++) {
-                const vf u[4] = {t[i][0], (t[i][0] + t[i][1] + t[i][2]) * 0.5f, (t[i][0] - t[i][1] + t[i][2]) * 0.5f,
-                                 t[i][2]};
-                for (int j = 0; j < 4; j++) memcpy(U + ((size_t)(i * 4 + j) * C + ci) * CP + c0, &u[j], sizeof(vf));
-            }
+            vf g[16];
+            for (int r = 0; r < KH; r++)
+                for (int s = 0; s < 3; s++) g[r * a + s] = load(w + ((size_t)(r * 3 + s) * C + ci) * CP + c0);
+            if (ah > 1)
+                for (int s = 0; s < 3; s++) winograd_g(g + s, a, a);
+            for (int r = 0; r < ah; r++) winograd_g(g + r * a, 1, a);
+            for (int xi = 0; xi < XI; xi++) memcpy(U + ((size_t)xi * C + ci) * CP + c0, &g[xi], sizeof(vf));
         }
     for (int n = 0; n < N; n++)
-        for (int ti = 0; ti < TH; ti++)
+        for (int ti = 0; ti < TH; ti++) {
+            const int ih0 = mh * ti - ph, rows = inside(ih0, ah, H);
+            const float *xn = x + (size_t)n * H * W * C;
             for (int tj0 = 0; tj0 < TW; tj0 += WT) {
                 const int nt = TW - tj0 < WT ? TW - tj0 : WT;
-                winograd_inputs(x + (size_t)n * H * W * C, H, W, C, ti, tj0, nt, ph, pw, V, (size_t)WT * CV);
-                for (int xi = 0; xi < 16; xi++)
+                for (int t = 0; t < nt; t++) { /* V[xi][t][CV] */
+                    const int iw0 = mw * (tj0 + t) - pw, cols = inside(iw0, a, W);
+                    const float *p = xn + ((ptrdiff_t)ih0 * W + iw0) * C; /* (outside x where rows or cols say so) */
+                    for (int c0 = 0; c0 < C; c0 += VL)
+                        winograd_input(p + c0, (size_t)W * C, C, rows, cols, C - c0 < VL ? C - c0 : VL,
+                                       V + (size_t)t * CV + c0, (size_t)WT * CV, a);
+                }
+                for (int xi = 0; xi < XI; xi++)
                     for (int c0 = 0; c0 < CP; c0 += VL) {
                         vf acc[WT] = {{0}};
                         const float *v = V + (size_t)xi * WT * CV, *u = U + (size_t)xi * C * CP + c0;
@@ -154,21 +193,20 @@ static int conv3x3_winograd(const float *x, int N, int H, int W, int C, const fl
                     }
                 for (int t = 0; t < nt; t++)
                     for (int c0 = 0; c0 < Co; c0 += VL) {
-                        const int lanes = Co - c0 < VL ? Co - c0 : VL;
+                        const int lanes = Co - c0 < VL ? Co - c0 : VL, ow0 = mw * (tj0 + t);
                         const vf b0 = !bias ? (vf){0} : load_lanes(bias + c0, lanes);
-                        vf m[4][4], a[2][4];
-                        for (int xi = 0; xi < 16; xi++) m[xi / 4][xi % 4] = load(M + ((size_t)xi * WT + t) * CP + c0);
-                        for (int j = 0; j < 4; j++) {
-                            a[0][j] = m[0][j] + m[1][j] + m[2][j];
-                            a[1][j] = m[1][j] - m[2][j] - m[3][j];
-                        }
-                        for (int i = 0; i < 2 && 2 * ti + i < OH; i++) {
-                            const vf o[2] = {b0 + (a[i][0] + a[i][1] + a[i][2]), b0 + (a[i][1] - a[i][2] - a[i][3])};
-                            for (int j = 0; j < 2 && 2 * (tj0 + t) + j < OW; j++)
-                                store(y + ((size_t)(n * OH + 2 * ti + i) * OW + 2 * (tj0 + t) + j) * Co + c0, o[j], lanes);
-                        }
+                        vf m[16];
+                        for (int xi = 0; xi < XI; xi++) m[xi] = load(M + ((size_t)xi * WT + t) * CP + c0);
+                        if (ah > 1)
+                            for (int s = 0; s < a; s++) winograd_a(m + s, a, a);
+                        for (int r = 0; r < mh; r++) winograd_a(m + r * a, 1, a);
+                        for (int i = 0; i < mh && mh * ti + i < OH; i++)
+                            for (int j = 0; j < mw && ow0 + j < OW; j++)
+                                store(y + ((size_t)(n * OH + mh * ti + i) * OW + ow0 + j) * Co + c0, b0 + m[i * a + j],
+                                      lanes);
                     }
             }
+        }
     free(U);
     free(V);
     free(M);
@@ -181,7 +219,8 @@ static int conv3x3_winograd(const float *x, int N, int H, int W, int C, const fl
  * (Accumulators are indexed by constants only, so that they stay in registers.) */
 int conv_forward(const float *x, int N, int H, int W, int C, const float *w, const float *bias, int KH,
                  int KW, int ph, int pw, float *y, int Co) {
-    if (KH == 3 && KW == 3 && C >= WINOGRAD_MIN_C) return conv3x3_winograd(x, N, H, W, C, w, bias, ph, pw, y, Co);
+    if (KH == 3 && KW == 3 && C >= WINOGRAD_MIN_C) return winograd(x, N, H, W, C, w, bias, ph, pw, y, Co, 4);
+    if (KH == 1 && KW == 3 && C >= WINOGRAD_1D_MIN_C) return winograd(x, N, H, W, C, w, bias, ph, pw, y, Co, 6);
     const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1, CP = (Co + VL - 1) / VL * VL;
     const int span = B + KW - 1; /* input columns of a block of B outputs */
     float *seg = malloc(sizeof(float) * span * (size_t)C); /* a block's inputs where it meets the padding */
