@@ -285,10 +285,10 @@ def test_qat_in_one_pass_gives_the_bits_of_the_shards_one_by_one(shape: tuple, s
     bias to different accumulators: one pass keeps each shard's, bit for bit."""
     x, y = (torch.from_numpy(a) for a in _data(48, shape=shape))
     aligned_per_shard = []
-    conv_parts = native_ops._conv_parts
-    monkeypatch.setattr(native_ops, "_conv_parts",
-                        lambda x, kernel, parts, *rest: aligned_per_shard.append(len(parts) > 1)
-                        or conv_parts(x, kernel, parts, *rest))
+    conv = native_ops._conv
+    monkeypatch.setattr(native_ops, "_conv", lambda x, weight, bias, *rest, **options:
+                        aligned_per_shard.append(bias is not None and bias.dim() == 2)
+                        or conv(x, weight, bias, *rest, **options))
 
     def trained(together: bool) -> tuple[bytes, list[torch.Tensor]]:
         torch.manual_seed(0)

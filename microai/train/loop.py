@@ -122,8 +122,9 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, val: tuple[torch.
         history.update(val_loss=[], val_accuracy=[])
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    # foreach: one call per operation for all parameters, the same elementwise operations (same bits)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
+                                weight_decay=cfg.weight_decay, foreach=True)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, cfg.gamma)
     starts = [s for s in range(0, len(x), cfg.batch_size) if len(x) - s > 1 or s == 0]
     model.train()

@@ -215,7 +215,9 @@ class ShardedStep:
             results = [self._run(shard, x, loss_fn) for shard in shards]
         with torch.no_grad():
             for j, p in enumerate(self.params):
-                p.grad = _ordered_sum([r.grads[j] for r in results if r.grads[j] is not None])
+                grads = [r.grads[j] for r in results if r.grads[j] is not None]
+                # one result (computed in this process): its gradients are this step's own tensors
+                p.grad = grads[0] if len(grads) == 1 else _ordered_sum(grads)
             self._merge_buffers(results)
             loss = _ordered_sum([r.loss for r in results])
         return loss, torch.cat([r.logits for r in results])

@@ -26,8 +26,6 @@
 #define B 8  /* output positions per block of conv_forward: B accumulators */
 #define CB_MAX 12 /* the widest block of conv_backward_weight (block_width): that many accumulators */
 typedef float vf __attribute__((vector_size(VL * sizeof(float))));
-/* (VL, for the callers that size packed kernels) */
-int vector_lanes(void) { return VL; }
 typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));
 
 static inline vf load(const float *p) {
@@ -217,8 +215,8 @@ static inline __attribute__((always_inline)) int winograd(const float *x, int N,
  * (x zero outside), for oh < OH = H + 2 ph - KH + 1, ow < OW likewise. w is packed (KH, KW, C, CP) with
  * CP = Co rounded up to VL, zeros beyond Co; bias[Co] or NULL. Returns -1 when out of memory.
  * (Accumulators are indexed by constants only, so that they stay in registers.) */
-int conv_forward(const float *x, int N, int H, int W, int C, const float *w, const float *bias, int KH,
-                 int KW, int ph, int pw, float *y, int Co) {
+static int conv_packed(const float *x, int N, int H, int W, int C, const float *w, const float *bias, int KH,
+                       int KW, int ph, int pw, float *y, int Co) {
     if (KH == 3 && KW == 3 && C >= WINOGRAD_MIN_C) return winograd(x, N, H, W, C, w, bias, ph, pw, y, Co, 4);
     if (KH == 1 && KW == 3 && C >= WINOGRAD_1D_MIN_C) return winograd(x, N, H, W, C, w, bias, ph, pw, y, Co, 6);
     const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1, CP = (Co + VL - 1) / VL * VL;
@@ -261,6 +259,48 @@ int conv_forward(const float *x, int N, int H, int W, int C, const float *w, con
             }
     free(seg);
     return 0;
+}
+
+/* Packs PyTorch's w[co, ci, kh, kw] (at w + co * s0 + ci * s1 + kh * s2 + kw * s3: any memory format)
+ * for conv_forward: (KH, KW, Ci, CP) with CP = Co rounded up to VL, zeros beyond Co; transposed (for
+ * the input gradient, a forward convolution of dy): (KH, KW, Co, CiP) of the kernel flipped in space,
+ * wt[kh, kw, co, ci] = w[co, ci, KH - 1 - kh, KW - 1 - kw]. */
+static void pack_kernel(const float *w, int64_t s0, int64_t s1, int64_t s2, int64_t s3, int Co, int Ci, int KH, int KW,
+                        int transposed, float *out) {
+    const int outer = transposed ? Co : Ci, inner = transposed ? Ci : Co;
+    const int P = (inner + VL - 1) / VL * VL;
+    memset(out, 0, sizeof(float) * (size_t)KH * KW * outer * P);
+    for (int co = 0; co < Co; co++)
+        for (int ci = 0; ci < Ci; ci++)
+            for (int kh = 0; kh < KH; kh++)
+                for (int kw = 0; kw < KW; kw++) {
+                    const float v = w[co * s0 + ci * s1 + kh * s2 + kw * s3];
+                    if (transposed)
+                        out[(((size_t)(KH - 1 - kh) * KW + (KW - 1 - kw)) * Co + co) * P + ci] = v;
+                    else
+                        out[(((size_t)kh * KW + kw) * Ci + ci) * P + co] = v;
+                }
+}
+
+/* A convolution of x[N, H, W, C] with PyTorch's kernel w[co, ci, kh, kw] (strides s0..s3, packed here; see
+ * conv_packed): transposed, the input gradient's, of x = dy by the kernel flipped in space with co and ci
+ * swapped (C = its co, Co = its ci). The examples edges[p] <= n < edges[p + 1] of part p < parts take
+ * the bias at bias + p * bias_stride (bias_stride 0: one bias; bias NULL: none); N = edges[parts].
+ * Returns -1 when out of memory. */
+int conv_forward(const float *x, int H, int W, int C, const float *w, int64_t s0, int64_t s1, int64_t s2, int64_t s3,
+                 int transposed, const float *bias, int bias_stride, const int *edges, int parts, int KH, int KW,
+                 int ph, int pw, float *y, int Co) {
+    const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1, CP = (Co + VL - 1) / VL * VL;
+    float *packed = aligned_alloc(sizeof(vf), sizeof(float) * (size_t)KH * KW * C * CP);
+    if (!packed) return -1;
+    pack_kernel(w, s0, s1, s2, s3, transposed ? C : Co, transposed ? Co : C, KH, KW, transposed, packed);
+    int status = 0;
+    for (int p = 0; p < parts && !status; p++)
+        status = conv_packed(x + (size_t)edges[p] * H * W * C, edges[p + 1] - edges[p], H, W, C, packed,
+                             bias ? bias + (size_t)p * bias_stride : NULL, KH, KW, ph, pw,
+                             y + (size_t)edges[p] * OH * OW * Co, Co);
+    free(packed);
+    return status;
 }
 
 /* Of 8, 9 and 12 values of m per block of conv_backward_weight, the width that pads M the least (the
@@ -354,27 +394,6 @@ int conv_backward_weight(const float *x, int H, int W, int C, const float *dy, i
     free(sums);
     free(row);
     return 0;
-}
-
-/* Packs PyTorch's w[co, ci, kh, kw] (at w + co * s0 + ci * s1 + kh * s2 + kw * s3: any memory format)
- * for conv_forward: (KH, KW, Ci, CP) with CP = Co rounded up to VL, zeros beyond Co; transposed (for
- * the input gradient, a forward convolution of dy): (KH, KW, Co, CiP) of the kernel flipped in space,
- * wt[kh, kw, co, ci] = w[co, ci, KH - 1 - kh, KW - 1 - kw]. */
-void pack_kernel(const float *w, int64_t s0, int64_t s1, int64_t s2, int64_t s3, int Co, int Ci, int KH, int KW,
-                 int transposed, float *out) {
-    const int outer = transposed ? Co : Ci, inner = transposed ? Ci : Co;
-    const int P = (inner + VL - 1) / VL * VL;
-    memset(out, 0, sizeof(float) * (size_t)KH * KW * outer * P);
-    for (int co = 0; co < Co; co++)
-        for (int ci = 0; ci < Ci; ci++)
-            for (int kh = 0; kh < KH; kh++)
-                for (int kw = 0; kw < KW; kw++) {
-                    const float v = w[co * s0 + ci * s1 + kh * s2 + kw * s3];
-                    if (transposed)
-                        out[(((size_t)(KH - 1 - kh) * KW + (KW - 1 - kw)) * Co + co) * P + ci] = v;
-                    else
-                        out[(((size_t)kh * KW + kw) * Ci + ci) * P + co] = v;
-                }
 }
 
 /* Max pooling with a (KH, KW) window and the same stride, no padding, on x[N, H, W, C]: y[N, OH, OW, C]

@@ -27,12 +27,10 @@ FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-fno-trapping-math", "-s
 _P, _I, _L, _F = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
 #: argument types, and the result type of the functions that return a status
 _SIGNATURES = {
-    "conv_forward": [_P, _I, _I, _I, _I, _P, _P, _I, _I, _I, _I, _P, _I],
+    "conv_forward": [_P, _I, _I, _I, _P, _L, _L, _L, _L, _I, _P, _I, _P, _I, _I, _I, _I, _I, _P, _I],
     "conv_backward_weight": [_P, _I, _I, _I, _P, _I, _I, _I, _I, _I, _P, _I, _P, _P],
-    "pack_kernel": [_P, _L, _L, _L, _L, _I, _I, _I, _I, _I, _P],
     "max_pool_forward": [_P, _I, _I, _I, _I, _I, _I, _P, _P],
     "max_pool_backward": [_P, _P, _I, _I, _I, _I, _I, _I, _P],
-    "vector_lanes": [],
     "max_abs_slices": [_P, _L, _P, _I, _P],
     "quantize_slices": [_P, _L, _P, _I, _P, _P, _P, _F, _F, _I],
 }
@@ -70,7 +68,7 @@ def library() -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     for name, argtypes in _SIGNATURES.items():
         fn = getattr(lib, name)
-        fn.argtypes, fn.restype = argtypes, _I if name.startswith("conv") or name == "vector_lanes" else None
+        fn.argtypes, fn.restype = argtypes, _I if name.startswith("conv") else None
     return lib
 
 

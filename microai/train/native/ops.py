@@ -35,39 +35,28 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-@functools.cache
-def _lanes() -> int:
-    """The kernels' vector width: the channels of a packed kernel are padded to a multiple of it."""
-    return library().vector_lanes()
+@functools.lru_cache(maxsize=256)
+def _edges(bounds: tuple[tuple[int, int], ...]) -> ctypes.Array:
+    """The kernels' form of the shard ``bounds`` (start, stop): edges[s] <= n < edges[s + 1] in shard s."""
+    return (ctypes.c_int * (len(bounds) + 1))(*(start for start, _ in bounds), bounds[-1][1])
 
 
-def _packed(weight: torch.Tensor, transposed: bool) -> torch.Tensor:
-    co, ci, kh, kw = weight.shape
-    outer, inner = (co, ci) if transposed else (ci, co)
-    out = weight.new_empty(kh * kw * outer * -(-inner // _lanes()) * _lanes())
-    library().pack_kernel(weight.data_ptr(), *weight.stride(), co, ci, kh, kw, int(transposed),
-                          out.data_ptr())
-    return out
-
-
-def _conv(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, channels: int, kh: int,
-          kw: int, ph: int, pw: int) -> torch.Tensor:
-    """conv_forward of channels-last ``x`` with a packed ``kernel`` to ``channels`` outputs."""
-    return _conv_parts(x, kernel, [((0, len(x)), bias)], channels, kh, kw, ph, pw)
-
-
-def _conv_parts(x: torch.Tensor, kernel: torch.Tensor,
-                parts: Sequence[tuple[tuple[int, int], torch.Tensor | None]], channels: int, kh: int, kw: int,
-                ph: int, pw: int) -> torch.Tensor:
-    """conv_forward of channels-last ``x`` with a packed ``kernel``, each ``(start, stop)`` slice of the
-    batch in ``parts`` with its own bias."""
+def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ph: int, pw: int,
+          bounds: tuple[tuple[int, int], ...] | None = None, transposed: bool = False) -> torch.Tensor:
+    """conv_forward of channels-last ``x`` with PyTorch's ``weight``; ``transposed``: the input gradient's
+    convolution (``x`` is dy; the kernel flipped, inputs and outputs swapped). ``bias`` is ``(Co,)``, or
+    ``(shards, Co)``: shard s of ``bounds`` takes ``bias[s]``."""
     n, c, h, w = x.shape
+    co, ci, kh, kw = weight.shape
+    channels = ci if transposed else co
     y = torch.empty((n, channels, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1),
                     memory_format=torch.channels_last)
-    for (start, stop), bias in parts:
-        if library().conv_forward(x[start:].data_ptr(), stop - start, h, w, c, kernel.data_ptr(), _ptr(bias),
-                                  kh, kw, ph, pw, y[start:].data_ptr(), channels):
-            raise MemoryError("conv_forward: no memory for a block of inputs")
+    per_part = bias is not None and bias.dim() == 2
+    edges = _edges(bounds if per_part else ((0, n),))
+    if library().conv_forward(x.data_ptr(), h, w, c, weight.data_ptr(), *weight.stride(), int(transposed),
+                              _ptr(bias), bias.stride(0) if per_part else 0, edges, len(edges) - 1, kh, kw,
+                              ph, pw, y.data_ptr(), channels):
+        raise MemoryError("conv_forward: no memory for the packed kernel or a block of inputs")
     return y
 
 
@@ -125,9 +114,8 @@ def _weight_grads(x: torch.Tensor, dy: torch.Tensor, weight: torch.Tensor, with_
     _, _, h, w = x.shape
     dw = weight.new_empty((co, ci, kh, kw))
     db = weight.new_empty(co) if with_bias else None
-    edges = (ctypes.c_int * (len(bounds) + 1))(*(start for start, _ in bounds), bounds[-1][1])
-    if library().conv_backward_weight(x.data_ptr(), h, w, ci, dy.data_ptr(), co, kh, kw, ph, pw, edges,
-                                      len(bounds), dw.data_ptr(), _ptr(db)):
+    if library().conv_backward_weight(x.data_ptr(), h, w, ci, dy.data_ptr(), co, kh, kw, ph, pw,
+                                      _edges(bounds), len(bounds), dw.data_ptr(), _ptr(db)):
         raise MemoryError("conv_backward_weight: no memory for its sums")
     return dw, db
 
@@ -141,7 +129,6 @@ class _Conv2d(Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ph: int,
                 pw: int, shard_bias: torch.Tensor | None = None) -> torch.Tensor:
         x = _nhwc(x)
-        co, _, kh, kw = weight.shape
         ctx.save_for_backward(x, weight)
         ctx.padding = ph, pw
         current = _PASS.get()
@@ -150,20 +137,17 @@ class _Conv2d(Function):
         else:
             ctx.bounds = current.bounds
             current.uses[id(weight)] += 1
-        bias = None if bias is None else bias.contiguous()
-        if shard_bias is None:
-            return _conv(x, _packed(weight, False), bias, co, kh, kw, ph, pw)
-        parts = list(zip(ctx.bounds, shard_bias.detach().contiguous(), strict=True))
-        return _conv_parts(x, _packed(weight, False), parts, co, kh, kw, ph, pw)
+        bias = bias if shard_bias is None else shard_bias.detach()
+        return _conv(x, weight, None if bias is None else bias.contiguous(), ph, pw, ctx.bounds)
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor) -> tuple:
         x, weight = ctx.saved_tensors
         (ph, pw), dy = ctx.padding, _nhwc(dy)
-        _, ci, kh, kw = weight.shape
+        kh, kw = weight.shape[2:]
         dx = dw = db = None
         if ctx.needs_input_grad[0]:  # a forward convolution of dy with the flipped, transposed kernel
-            dx = _conv(dy, _packed(weight, True), None, ci, kh, kw, kh - 1 - ph, kw - 1 - pw)
+            dx = _conv(dy, weight, None, kh - 1 - ph, kw - 1 - pw, transposed=True)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             dw, db = _weight_grads(x, dy, weight, ctx.needs_input_grad[2], ph, pw, ctx.bounds)
         return dx, dw, db, None, None, None
@@ -192,7 +176,7 @@ class _MaxPool2d(Function):
 
 
 def _native_dtype(*tensors: torch.Tensor | None) -> bool:
-    return all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu") for t in tensors)
+    return all(t is None or (t.dtype is torch.float32 and t.is_cpu) for t in tensors)
 
 
 class NativeConv2d(nn.Conv2d):
