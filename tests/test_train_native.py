@@ -148,6 +148,63 @@ def _model() -> nn.Module:
     return model
 
 
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return torch.equal(a.view(torch.int32), b.view(torch.int32))
+
+
+@pytest.mark.parametrize(("kernel", "padding"), [((1, 1), 0), ((3, 3), 1), ((1, 3), (0, 1))])
+def test_a_fused_relu_is_pytorchs_bit_for_bit(kernel: tuple, padding: int | tuple) -> None:
+    """A convolution with ``relu`` (direct, Winograd 3 x 3 and 1 x 3 kernels) gives torch.relu of its output
+    and the gradients of the ReLU after it, bit for bit: -0.0 and NaN kept, negatives to +0."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 16, kernel, padding=padding)
+    use_native_kernels(conv)
+    with torch.no_grad():
+        conv.weight[0] = -0.0  # with positive inputs and a -0.0 bias: a -0.0 output
+        conv.bias[:3] = torch.tensor([-0.0, float("nan"), -1e30])
+    fused = copy.deepcopy(conv)
+    fused.relu = True
+    x = torch.rand(2, 16, 5, 9) + 0.5
+    dy = torch.randn(2, 16, 5, 9)
+    outputs = []
+    for y in (torch.relu(conv(xs := x.clone().requires_grad_())), fused(xf := x.clone().requires_grad_())):
+        y.backward(dy)
+        outputs.append(y)
+    pairs = [outputs, (xs.grad, xf.grad), (conv.weight.grad, fused.weight.grad),
+             (conv.bias.grad, fused.bias.grad)]
+    assert all(_same_bits(a, b) for a, b in pairs)
+    y = outputs[0]
+    assert y[:, 1].isnan().all() and (y[:, 2] == 0).all() and not torch.signbit(y[:, 2]).any()
+    # (Winograd's sums start from +0: only the direct kernel has a -0.0 output here)
+    assert torch.signbit(y[:, 0]).any() == (kernel == (1, 1))
+
+
+def test_a_relu_after_a_convolution_in_a_sequential_runs_in_its_kernel(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """use_native_kernels fuses each ReLU that follows a native convolution in a Sequential (not one after a
+    pooling, not a second ReLU): the same bits as the layers apart, forward and backward."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
+                          nn.ReLU(inplace=True), nn.Conv2d(16, 16, (1, 3), padding=(0, 1)), nn.ReLU(),
+                          nn.ReLU(), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(16, 4, 1))
+    fused, apart = copy.deepcopy(model), copy.deepcopy(model)
+    use_native_kernels(fused)
+    monkeypatch.setattr(native_ops, "_fuse_relus", lambda sequence: None)
+    use_native_kernels(apart)
+    assert [type(m).__name__ for m in fused] == ["NativeConv2d", "Identity", "NativeConv2d", "Identity",
+                                                 "NativeConv2d", "Identity", "ReLU", "NativeMaxPool2d",
+                                                 "ReLU", "NativeConv2d"]
+    assert [m.relu for m in fused if isinstance(m, NativeConv2d)] == [True, True, True, False]
+    x, dy = torch.randn(3, 3, 6, 8), torch.randn(3, 4, 3, 4)
+    results = []
+    for m in (fused, apart):
+        xs = x.clone().requires_grad_()
+        y = m(xs)
+        y.backward(dy)
+        results.append([y, xs.grad, *(p.grad for p in m.parameters())])
+    assert all(_same_bits(a, b) for a, b in zip(*results, strict=True))
+
+
 def test_an_examples_numbers_do_not_depend_on_the_rest_of_the_batch() -> None:
     model, x = _model(), torch.randn(7, 3, 8, 8)
     together = model(x)

@@ -47,6 +47,9 @@ static inline void store(float *p, vf v, int lanes) {
     else store_part(p, v, lanes);
 }
 
+/* PyTorch's relu: +0 for v < 0, v otherwise (NaN and -0 kept) */
+static inline vf relu_of(vf v) { return (vf)((vi)v & ~(v < 0)); }
+
 /* The first `lanes` floats at p, zeros after (a full vector without the stack copy of load_part, whose
  * reload stalls store forwarding) */
 static inline vf load_lanes(const float *p, int lanes) { return lanes == VL ? load(p) : load_part(p, lanes); }
@@ -142,7 +145,7 @@ static inline __attribute__((always_inline)) void winograd_input(const float *p,
  * (KH, 3, C, CP) */
 static inline __attribute__((always_inline)) int winograd(const float *x, int N, int H, int W, int C, const float *w,
                                                           const float *bias, int ph, int pw, float *y, int Co,
-                                                          const int a) {
+                                                          int relu, const int a) {
     const int KH = a == 4 ? 3 : 1, ah = a == 4 ? 4 : 1, mh = a == 4 ? 2 : 1, mw = a - 2, XI = ah * a;
     const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - 2, CP = (Co + VL - 1) / VL * VL, CV = (C + VL - 1) / VL * VL;
     const int TH = (OH + mh - 1) / mh, TW = (OW + mw - 1) / mw;
@@ -199,9 +202,11 @@ static inline __attribute__((always_inline)) int winograd(const float *x, int N,
                             for (int s = 0; s < a; s++) winograd_a(m + s, a, a);
                         for (int r = 0; r < mh; r++) winograd_a(m + r * a, 1, a);
                         for (int i = 0; i < mh && mh * ti + i < OH; i++)
-                            for (int j = 0; j < mw && ow0 + j < OW; j++)
-                                store(y + ((size_t)(n * OH + mh * ti + i) * OW + ow0 + j) * Co + c0, b0 + m[i * a + j],
-                                      lanes);
+                            for (int j = 0; j < mw && ow0 + j < OW; j++) {
+                                const vf out = b0 + m[i * a + j];
+                                store(y + ((size_t)(n * OH + mh * ti + i) * OW + ow0 + j) * Co + c0,
+                                      relu ? relu_of(out) : out, lanes);
+                            }
                     }
             }
         }
@@ -213,12 +218,12 @@ static inline __attribute__((always_inline)) int winograd(const float *x, int N,
 
 /* y[n, oh, ow, co] = bias[co] + sum_{kh, kw, ci} x[n, oh + kh - ph, ow + kw - pw, ci] * w[kh, kw, ci, co]
  * (x zero outside), for oh < OH = H + 2 ph - KH + 1, ow < OW likewise. w is packed (KH, KW, C, CP) with
- * CP = Co rounded up to VL, zeros beyond Co; bias[Co] or NULL. Returns -1 when out of memory.
- * (Accumulators are indexed by constants only, so that they stay in registers.) */
+ * CP = Co rounded up to VL, zeros beyond Co; bias[Co] or NULL; relu: y = relu_of(y) as it is written.
+ * Returns -1 when out of memory. (Accumulators are indexed by constants only, so that they stay in registers.) */
 static int conv_packed(const float *x, int N, int H, int W, int C, const float *w, const float *bias, int KH,
-                       int KW, int ph, int pw, float *y, int Co) {
-    if (KH == 3 && KW == 3 && C >= WINOGRAD_MIN_C) return winograd(x, N, H, W, C, w, bias, ph, pw, y, Co, 4);
-    if (KH == 1 && KW == 3 && C >= WINOGRAD_1D_MIN_C) return winograd(x, N, H, W, C, w, bias, ph, pw, y, Co, 6);
+                       int KW, int ph, int pw, float *y, int Co, int relu) {
+    if (KH == 3 && KW == 3 && C >= WINOGRAD_MIN_C) return winograd(x, N, H, W, C, w, bias, ph, pw, y, Co, relu, 4);
+    if (KH == 1 && KW == 3 && C >= WINOGRAD_1D_MIN_C) return winograd(x, N, H, W, C, w, bias, ph, pw, y, Co, relu, 6);
     const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1, CP = (Co + VL - 1) / VL * VL;
     const int span = B + KW - 1; /* input columns of a block of B outputs */
     float *seg = malloc(sizeof(float) * span * (size_t)C); /* a block's inputs where it meets the padding */
@@ -254,7 +259,7 @@ static int conv_packed(const float *x, int N, int H, int W, int C, const float *
                     }
                     float *out = y + ((size_t)(n * OH + oh) * OW + ow0) * Co + c0;
                     for (int j = 0; j < B; j++)
-                        if (j < nb) store(out + (size_t)j * Co, acc[j], lanes);
+                        if (j < nb) store(out + (size_t)j * Co, relu ? relu_of(acc[j]) : acc[j], lanes);
                 }
             }
     free(seg);
@@ -286,10 +291,10 @@ static void pack_kernel(const float *w, int64_t s0, int64_t s1, int64_t s2, int6
  * conv_packed): transposed, the input gradient's, of x = dy by the kernel flipped in space with co and ci
  * swapped (C = its co, Co = its ci). The examples edges[p] <= n < edges[p + 1] of part p < parts take
  * the bias at bias + p * bias_stride (bias_stride 0: one bias; bias NULL: none); N = edges[parts].
- * Returns -1 when out of memory. */
+ * relu: the outputs go through PyTorch's relu. Returns -1 when out of memory. */
 int conv_forward(const float *x, int H, int W, int C, const float *w, int64_t s0, int64_t s1, int64_t s2, int64_t s3,
                  int transposed, const float *bias, int bias_stride, const int *edges, int parts, int KH, int KW,
-                 int ph, int pw, float *y, int Co) {
+                 int ph, int pw, float *y, int Co, int relu) {
     const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1, CP = (Co + VL - 1) / VL * VL;
     float *packed = aligned_alloc(sizeof(vf), sizeof(float) * (size_t)KH * KW * C * CP);
     if (!packed) return -1;
@@ -298,7 +303,7 @@ int conv_forward(const float *x, int H, int W, int C, const float *w, int64_t s0
     for (int p = 0; p < parts && !status; p++)
         status = conv_packed(x + (size_t)edges[p] * H * W * C, edges[p + 1] - edges[p], H, W, C, packed,
                              bias ? bias + (size_t)p * bias_stride : NULL, KH, KW, ph, pw,
-                             y + (size_t)edges[p] * OH * OW * Co, Co);
+                             y + (size_t)edges[p] * OH * OW * Co, Co, relu);
     free(packed);
     return status;
 }

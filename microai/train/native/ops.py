@@ -42,10 +42,12 @@ def _edges(bounds: tuple[tuple[int, int], ...]) -> ctypes.Array:
 
 
 def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ph: int, pw: int,
-          bounds: tuple[tuple[int, int], ...] | None = None, transposed: bool = False) -> torch.Tensor:
+          bounds: tuple[tuple[int, int], ...] | None = None, transposed: bool = False,
+          relu: bool = False) -> torch.Tensor:
     """conv_forward of channels-last ``x`` with PyTorch's ``weight``; ``transposed``: the input gradient's
     convolution (``x`` is dy; the kernel flipped, inputs and outputs swapped). ``bias`` is ``(Co,)``, or
-    ``(shards, Co)``: shard s of ``bounds`` takes ``bias[s]``."""
+    ``(shards, Co)``: shard s of ``bounds`` takes ``bias[s]``. ``relu``: ``torch.relu`` of the result, as
+    it is written."""
     n, c, h, w = x.shape
     co, ci, kh, kw = weight.shape
     channels = ci if transposed else co
@@ -55,7 +57,7 @@ def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ph: 
     edges = _edges(bounds if per_part else ((0, n),))
     if library().conv_forward(x.data_ptr(), h, w, c, weight.data_ptr(), *weight.stride(), int(transposed),
                               _ptr(bias), bias.stride(0) if per_part else 0, edges, len(edges) - 1, kh, kw,
-                              ph, pw, y.data_ptr(), channels):
+                              ph, pw, y.data_ptr(), channels, int(relu)):
         raise MemoryError("conv_forward: no memory for the packed kernel or a block of inputs")
     return y
 
@@ -121,16 +123,16 @@ def _weight_grads(x: torch.Tensor, dy: torch.Tensor, weight: torch.Tensor, with_
 
 
 class _Conv2d(Function):
-    """A convolution; in a :func:`shard_pass`, ``shard_bias`` (``(shards, Co)`` values, or None) gives each
-    shard its own bias in the forward pass, while the gradient goes to ``bias`` (each shard's bias
-    is ``bias`` rounded to that shard's format: a straight-through QAT alignment)."""
+    """A convolution, and with ``relu`` the ReLU that follows it; in a :func:`shard_pass`, ``shard_bias``
+    (``(shards, Co)`` values, or None) gives each shard its own bias in the forward pass, while the
+    gradient goes to ``bias`` (each shard's bias is ``bias`` rounded to that shard's format: a
+    straight-through QAT alignment)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ph: int,
-                pw: int, shard_bias: torch.Tensor | None = None) -> torch.Tensor:
+                pw: int, shard_bias: torch.Tensor | None = None, relu: bool = False) -> torch.Tensor:
         x = _nhwc(x)
-        ctx.save_for_backward(x, weight)
-        ctx.padding = ph, pw
+        ctx.padding, ctx.relu = (ph, pw), relu
         current = _PASS.get()
         if current is None:
             ctx.bounds = ((0, len(x)),)
@@ -138,11 +140,15 @@ class _Conv2d(Function):
             ctx.bounds = current.bounds
             current.uses[id(weight)] += 1
         bias = bias if shard_bias is None else shard_bias.detach()
-        return _conv(x, weight, None if bias is None else bias.contiguous(), ph, pw, ctx.bounds)
+        y = _conv(x, weight, None if bias is None else bias.contiguous(), ph, pw, ctx.bounds, relu=relu)
+        ctx.save_for_backward(x, weight, y if relu else None)
+        return y
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor) -> tuple:
-        x, weight = ctx.saved_tensors
+        x, weight, y = ctx.saved_tensors
+        if ctx.relu:  # ReLU's gradient, PyTorch's operation
+            dy = torch.ops.aten.threshold_backward(dy, y, 0)
         (ph, pw), dy = ctx.padding, _nhwc(dy)
         kh, kw = weight.shape[2:]
         dx = dw = db = None
@@ -150,7 +156,7 @@ class _Conv2d(Function):
             dx = _conv(dy, weight, None, kh - 1 - ph, kw - 1 - pw, transposed=True)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             dw, db = _weight_grads(x, dy, weight, ctx.needs_input_grad[2], ph, pw, ctx.bounds)
-        return dx, dw, db, None, None, None
+        return dx, dw, db, None, None, None, None
 
 
 class _MaxPool2d(Function):
@@ -181,7 +187,10 @@ def _native_dtype(*tensors: torch.Tensor | None) -> bool:
 
 class NativeConv2d(nn.Conv2d):
     """``nn.Conv2d`` on the native kernels (stride 1, dilation 1, one group, zero padding of at most
-    kernel - 1: see :func:`conv_supported`), PyTorch's for other dtypes."""
+    kernel - 1: see :func:`conv_supported`), PyTorch's for other dtypes. With ``relu`` set (by
+    :func:`use_native_kernels`), it is also the ReLU that followed it."""
+
+    relu = False
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                       shard_bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -190,8 +199,9 @@ class NativeConv2d(nn.Conv2d):
         if (not _native_dtype(x, weight, bias) or x.dim() != 4 or x.shape[2] + 2 * ph < kh
                 or x.shape[3] + 2 * pw < kw):
             _fall_back()
-            return super()._conv_forward(x, weight, bias)
-        return _Conv2d.apply(x, weight, bias, ph, pw, shard_bias)
+            y = super()._conv_forward(x, weight, bias)
+            return torch.relu(y) if self.relu else y
+        return _Conv2d.apply(x, weight, bias, ph, pw, shard_bias, self.relu)
 
 
 class NativeLinear(nn.Linear):
@@ -252,8 +262,10 @@ def pool_supported(m: nn.Module) -> bool:
 
 def use_native_kernels(model: nn.Module) -> int:
     """Turns ``model``'s supported ``nn.Conv2d``, ``nn.Linear`` and ``nn.MaxPool2d`` into their native
-    subclasses (same parameters and state: only the class changes); returns how many. Builds the
-    kernels if needed."""
+    subclasses (same parameters and state: only the class changes), and a ``nn.ReLU`` that follows a
+    native convolution in an ``nn.Sequential`` into an ``nn.Identity``, the convolution applying it as it
+    writes its output (one pass over the activations instead of two); returns how many layers it
+    swapped. Builds the kernels if needed."""
     swapped = 0
     for m in model.modules():
         for supported, cls in ((conv_supported, NativeConv2d), (linear_supported, NativeLinear),
@@ -261,6 +273,18 @@ def use_native_kernels(model: nn.Module) -> int:
             if supported(m):
                 m.__class__ = cls
                 swapped += 1
+    for m in model.modules():
+        if type(m) is nn.Sequential:
+            _fuse_relus(m)
     if swapped:
         library()
     return swapped
+
+
+def _fuse_relus(sequence: nn.Sequential) -> None:
+    names = list(sequence._modules)
+    for before, name in zip(names, names[1:], strict=False):
+        conv = sequence._modules[before]
+        if type(conv) is NativeConv2d and not conv.relu and type(sequence._modules[name]) is nn.ReLU:
+            conv.relu = True
+            sequence._modules[name] = nn.Identity()
