@@ -4,10 +4,10 @@
  *
  * Every output element is one sum in a fixed order (a convolution's output: bias, then the kernel's
  * taps (kh, kw, ci) in order; a kernel gradient: the positions (n, oh, ow) in order), each term added
- * with a fused multiply-add; 3 x 3 convolutions of 8 input channels or more run Winograd's algorithm,
- * a fixed sequence of operations per channel too. The vector width and blocking below only decide how
- * many of those computations run side by side, so the bits are the same on every machine with FMA,
- * whatever it vectorises with. */
+ * with a fused multiply-add; 3 x 3 convolutions of 8 input channels or more, and 1 x 3 ones of 16 or
+ * more, run Winograd's algorithm, a fixed sequence of operations per channel too. The vector width and
+ * blocking below only decide how many of those computations run side by side, so the bits are the same
+ * on every machine with FMA, whatever it vectorises with. */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
