@@ -402,7 +402,6 @@ class QuantLayer(nn.Module):
         y = modules["output_q"](y)
         return y if y.dtype == torch.float32 else y.float()
 
-
     def _aligned(self, b: torch.Tensor, bias_frac: int, n_acc: int, in_place: bool = False) -> torch.Tensor:
         """``b`` (``bias_frac`` fractional bits) aligned to an accumulator of ``n_acc``: a right shift when
         ``bias_frac > n_acc``, else ``b`` itself (a left shift is exact)."""

@@ -216,8 +216,9 @@ class ShardedStep:
         with torch.no_grad():
             for j, p in enumerate(self.params):
                 grads = [r.grads[j] for r in results if r.grads[j] is not None]
-                # one result (computed in this process): its gradients are this step's own tensors
-                p.grad = grads[0] if len(grads) == 1 else _ordered_sum(grads)
+                # a single result is this process's: its gradients are this step's own tensors (a worker's
+                # are its shared buffers, written again at the next step)
+                p.grad = grads[0] if len(results) == 1 and grads else _ordered_sum(grads)
             self._merge_buffers(results)
             loss = _ordered_sum([r.loss for r in results])
         return loss, torch.cat([r.logits for r in results])

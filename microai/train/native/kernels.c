@@ -267,7 +267,7 @@ static int conv_packed(const float *x, int N, int H, int W, int C, const float *
 }
 
 /* Packs PyTorch's w[co, ci, kh, kw] (at w + co * s0 + ci * s1 + kh * s2 + kw * s3: any memory format)
- * for conv_forward: (KH, KW, Ci, CP) with CP = Co rounded up to VL, zeros beyond Co; transposed (for
+ * for conv_packed: (KH, KW, Ci, CP) with CP = Co rounded up to VL, zeros beyond Co; transposed (for
  * the input gradient, a forward convolution of dy): (KH, KW, Co, CiP) of the kernel flipped in space,
  * wt[kh, kw, co, ci] = w[co, ci, KH - 1 - kh, KW - 1 - kw]. */
 static void pack_kernel(const float *w, int64_t s0, int64_t s1, int64_t s2, int64_t s3, int Co, int Ci, int KH, int KW,
