@@ -6,12 +6,14 @@ QAT 512) -- and each thread count, it trains over random data and prints the sam
 an epoch in a run of several (start-up excluded, see ``_steady_rate``; the best of ``--rounds``
 interleaved rounds), for MicroAI float training, MicroAI QAT (int8, per-layer) and Keras float
 training of the same network (same layers, parameter count checked, SGD with momentum 0.9 and weight
-decay, same batch size, TensorFlow limited to the same thread count; its input pipeline has threads
-of its own, so that one thread of Keras uses a little more than one CPU). Keras runs in a subprocess
-of this script, side by side in the same run. Figures are measured on this host: ``--clock wall``
-(default) is the throughput, in which other load on the machine shows; ``--clock cpu`` counts the
-CPU time of the training process (all its threads) and of its worker processes, which other load
-hardly changes: a comparison of efficiency, not a throughput.
+decay, same batch size, TensorFlow limited to the same thread count). Keras runs in a subprocess of
+this script, side by side in the same run. Each measurement runs on as many CPUs as it has threads
+(the first ones this process may use, set by CPU affinity, as a cluster job with that many CPUs is
+held to them): TensorFlow's input pipeline and runtime have threads of their own, which would
+otherwise take part of another CPU (``--no-pin`` lets them). Figures are measured on this host:
+``--clock wall`` (default) is the throughput, in which other load on the machine shows; ``--clock
+cpu`` counts the CPU time of the training process (all its threads) and of its worker processes,
+which other load hardly changes: a comparison of efficiency, not a throughput.
 
     .venv/bin/python benchmarks/training_speed.py --threads 1 2
     .venv/bin/python benchmarks/training_speed.py --threads 1 --clock cpu
@@ -31,7 +33,8 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,6 +54,26 @@ def _cpu_seconds() -> float:
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": _cpu_seconds}
+
+
+def cpu_set(threads: int) -> set[int]:
+    """The first ``threads`` CPUs this process may run on."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if threads > len(allowed):
+        raise SystemExit(f"--threads {threads}: this process may use {len(allowed)} CPUs ({allowed})")
+    return set(allowed[:threads])
+
+
+@contextmanager
+def pinned(cpus: set[int] | None) -> Iterator[None]:
+    """This process (and the worker processes it starts) on ``cpus`` (None: unchanged) for the block."""
+    before = os.sched_getaffinity(0)
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 @dataclass(frozen=True)
@@ -193,12 +216,14 @@ def keras_rate(case: str, filters: int, samples: int, threads: int, repeats: int
 
 
 def keras_subprocess(case: str, filters: int, samples: int, threads: int, repeats: int,
-                     clock: str) -> float | None:
-    """keras_rate in a fresh interpreter (TensorFlow's thread pools are fixed once it starts)."""
+                     clock: str, cpus: set[int] | None) -> float | None:
+    """keras_rate in a fresh interpreter (TensorFlow's thread pools are fixed once it starts), on
+    ``cpus`` (None: any)."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
     cmd = [sys.executable, __file__, "--keras-worker", case, "--filters", str(filters), "--samples",
            str(samples), "--threads", str(threads), "--repeats", str(repeats), "--clock", clock]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    with pinned(cpus):  # the child inherits the affinity
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         print(f"Keras measurement failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
         return None
@@ -217,6 +242,9 @@ def main() -> None:
     p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                    help="wall: throughput; cpu: CPU time of the training process and its workers "
                         "(insensitive to other load)")
+    p.add_argument("--no-pin", action="store_true",
+                   help="let each measurement run on any CPU (TensorFlow's own threads then take part of "
+                        "another CPU)")
     p.add_argument("--no-keras", action="store_true")
     p.add_argument("--json", help="also write the rows to this file")
     p.add_argument("--keras-worker", choices=sorted(CASES), help=argparse.SUPPRESS)
@@ -229,19 +257,22 @@ def main() -> None:
     unit = "samples/s (wall clock)" if args.clock == "wall" else "samples per CPU-second (training processes)"
     print(f"ResNetv1-6 F={args.filters}, {args.samples} random examples per epoch, epochs 2-"
           f"{args.repeats + 1} of a run, best of {args.rounds} interleaved rounds, on this host "
-          f"({os.cpu_count()} CPUs), {unit}; batch/shards from {PAPER.name}")
+          f"({os.cpu_count()} CPUs), {unit}; batch/shards from {PAPER.name}; "
+          f"{'any CPU' if args.no_pin else 'pinned to as many CPUs as threads'}")
     print(f"{'case':<11} {'thr':>3} {'float b/s':>9} {'QAT b/s':>8} {'float':>7} {'QAT':>7} "
           f"{'QAT/float epoch':>15} {'Keras float':>11} {'MicroAI/Keras':>13}")
     for case in args.cases:
         fs, qs = schedules(case)
         for threads in args.threads:
+            cpus = None if args.no_pin else cpu_set(threads)
             rounds, keras_rounds = [], []
             for _ in range(args.rounds):  # interleaved: a burst of load on the host hits one round
-                rounds.append(microai_rates(case, args.filters, args.samples, threads, args.repeats,
-                                            args.clock))
+                with pinned(cpus):
+                    rounds.append(microai_rates(case, args.filters, args.samples, threads, args.repeats,
+                                                args.clock))
                 if not args.no_keras:
                     keras_rounds.append(keras_subprocess(case, args.filters, args.samples, threads,
-                                                         args.repeats, args.clock))
+                                                         args.repeats, args.clock, cpus))
             float_rate, qat_rate = (max(rates) for rates in zip(*rounds, strict=True))
             keras = None if not keras_rounds or None in keras_rounds else max(keras_rounds)
             row = Row(case, args.filters, args.clock, threads, fs.batch, fs.shards, qs.batch, qs.shards,
