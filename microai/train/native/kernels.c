@@ -5,7 +5,8 @@
  * Every output element is one sum in a fixed order (a convolution's output: bias, then the kernel's
  * taps (kh, kw, ci) in order; a kernel gradient: the positions (n, oh, ow) in order), each term added
  * with a fused multiply-add; 3 x 3 convolutions of 8 input channels or more, and 1 x 3 ones of 16 or
- * more, run Winograd's algorithm, a fixed sequence of operations per channel too. The vector width and
+ * more, run Winograd's algorithm (output and kernel gradient; the input gradient is a convolution too),
+ * a fixed sequence of operations per channel and tile too. The vector width and
  * blocking below only decide how many of those computations run side by side, so the bits are the same
  * on every machine with FMA, whatever it vectorises with. */
 #include <math.h>
@@ -115,6 +116,44 @@ static inline void winograd_a(vf *m, int s, const int a) {
     m[s] = n12 + 2.0f * n34;
     m[2 * s] = p12 + 4.0f * p34;
     m[3 * s] = n12 + 8.0f * n34 + m5;
+}
+
+/* The kernel gradient by the same algorithm: over the tiles, sum_tiles (A dy A^T)[xi] (B^T d B)[xi] per
+ * channel pair is M, and the gradient is G^T M G (the transposes of the output and kernel transforms:
+ * the gradient of y = A^T (U V) A with respect to g, U = G g G^T). */
+
+/* e[i * s], i < a, set to A e of its first a - 2 (A^T's transpose) */
+static inline void winograd_at(vf *e, int s, const int a) {
+    if (a == 4) {
+        const vf y0 = e[0], y1 = e[s];
+        e[s] = y0 + y1;
+        e[2 * s] = y0 - y1;
+        e[3 * s] = -y1;
+        return;
+    }
+    const vf y0 = e[0], y1 = e[s], y2 = e[2 * s], y3 = e[3 * s];
+    const vf even = y0 + y2, odd = y1 + y3, even4 = y0 + 4.0f * y2, odd4 = y1 + 4.0f * y3;
+    e[s] = even + odd;
+    e[2 * s] = even - odd;
+    e[3 * s] = even4 + 2.0f * odd4;
+    e[4 * s] = even4 - 2.0f * odd4;
+    e[5 * s] = y3;
+}
+
+/* m[i * s], i < 3, set to G^T m of the a (G's transpose) */
+static inline void winograd_gt(vf *m, int s, const int a) {
+    if (a == 4) {
+        const vf m0 = m[0], p12 = (m[s] + m[2 * s]) * 0.5f, n12 = (m[s] - m[2 * s]) * 0.5f, m3 = m[3 * s];
+        m[0] = m0 + p12;
+        m[s] = n12;
+        m[2 * s] = p12 + m3;
+        return;
+    }
+    const vf p12 = (m[s] + m[2 * s]) * (-1.0f / 6), n12 = (m[s] - m[2 * s]) * (-1.0f / 6);
+    const vf p34 = m[3 * s] + m[4 * s], n34 = m[3 * s] - m[4 * s], m0 = m[0], m5 = m[5 * s];
+    m[0] = m0 * 0.25f + p12 + p34 * (1.0f / 24);
+    m[s] = n12 + n34 * (1.0f / 12);
+    m[2 * s] = p12 + p34 * (1.0f / 6) + m5;
 }
 
 /* Bit i set where 0 <= first + i < size, i < count */
@@ -308,6 +347,108 @@ int conv_forward(const float *x, int H, int W, int C, const float *w, int64_t s0
     return status;
 }
 
+#define WTG 16 /* tiles per block of the kernel gradient's products */
+#define CIB 8  /* input channels per block of them: CIB accumulators */
+
+/* M[xi, ci, co] += V[xi, t, ci] E[xi, t, co] for the block's tiles t < nt in order (ci < CV, co < CP) */
+static void winograd_weight_products(float *M, const float *V, const float *E, int nt, int XI, int CV, int CP) {
+    for (int xi = 0; xi < XI; xi++)
+        for (int c0 = 0; c0 < CP; c0 += VL)
+            for (int ci0 = 0; ci0 < CV; ci0 += CIB) {
+                float *m = M + ((size_t)xi * CV + ci0) * CP + c0;
+                const float *v = V + (size_t)xi * WTG * CV + ci0, *e = E + (size_t)xi * WTG * CP + c0;
+                vf acc[CIB];
+                for (int j = 0; j < CIB; j++) acc[j] = load(m + (size_t)j * CP);
+                for (int t = 0; t < nt; t++) {
+                    const vf ev = load(e + (size_t)t * CP);
+                    for (int j = 0; j < CIB; j++) acc[j] += v[(size_t)t * CV + j] * ev;
+                }
+                for (int j = 0; j < CIB; j++) memcpy(m + (size_t)j * CP, &acc[j], sizeof(vf));
+            }
+}
+
+/* E[xi * WTG * CP + co] = (A dy A^T)[xi] of the output gradient's tile (ti, tj) of example n (zero outside
+ * OH x OW), for the Co channels */
+static inline __attribute__((always_inline)) void winograd_output_grad(const float *dy, int n, int ti, int tj,
+                                                                       int OH, int OW, int Co, float *E,
+                                                                       int CP, const int a) {
+    const int ah = a == 4 ? 4 : 1, mh = a == 4 ? 2 : 1, mw = a - 2;
+    for (int c0 = 0; c0 < Co; c0 += VL) {
+        const int lanes = Co - c0 < VL ? Co - c0 : VL;
+        vf e[16];
+        for (int i = 0; i < mh; i++)
+            for (int j = 0; j < mw; j++) {
+                const int oh = mh * ti + i, ow = mw * tj + j;
+                e[i * a + j] = oh < OH && ow < OW
+                    ? load_lanes(dy + ((size_t)(n * OH + oh) * OW + ow) * Co + c0, lanes) : (vf){0};
+            }
+        for (int i = 0; i < mh; i++) winograd_at(e + i * a, 1, a);
+        if (ah > 1)
+            for (int j = 0; j < a; j++) winograd_at(e + j, a, a);
+        for (int xi = 0; xi < ah * a; xi++) memcpy(E + (size_t)xi * WTG * CP + c0, &e[xi], sizeof(vf));
+    }
+}
+
+/* The kernel gradient of a 3 x 3 (a = 4) or 1 x 3 (a = 6) convolution by Winograd's algorithm (see
+ * winograd_at): for each shard, M[xi, ci, co] = the sum over its tiles (n, tile row, tile column in order)
+ * of V[xi, ci] E[xi, co], V = B^T d B of the input tile and E = A dy A^T of the output gradient's, then
+ * dw = G^T M G, added to the shards before as conv_backward_weight does. Returns -1 when out of memory. */
+static inline __attribute__((always_inline)) int winograd_weight(const float *x, int H, int W, int C, const float *dy,
+                                                                 int Co, int ph, int pw, const int *edges,
+                                                                 int shards, float *dw, const int a) {
+    const int KH = a == 4 ? 3 : 1, ah = a == 4 ? 4 : 1, mh = a == 4 ? 2 : 1, mw = a - 2, XI = ah * a;
+    const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - 2, CP = (Co + VL - 1) / VL * VL;
+    const int CV = (C + VL - 1) / VL * VL, TH = (OH + mh - 1) / mh, TW = (OW + mw - 1) / mw;
+    float *V = aligned_alloc(sizeof(vf), sizeof(float) * XI * WTG * (size_t)CV);
+    float *E = aligned_alloc(sizeof(vf), sizeof(float) * XI * WTG * (size_t)CP);
+    float *M = aligned_alloc(sizeof(vf), sizeof(float) * XI * (size_t)CV * CP);
+    if (!V || !E || !M) {
+        free(V);
+        free(E);
+        free(M);
+        return -1;
+    }
+    memset(V, 0, sizeof(float) * XI * WTG * (size_t)CV); /* channels beyond C: a vector's tail is zero */
+    for (int shard = 0; shard < shards; shard++) {
+        memset(M, 0, sizeof(float) * XI * (size_t)CV * CP);
+        int nt = 0;
+        for (int n = edges[shard]; n < edges[shard + 1]; n++)
+            for (int ti = 0; ti < TH; ti++)
+                for (int tj = 0; tj < TW; tj++) {
+                    const int ih0 = mh * ti - ph, iw0 = mw * tj - pw;
+                    const int rows = inside(ih0, ah, H), cols = inside(iw0, a, W);
+                    const float *p = x + ((ptrdiff_t)(n * H + ih0) * W + iw0) * C; /* (see winograd) */
+                    for (int c0 = 0; c0 < C; c0 += VL)
+                        winograd_input(p + c0, (size_t)W * C, C, rows, cols, C - c0 < VL ? C - c0 : VL,
+                                       V + (size_t)nt * CV + c0, (size_t)WTG * CV, a);
+                    winograd_output_grad(dy, n, ti, tj, OH, OW, Co, E + (size_t)nt * CP, CP, a);
+                    if (++nt == WTG) {
+                        winograd_weight_products(M, V, E, nt, XI, CV, CP);
+                        nt = 0;
+                    }
+                }
+        winograd_weight_products(M, V, E, nt, XI, CV, CP);
+        for (int ci = 0; ci < C; ci++)
+            for (int c0 = 0; c0 < Co; c0 += VL) {
+                vf m[16];
+                for (int xi = 0; xi < XI; xi++) m[xi] = load(M + ((size_t)xi * CV + ci) * CP + c0);
+                for (int r = 0; r < ah; r++) winograd_gt(m + r * a, 1, a);
+                if (ah > 1)
+                    for (int s = 0; s < 3; s++) winograd_gt(m + s, a, a);
+                for (int l = 0; l < VL && c0 + l < Co; l++)
+                    for (int kh = 0; kh < KH; kh++)
+                        for (int kw = 0; kw < 3; kw++) {
+                            float *to = dw + (((size_t)(c0 + l) * C + ci) * KH + kh) * 3 + kw;
+                            *to = shard ? *to + m[kh * a + kw][l] : m[kh * a + kw][l];
+                        }
+            }
+    }
+    free(V);
+    free(E);
+    free(M);
+    return 0;
+}
+
 /* Of 8, 9 and 12 values of m per block of conv_backward_weight, the width that pads M the least (the
  * wider when tied: fewer loads per multiply-add) */
 static int block_width(int M) {
@@ -330,19 +471,14 @@ static inline __attribute__((always_inline)) void kernel_grad_block(vf *s, const
     for (int j = 0; j < cb; j++) s[j] = acc[j];
 }
 
-/* dw[co, ci, kh, kw] (PyTorch's layout, plain) = the sum over shards, in order, of each shard's
- * sum_{n, oh, ow} x[n, oh + kh - ph, ow + kw - pw, ci] * dy[n, oh, ow, co], the terms in the order of
- * (n, oh, ow) (x zero outside: adding 0 * dy leaves a sum unchanged); db[co] likewise of dy[..., co]
- * when db is not NULL. Shard s holds the examples edges[s] <= n < edges[s + 1] (edges[0] = 0,
- * edges[shards] = the batch size): the result is what computing each shard alone and adding them in order gives.
- * Returns -1 when out of memory.
+/* conv_backward_weight's kernel gradient by the direct sum.
  *
  * For one kernel row kh, the taps (kw, ci) of an output position are KW * C consecutive floats of the
  * input row padded with pw zero columns on each side, m = kw * C + ci from (ow * C): sums run over blocks
  * of cb values of m (the last block's extra values read zeros and are not kept), row after row, with the
  * running sums kept in `sums` between rows so that the rows stay in cache. */
-int conv_backward_weight(const float *x, int H, int W, int C, const float *dy, int Co, int KH, int KW,
-                         int ph, int pw, const int *edges, int shards, float *dw, float *db) {
+static int direct_weight(const float *x, int H, int W, int C, const float *dy, int Co, int KH, int KW, int ph,
+                         int pw, const int *edges, int shards, float *dw) {
     const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1;
     const int tiles = (Co + VL - 1) / VL, M = KW * C, cb = block_width(M), blocks = (M + cb - 1) / cb;
     const size_t padded = (size_t)(W + 2 * pw) * C + cb;
@@ -386,18 +522,39 @@ int conv_backward_weight(const float *x, int H, int W, int C, const float *dy, i
                         *to = shard ? *to + v[l] : v[l];
                     }
                 }
-        if (db) {
-            const size_t first = (size_t)edges[shard] * OH * OW, last = (size_t)edges[shard + 1] * OH * OW;
-            for (int t = 0; t < tiles; t++) {
-                const int c0 = t * VL, lanes = Co - c0 < VL ? Co - c0 : VL;
-                vf acc = {0};
-                for (size_t p = first; p < last; p++) acc += load_lanes(dy + p * Co + c0, lanes);
-                for (int l = 0; l < lanes; l++) db[c0 + l] = shard ? db[c0 + l] + acc[l] : acc[l];
-            }
-        }
     }
     free(sums);
     free(row);
+    return 0;
+}
+
+/* dw[co, ci, kh, kw] (PyTorch's layout, plain) = the sum over shards, in order, of each shard's
+ * sum_{n, oh, ow} x[n, oh + kh - ph, ow + kw - pw, ci] * dy[n, oh, ow, co] (x zero outside): the terms
+ * in the order of (n, oh, ow) (direct_weight; adding 0 * dy leaves a sum unchanged), or by Winograd's
+ * algorithm for the kernels the forward pass takes it for (winograd_weight: the tiles in that order);
+ * db[co] likewise of dy[..., co], in (n, oh, ow) order, when db is not NULL. Shard s holds the examples
+ * edges[s] <= n < edges[s + 1] (edges[0] = 0, edges[shards] = the batch size): the result is what
+ * computing each shard alone and adding them in order gives. Returns -1 when out of memory. */
+int conv_backward_weight(const float *x, int H, int W, int C, const float *dy, int Co, int KH, int KW,
+                         int ph, int pw, const int *edges, int shards, float *dw, float *db) {
+    int status;
+    if (KH == 3 && KW == 3 && C >= WINOGRAD_MIN_C)
+        status = winograd_weight(x, H, W, C, dy, Co, ph, pw, edges, shards, dw, 4);
+    else if (KH == 1 && KW == 3 && C >= WINOGRAD_1D_MIN_C)
+        status = winograd_weight(x, H, W, C, dy, Co, ph, pw, edges, shards, dw, 6);
+    else
+        status = direct_weight(x, H, W, C, dy, Co, KH, KW, ph, pw, edges, shards, dw);
+    if (status || !db) return status;
+    const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1;
+    for (int shard = 0; shard < shards; shard++) {
+        const size_t first = (size_t)edges[shard] * OH * OW, last = (size_t)edges[shard + 1] * OH * OW;
+        for (int c0 = 0; c0 < Co; c0 += VL) {
+            const int lanes = Co - c0 < VL ? Co - c0 : VL;
+            vf acc = {0};
+            for (size_t p = first; p < last; p++) acc += load_lanes(dy + p * Co + c0, lanes);
+            for (int l = 0; l < lanes; l++) db[c0 + l] = shard ? db[c0 + l] + acc[l] : acc[l];
+        }
+    }
     return 0;
 }
 
