@@ -99,6 +99,8 @@ class Row:
     filters: int
     clock: str
     threads: int
+    #: CPUs the measurements were held to (None: any)
+    cpus: list[int] | None
     float_batch: int
     float_shards: int
     qat_batch: int
@@ -275,8 +277,8 @@ def main() -> None:
                                                          args.repeats, args.clock, cpus))
             float_rate, qat_rate = (max(rates) for rates in zip(*rounds, strict=True))
             keras = None if not keras_rounds or None in keras_rounds else max(keras_rounds)
-            row = Row(case, args.filters, args.clock, threads, fs.batch, fs.shards, qs.batch, qs.shards,
-                      float_rate, qat_rate, keras)
+            row = Row(case, args.filters, args.clock, threads, None if cpus is None else sorted(cpus),
+                      fs.batch, fs.shards, qs.batch, qs.shards, float_rate, qat_rate, keras)
             rows.append(row)
             versus = f"{float_rate / keras:13.2f}" if keras else f"{'-':>13}"
             keras_text = f"{keras:11.0f}" if keras else f"{'-':>11}"
