@@ -6,9 +6,9 @@
  * taps (kh, kw, ci) in order; a kernel gradient: the positions (n, oh, ow) in order), each term added
  * with a fused multiply-add; 3 x 3 convolutions of 8 input channels or more, and 1 x 3 ones of 16 or
  * more, run Winograd's algorithm (output and kernel gradient; the input gradient is a convolution too),
- * a fixed sequence of operations per channel and tile too. The vector width and
- * blocking below only decide how many of those computations run side by side, so the bits are the same
- * on every machine with FMA, whatever it vectorises with. */
+ * a fixed sequence of operations per channel and tile too. The vector width and blocking below only
+ * decide how many of those computations run side by side, so the bits are the same on every machine
+ * with FMA, whatever it vectorises with. */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -180,6 +180,16 @@ static inline __attribute__((always_inline)) void winograd_input(const float *p,
     for (int xi = 0; xi < ah * a; xi++) memcpy(v + xi * stride, &d[xi], sizeof(vf));
 }
 
+/* winograd_input of every channel of the tile whose first input is (ih0, iw0) in xn[H, W, C] (zero
+ * outside it) into v[xi * stride + ci] */
+static inline __attribute__((always_inline)) void winograd_tile(const float *xn, int H, int W, int C, int ih0,
+                                                                int iw0, float *v, size_t stride, const int a) {
+    const int rows = inside(ih0, a == 4 ? 4 : 1, H), cols = inside(iw0, a, W);
+    const float *p = xn + ((ptrdiff_t)ih0 * W + iw0) * C; /* (outside xn where rows or cols say so) */
+    for (int c0 = 0; c0 < C; c0 += VL)
+        winograd_input(p + c0, (size_t)W * C, C, rows, cols, C - c0 < VL ? C - c0 : VL, v + c0, stride, a);
+}
+
 /* conv_forward by Winograd's algorithm (see above): a = 4 for 3 x 3 kernels, 6 for 1 x 3; w packed
  * (KH, 3, C, CP) */
 static inline __attribute__((always_inline)) int winograd(const float *x, int N, int H, int W, int C, const float *w,
@@ -210,17 +220,12 @@ static inline __attribute__((always_inline)) int winograd(const float *x, int N,
         }
     for (int n = 0; n < N; n++)
         for (int ti = 0; ti < TH; ti++) {
-            const int ih0 = mh * ti - ph, rows = inside(ih0, ah, H);
             const float *xn = x + (size_t)n * H * W * C;
             for (int tj0 = 0; tj0 < TW; tj0 += WT) {
                 const int nt = TW - tj0 < WT ? TW - tj0 : WT;
-                for (int t = 0; t < nt; t++) { /* V[xi][t][CV] */
-                    const int iw0 = mw * (tj0 + t) - pw, cols = inside(iw0, a, W);
-                    const float *p = xn + ((ptrdiff_t)ih0 * W + iw0) * C; /* (outside x where rows or cols say so) */
-                    for (int c0 = 0; c0 < C; c0 += VL)
-                        winograd_input(p + c0, (size_t)W * C, C, rows, cols, C - c0 < VL ? C - c0 : VL,
-                                       V + (size_t)t * CV + c0, (size_t)WT * CV, a);
-                }
+                for (int t = 0; t < nt; t++) /* V[xi][t][CV] */
+                    winograd_tile(xn, H, W, C, mh * ti - ph, mw * (tj0 + t) - pw, V + (size_t)t * CV,
+                                  (size_t)WT * CV, a);
                 for (int xi = 0; xi < XI; xi++)
                     for (int c0 = 0; c0 < CP; c0 += VL) {
                         vf acc[WT] = {{0}};
@@ -415,12 +420,8 @@ static inline __attribute__((always_inline)) int winograd_weight(const float *x,
         for (int n = edges[shard]; n < edges[shard + 1]; n++)
             for (int ti = 0; ti < TH; ti++)
                 for (int tj = 0; tj < TW; tj++) {
-                    const int ih0 = mh * ti - ph, iw0 = mw * tj - pw;
-                    const int rows = inside(ih0, ah, H), cols = inside(iw0, a, W);
-                    const float *p = x + ((ptrdiff_t)(n * H + ih0) * W + iw0) * C; /* (see winograd) */
-                    for (int c0 = 0; c0 < C; c0 += VL)
-                        winograd_input(p + c0, (size_t)W * C, C, rows, cols, C - c0 < VL ? C - c0 : VL,
-                                       V + (size_t)nt * CV + c0, (size_t)WTG * CV, a);
+                    winograd_tile(x + (size_t)n * H * W * C, H, W, C, mh * ti - ph, mw * tj - pw,
+                                  V + (size_t)nt * CV, (size_t)WTG * CV, a);
                     winograd_output_grad(dy, n, ti, tj, OH, OW, Co, E + (size_t)nt * CP, CP, a);
                     if (++nt == WTG) {
                         winograd_weight_products(M, V, E, nt, XI, CV, CP);
