@@ -355,7 +355,8 @@ int conv_forward(const float *x, int H, int W, int C, const float *w, int64_t s0
 #define WTG 16 /* tiles per block of the kernel gradient's products */
 #define CIB 8  /* input channels per block of them: CIB accumulators */
 
-/* M[xi, ci, co] += V[xi, t, ci] E[xi, t, co] for the block's tiles t < nt in order (ci < CV, co < CP) */
+/* M[xi, ci, co] += V[xi, t, ci] E[xi, t, co] for the block's tiles t < nt in order (ci < CV, co < CP: the
+ * transforms write whole vectors, zero beyond C and Co) */
 static void winograd_weight_products(float *M, const float *V, const float *E, int nt, int XI, int CV, int CP) {
     for (int xi = 0; xi < XI; xi++)
         for (int c0 = 0; c0 < CP; c0 += VL)
@@ -413,7 +414,6 @@ static inline __attribute__((always_inline)) int winograd_weight(const float *x,
         free(M);
         return -1;
     }
-    memset(V, 0, sizeof(float) * XI * WTG * (size_t)CV); /* channels beyond C: a vector's tail is zero */
     for (int shard = 0; shard < shards; shard++) {
         memset(M, 0, sizeof(float) * XI * (size_t)CV * CP);
         int nt = 0;
