@@ -379,6 +379,26 @@ def test_native_max_abs_of_each_slice_is_pytorchs(case: tuple) -> None:
         assert math.isnan(m) if part.isnan().any() else m == float(part.abs().max())
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 6), st.sampled_from([(1, 1), (3, 3), (1, 3), (2, 5)]), st.integers(1, 40),
+       st.integers(1, 35), st.booleans(), st.booleans(), st.data())
+def test_a_convolutions_peaks_are_the_max_abs_of_each_shard_of_its_output(
+        n: int, kernel: tuple, c: int, co: int, relu: bool, nan: bool, data: st.DataObject) -> None:
+    """Direct and Winograd convolutions (over 8 / 16 channels), vector tails, fused ReLU, a NaN."""
+    kh, kw = kernel
+    h, w = data.draw(st.integers(kh, 6)), data.draw(st.integers(kw, 9))
+    x = (torch.randn(n, c, h, w) * 10).contiguous(memory_format=torch.channels_last)
+    if nan:
+        x[data.draw(st.integers(0, n - 1)), 0, 0, 0] = float("nan")
+    weight, bias = torch.randn(co, c, kh, kw), torch.randn(co)
+    cut = data.draw(st.integers(1, n - 1))
+    bounds = ((0, cut), (cut, n))
+    peaks = native_ops.Peaks()
+    y = native_ops._conv(x, weight, bias, kh // 2, kw // 2, bounds, relu=relu, peaks=peaks)
+    assert peaks.bounds == bounds
+    assert [str(m) for m in peaks.values] == [str(m) for m in max_abs_slices(y, bounds)]
+
+
 def test_a_channels_last_batch_is_cut_into_examples() -> None:
     x = torch.randn(4, 3, 5, 6).contiguous(memory_format=torch.channels_last)
     x[2:] *= 100

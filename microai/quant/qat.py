@@ -41,7 +41,7 @@ from microai.quant.qat_modules import (
     FakeQuantizer,
     QuantAverage,
     QuantLayer,
-    prepare_layers,
+    StepValues,
 )
 from microai.train import TrainConfig, train
 from microai.train.loop import as_tensors, eval_mode
@@ -103,6 +103,7 @@ class QATModel(nn.Module):
         #: the layers whose kernels and biases are fake-quantized once per training step (a plain
         #: list: the network's modules, fixed by prepare_qat)
         self.preparing_layers = _preparing_layers(network)
+        self.step_values = StepValues(self.preparing_layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -125,7 +126,7 @@ class QATModel(nn.Module):
         return bool(self.preparing_layers)
 
     def prepare_step(self) -> None:
-        prepare_layers(self.preparing_layers)
+        self.step_values.update()
 
     def prepared_parameters(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
         """microai.train.parallel: (parameter, buffer) pairs for the parameters whose values replicas

@@ -18,6 +18,7 @@ quantized values themselves, so the forward pass equals the integer reference ex
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -26,7 +27,7 @@ from torch import nn
 
 from microai.graph.ir import QFormat
 from microai.quant.formats import check_width, frac_bits_for
-from microai.train.native import ShardPass, current_pass, layer_forward
+from microai.train.native import Peaks, ShardPass, current_pass, layer_forward
 from microai.train.native.quantize import (
     ROUNDING_CODES,
     in_native_layout,
@@ -110,11 +111,15 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1)
 
 
-def _max_abs_slices(t: torch.Tensor, bounds: Sequence[tuple[int, int]]) -> list[float]:
-    """``max|t[start:stop]|`` of each slice, on the native kernel where it applies; PyTorch's
-    ``max(-min, max)`` for an empty slice (0), a slice of zeros (whose sign this fixes, and which the
-    ranges keep) or a tensor the kernel cannot read."""
-    found = max_abs_slices(t, bounds) if in_native_layout(t) else [0.0] * len(bounds)
+def _max_abs_slices(t: torch.Tensor, bounds: Sequence[tuple[int, int]],
+                    peaks: Peaks | None = None) -> list[float]:
+    """``max|t[start:stop]|`` of each slice: the ``peaks`` of ``t`` when they are of these slices, else on the
+    native kernel where it applies; PyTorch's ``max(-min, max)`` for an empty slice (0), a slice of zeros
+    (whose sign this fixes, and which the ranges keep) or a tensor the kernel cannot read."""
+    if peaks is not None and peaks.bounds == tuple(bounds):
+        found = peaks.values
+    else:
+        found = max_abs_slices(t, bounds) if in_native_layout(t) else [0.0] * len(bounds)
     return [m if m != 0.0 else _max_abs(t[start:stop])
             for m, (start, stop) in zip(found, bounds, strict=True)]
 
@@ -196,9 +201,9 @@ class FakeQuantizer(nn.Module):
         return QFormat(self.width, int(self.frac))
 
     @staticmethod
-    def max_abs(x: torch.Tensor) -> float:
-        """``max|x|`` (0 for an empty tensor), in one pass."""
-        return _max_abs_slices(x.detach(), whole(x))[0]
+    def max_abs(x: torch.Tensor, peaks: Peaks | None = None) -> float:
+        """``max|x|`` (0 for an empty tensor), in one pass (none with the ``peaks`` of ``x``)."""
+        return _max_abs_slices(x.detach(), whole(x), peaks)[0]
 
     def observe_max(self, current: float) -> int:
         """Fold ``current`` (a tensor's ``max|x|``) into the range and recompute the format; return its
@@ -256,16 +261,18 @@ class FakeQuantizer(nn.Module):
         (not per network: the group's shared range would follow the order of the shards)."""
         return self.group_ranges is None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, peaks: Peaks | None = None) -> torch.Tensor:
+        """``peaks``: ``max|x|`` per shard, as the native layer that computed ``x`` measured it (see
+        ``microai.train.native.Peaks``), if it did."""
         if not self.training:
             return fake_quantize(x, int(self.frac), self.width, self.rounding, in_place=self.in_place)
         if self.per_shard and (shards := current_pass()) is not None:
-            return self._forward_shards(x, shards)
-        current = self.max_abs(x)
+            return self._forward_shards(x, shards, peaks)
+        current = self.max_abs(x, peaks)
         return fake_quantize(x, self.observe_max(current), self.width, self.rounding, in_place=self.in_place,
                              max_abs=current)
 
-    def _forward_shards(self, x: torch.Tensor, shards: ShardPass) -> torch.Tensor:
+    def _forward_shards(self, x: torch.Tensor, shards: ShardPass, peaks: Peaks | None) -> torch.Tensor:
         """Training in a shard pass: each shard's slice of ``x`` quantized in the format its own ``max|x|``
         gives, as that shard would be alone; the quantizer keeps the largest of the shards' ranges, as
         :meth:`merge_shard_buffers` would, and records the shards' formats in the pass for the layers
@@ -274,7 +281,7 @@ class FakeQuantizer(nn.Module):
         previous, first = buffers["range"].item(), not buffers["observed"].item()
         y = x if self.in_place else x.clone()
         values = y.detach()
-        found = _max_abs_slices(values, shards.bounds)
+        found = _max_abs_slices(values, shards.bounds, peaks)
         ranges = [self._next_range(m, previous, first) for m in found]
         fracs = [frac_bits_for(r, self.width) for r in ranges]
         clamps = [_may_saturate(m, 2.0 ** f, self.width) for m, f in zip(found, fracs, strict=True)]
@@ -285,39 +292,6 @@ class FakeQuantizer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"width={self.width}, rounding={self.rounding}, observe={self.observe}, frac={int(self.frac)}"
-
-
-def fake_quantize_all_(tensors: list[torch.Tensor], quantizers: list[FakeQuantizer]) -> None:
-    """``t.copy_(q(t))`` for each tensor and its quantizer in training mode (the quantizer updated with
-    ``max|t|``, ``t`` rounded to its format), in a few calls for all of them: for many small tensors,
-    whose cost is per call."""
-    full = [t for t in tensors if t.numel()]
-    norms = iter(torch.stack(torch._foreach_norm(full, ord=math.inf)).tolist() if full else ())
-    max_abs = [next(norms) if t.numel() else 0.0 for t in tensors]
-    fracs = [q.observe_max(m) for m, q in zip(max_abs, quantizers, strict=True)]
-    scales = [2.0 ** f for f in fracs]
-    torch._foreach_mul_(tensors, scales)
-    for rounding in sorted({q.rounding for q in quantizers}):
-        chosen = [t for t, q in zip(tensors, quantizers, strict=True) if q.rounding == rounding]
-        if rounding == "floor":
-            torch._foreach_floor_(chosen)
-        elif rounding == "trunc":  # the bits of round_scaled's floor(|s|) with the sign of s
-            torch._foreach_trunc_(chosen)
-        else:
-            for t in chosen:
-                round_scaled(t, rounding)
-    # saturated only where max|t| can reach the limit, as in _quantize_ (in all their formats, a kernel's
-    # or a bias's max|t| is below it, but rounding to nearest may reach it)
-    reach = [i for i, (m, scale, q) in enumerate(zip(max_abs, scales, quantizers, strict=True))
-             if _may_saturate(m, scale, q.width)]
-    if reach:
-        limits = [1 << (quantizers[i].width - 1) for i in reach]
-        torch._foreach_clamp_min_([tensors[i] for i in reach], [-limit for limit in limits])
-        torch._foreach_clamp_max_([tensors[i] for i in reach], [limit - 1 for limit in limits])
-    if all(abs(f) <= MAX_EXACT_FRAC for f in fracs):  # exact inverses, as in _quantize_
-        torch._foreach_mul_(tensors, [1.0 / scale for scale in scales])
-    else:
-        torch._foreach_div_(tensors, scales)
 
 
 class QuantLayer(nn.Module):
@@ -398,8 +372,9 @@ class QuantLayer(nn.Module):
         else:  # each shard's bias aligned to its accumulator, the gradient to b (straight through)
             with torch.no_grad():
                 shard_bias = torch.stack([self._aligned(b, bias_frac, f + kernel_frac) for f in input_fracs])
-        y = layer_forward(layer, x, w, b, shard_bias)
-        y = modules["output_q"](y)
+        peaks = Peaks()
+        y = layer_forward(layer, x, w, b, shard_bias, peaks)
+        y = modules["output_q"](y, peaks)
         return y if y.dtype == torch.float32 else y.float()
 
     def _aligned(self, b: torch.Tensor, bias_frac: int, n_acc: int, in_place: bool = False) -> torch.Tensor:
@@ -410,13 +385,72 @@ class QuantLayer(nn.Module):
         return fake_quantize(b, n_acc, 32, self.shift_rounding, saturate=False, in_place=in_place)
 
 
-def prepare_layers(layers: list[QuantLayer]) -> None:
-    """Before the shards of a training step (microai.train.parallel): fake-quantize the kernels and
-    biases of ``layers`` (their quantizers update their formats) into the values every shard reads."""
-    values = [v for layer in layers for v in (layer.kernel_values, layer.bias_values)]
-    with torch.no_grad():
-        torch._foreach_copy_(values, [t for layer in layers for t in (layer.layer.weight, layer._bias())])
-        fake_quantize_all_(values, [q for layer in layers for q in (layer.kernel_q, layer.bias_q)])
+class StepValues:
+    """The kernels and biases of ``layers`` fake-quantized once per sharded training step, into the
+    ``kernel_values`` and ``bias_values`` every shard reads (``QATModel.prepare_step``, before the shards;
+    their quantizers update their ranges and formats as in a forward pass).
+
+    Why not tensor by tensor: for a few dozen small tensors, the cost is per call. The tensors are
+    copied into the slices of one flat tensor (grouped by width and rounding), measured and quantized
+    there like a batch's shards (the operations of :func:`_quantize_`), and copied out.
+    """
+
+    def __init__(self, layers: list[QuantLayer]) -> None:
+        pairs = [(layer, name) for layer in layers for name in ("kernel", "bias")]
+        quantizers = [layer._modules[f"{name}_q"] for layer, name in pairs]
+        if any(q.observe != "exact" or q.group_ranges is not None for q in quantizers):
+            raise ValueError("StepValues takes the exact quantizers of per-layer formats")
+        key = [(q.width, q.rounding) for q in quantizers]
+        order = sorted(range(len(pairs)), key=key.__getitem__)
+        self.pairs = [pairs[i] for i in order]
+        self.quantizers: list[FakeQuantizer] = [quantizers[i] for i in order]
+        #: (width, rounding, first, stop) of each run of quantizers that share both
+        self.groups = []
+        for (width, rounding), members in itertools.groupby(range(len(order)), key=lambda i: key[order[i]]):
+            members = list(members)
+            self.groups.append((width, rounding, members[0], members[-1] + 1))
+        #: the flat tensor, its slices shaped like the values, and their bounds (made at the first update)
+        self._flat: tuple[torch.Tensor, list[torch.Tensor], list[tuple[int, int]]] | None = None
+
+    def update(self) -> None:
+        values = [layer._buffers[f"{name}_values"] for layer, name in self.pairs]
+        sources = [layer.layer.weight if name == "kernel" else layer._bias() for layer, name in self.pairs]
+        flat, parts, bounds = self._flat_like(values)
+        with torch.no_grad():
+            torch._foreach_copy_(parts, sources)
+            max_abs = _max_abs_slices(flat, bounds)
+            fracs = [frac_bits_for(m, q.width) for m, q in zip(max_abs, self.quantizers, strict=True)]
+            for width, rounding, first, stop in self.groups:
+                clamps = [_may_saturate(m, 2.0 ** f, width)
+                          for m, f in zip(max_abs[first:stop], fracs[first:stop], strict=True)]
+                _quantize_slices_(flat, bounds[first:stop], fracs[first:stop], clamps, width, rounding)
+            torch._foreach_copy_(values, parts)
+            self._keep_formats(max_abs, fracs)
+
+    def _flat_like(self, values: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor],
+                                                              list[tuple[int, int]]]:
+        """The flat tensor for ``values`` (made again when their dtype or shapes change)."""
+        if self._flat is None or any(p.dtype != v.dtype or p.shape != v.shape
+                                     for p, v in zip(self._flat[1], values, strict=True)):
+            sizes = [v.numel() for v in values]
+            flat = values[0].new_empty(sum(sizes))
+            parts = [part.view_as(v) for part, v in zip(flat.split(sizes), values, strict=True)]
+            edges = list(itertools.accumulate(sizes, initial=0))
+            self._flat = flat, parts, list(zip(edges[:-1], edges[1:], strict=True))
+        return self._flat
+
+    def _keep_formats(self, ranges: list[float], fracs: list[int]) -> None:
+        """What :meth:`FakeQuantizer.observe_max` writes, in a few calls: every range (they move at every
+        step), the formats and observed flags that changed (a read costs less than a write)."""
+        buffers = [q._buffers for q in self.quantizers]
+        kept = [b["range"] for b in buffers]
+        torch._foreach_zero_(kept)
+        torch._foreach_add_(kept, ranges)
+        for b, frac in zip(buffers, fracs, strict=True):
+            if b["frac"].item() != frac:
+                b["frac"].fill_(frac)
+            if not b["observed"].item():
+                b["observed"].fill_(True)
 
 
 class QuantAverage(nn.Module):

@@ -5,6 +5,7 @@ from microai.train.native.ops import (
     NativeConv2d,
     NativeLinear,
     NativeMaxPool2d,
+    Peaks,
     ShardPass,
     current_pass,
     layer_forward,
@@ -12,5 +13,6 @@ from microai.train.native.ops import (
     use_native_kernels,
 )
 
-__all__ = ["NativeConv2d", "NativeKernelsUnavailable", "NativeLinear", "NativeMaxPool2d", "ShardPass",
+__all__ = ["NativeConv2d", "NativeKernelsUnavailable", "NativeLinear", "NativeMaxPool2d", "Peaks",
+           "ShardPass",
            "current_pass", "layer_forward", "shard_pass", "use_native_kernels"]

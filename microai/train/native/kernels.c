@@ -51,6 +51,43 @@ static inline void store(float *p, vf v, int lanes) {
 /* PyTorch's relu: +0 for v < 0, v otherwise (NaN and -0 kept) */
 static inline vf relu_of(vf v) { return (vf)((vi)v & ~(v < 0)); }
 
+/* The largest |v| of the vectors a convolution writes (the lanes it stores), and whether one held a NaN:
+ * max_abs of its output, taken as it is written */
+typedef struct {
+    vf best;
+    vi nan;
+} peak_t;
+
+static inline void peak_add(peak_t *peak, vf v, int lanes) {
+    vf a = (vf)((vi)v & 0x7fffffff);
+    if (lanes < VL) {
+        vi stored;
+        for (int l = 0; l < VL; l++) stored[l] = l < lanes ? -1 : 0;
+        a = (vf)((vi)a & stored);
+    }
+    const vi more = a > peak->best;
+    peak->best = (vf)(((vi)a & more) | ((vi)peak->best & ~more));
+    peak->nan |= a != a;
+}
+
+static double peak_value(const peak_t *peak) {
+    float m = 0.0f;
+    int nan = 0;
+    for (int l = 0; l < VL; l++) {
+        m = peak->best[l] > m ? peak->best[l] : m;
+        nan |= peak->nan[l] != 0;
+    }
+    return nan ? NAN : m;
+}
+
+/* A convolution's output vector written (its first `lanes` floats): through relu_of if relu, into the peak
+ * if any */
+static inline void put(float *p, vf v, int lanes, int relu, peak_t *peak) {
+    if (relu) v = relu_of(v);
+    if (peak) peak_add(peak, v, lanes);
+    store(p, v, lanes);
+}
+
 /* The first `lanes` floats at p, zeros after (a full vector without the stack copy of load_part, whose
  * reload stalls store forwarding) */
 static inline vf load_lanes(const float *p, int lanes) { return lanes == VL ? load(p) : load_part(p, lanes); }
@@ -194,7 +231,7 @@ static inline __attribute__((always_inline)) void winograd_tile(const float *xn,
  * (KH, 3, C, CP) */
 static inline __attribute__((always_inline)) int winograd(const float *x, int N, int H, int W, int C, const float *w,
                                                           const float *bias, int ph, int pw, float *y, int Co,
-                                                          int relu, const int a) {
+                                                          int relu, peak_t *peak, const int a) {
     const int KH = a == 4 ? 3 : 1, ah = a == 4 ? 4 : 1, mh = a == 4 ? 2 : 1, mw = a - 2, XI = ah * a;
     const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - 2, CP = (Co + VL - 1) / VL * VL, CV = (C + VL - 1) / VL * VL;
     const int TH = (OH + mh - 1) / mh, TW = (OW + mw - 1) / mw;
@@ -247,9 +284,8 @@ static inline __attribute__((always_inline)) int winograd(const float *x, int N,
                         for (int r = 0; r < mh; r++) winograd_a(m + r * a, 1, a);
                         for (int i = 0; i < mh && mh * ti + i < OH; i++)
                             for (int j = 0; j < mw && ow0 + j < OW; j++) {
-                                const vf out = b0 + m[i * a + j];
-                                store(y + ((size_t)(n * OH + mh * ti + i) * OW + ow0 + j) * Co + c0,
-                                      relu ? relu_of(out) : out, lanes);
+                                put(y + ((size_t)(n * OH + mh * ti + i) * OW + ow0 + j) * Co + c0,
+                                    b0 + m[i * a + j], lanes, relu, peak);
                             }
                     }
             }
@@ -262,12 +298,14 @@ static inline __attribute__((always_inline)) int winograd(const float *x, int N,
 
 /* y[n, oh, ow, co] = bias[co] + sum_{kh, kw, ci} x[n, oh + kh - ph, ow + kw - pw, ci] * w[kh, kw, ci, co]
  * (x zero outside), for oh < OH = H + 2 ph - KH + 1, ow < OW likewise. w is packed (KH, KW, C, CP) with
- * CP = Co rounded up to VL, zeros beyond Co; bias[Co] or NULL; relu: y = relu_of(y) as it is written.
- * Returns -1 when out of memory. (Accumulators are indexed by constants only, so that they stay in registers.) */
+ * CP = Co rounded up to VL, zeros beyond Co; bias[Co] or NULL; relu: y = relu_of(y) as it is written;
+ * peak (or NULL) takes in every output written. Returns -1 when out of memory. (Accumulators are indexed by constants only, so that they stay in registers.) */
 static int conv_packed(const float *x, int N, int H, int W, int C, const float *w, const float *bias, int KH,
-                       int KW, int ph, int pw, float *y, int Co, int relu) {
-    if (KH == 3 && KW == 3 && C >= WINOGRAD_MIN_C) return winograd(x, N, H, W, C, w, bias, ph, pw, y, Co, relu, 4);
-    if (KH == 1 && KW == 3 && C >= WINOGRAD_1D_MIN_C) return winograd(x, N, H, W, C, w, bias, ph, pw, y, Co, relu, 6);
+                       int KW, int ph, int pw, float *y, int Co, int relu, peak_t *peak) {
+    if (KH == 3 && KW == 3 && C >= WINOGRAD_MIN_C)
+        return winograd(x, N, H, W, C, w, bias, ph, pw, y, Co, relu, peak, 4);
+    if (KH == 1 && KW == 3 && C >= WINOGRAD_1D_MIN_C)
+        return winograd(x, N, H, W, C, w, bias, ph, pw, y, Co, relu, peak, 6);
     const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1, CP = (Co + VL - 1) / VL * VL;
     const int span = B + KW - 1; /* input columns of a block of B outputs */
     float *seg = malloc(sizeof(float) * span * (size_t)C); /* a block's inputs where it meets the padding */
@@ -303,7 +341,7 @@ static int conv_packed(const float *x, int N, int H, int W, int C, const float *
                     }
                     float *out = y + ((size_t)(n * OH + oh) * OW + ow0) * Co + c0;
                     for (int j = 0; j < B; j++)
-                        if (j < nb) store(out + (size_t)j * Co, relu ? relu_of(acc[j]) : acc[j], lanes);
+                        if (j < nb) put(out + (size_t)j * Co, acc[j], lanes, relu, peak);
                 }
             }
     free(seg);
@@ -335,19 +373,23 @@ static void pack_kernel(const float *w, int64_t s0, int64_t s1, int64_t s2, int6
  * conv_packed): transposed, the input gradient's, of x = dy by the kernel flipped in space with co and ci
  * swapped (C = its co, Co = its ci). The examples edges[p] <= n < edges[p + 1] of part p < parts take
  * the bias at bias + p * bias_stride (bias_stride 0: one bias; bias NULL: none); N = edges[parts].
- * relu: the outputs go through PyTorch's relu. Returns -1 when out of memory. */
+ * relu: the outputs go through PyTorch's relu. peaks (or NULL): peaks[p] = max|y| over part p as written
+ * (NaN when it holds a NaN, as max_abs_slices). Returns -1 when out of memory. */
 int conv_forward(const float *x, int H, int W, int C, const float *w, int64_t s0, int64_t s1, int64_t s2, int64_t s3,
                  int transposed, const float *bias, int bias_stride, const int *edges, int parts, int KH, int KW,
-                 int ph, int pw, float *y, int Co, int relu) {
+                 int ph, int pw, float *y, int Co, int relu, double *peaks) {
     const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1, CP = (Co + VL - 1) / VL * VL;
     float *packed = aligned_alloc(sizeof(vf), sizeof(float) * (size_t)KH * KW * C * CP);
     if (!packed) return -1;
     pack_kernel(w, s0, s1, s2, s3, transposed ? C : Co, transposed ? Co : C, KH, KW, transposed, packed);
     int status = 0;
-    for (int p = 0; p < parts && !status; p++)
+    for (int p = 0; p < parts && !status; p++) {
+        peak_t peak = {{0}, {0}};
         status = conv_packed(x + (size_t)edges[p] * H * W * C, edges[p + 1] - edges[p], H, W, C, packed,
                              bias ? bias + (size_t)p * bias_stride : NULL, KH, KW, ph, pw,
-                             y + (size_t)edges[p] * OH * OW * Co, Co, relu);
+                             y + (size_t)edges[p] * OH * OW * Co, Co, relu, peaks ? &peak : NULL);
+        if (peaks) peaks[p] = peak_value(&peak);
+    }
     free(packed);
     return status;
 }

@@ -27,7 +27,7 @@ FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-fno-trapping-math", "-s
 _P, _I, _L, _F = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
 #: argument types, and the result type of the functions that return a status
 _SIGNATURES = {
-    "conv_forward": [_P, _I, _I, _I, _P, _L, _L, _L, _L, _I, _P, _I, _P, _I, _I, _I, _I, _I, _P, _I, _I],
+    "conv_forward": [_P, _I, _I, _I, _P, _L, _L, _L, _L, _I, _P, _I, _P, _I, _I, _I, _I, _I, _P, _I, _I, _P],
     "conv_backward_weight": [_P, _I, _I, _I, _P, _I, _I, _I, _I, _I, _P, _I, _P, _P],
     "max_pool_forward": [_P, _I, _I, _I, _I, _I, _I, _P, _P],
     "max_pool_backward": [_P, _P, _I, _I, _I, _I, _I, _I, _P],

@@ -41,24 +41,38 @@ def _edges(bounds: tuple[tuple[int, int], ...]) -> ctypes.Array:
     return (ctypes.c_int * (len(bounds) + 1))(*(start for start, _ in bounds), bounds[-1][1])
 
 
+@dataclass
+class Peaks:
+    """``max|y|`` of each shard of a native layer's output ``y`` (NaN for a shard holding a NaN), taken as the
+    kernel wrote it: QAT's output quantizer reads them instead of reading ``y`` again."""
+
+    #: (start, stop) of each shard in the batch (none: not measured)
+    bounds: tuple[tuple[int, int], ...] = ()
+    values: tuple[float, ...] = ()
+
+
 def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ph: int, pw: int,
           bounds: tuple[tuple[int, int], ...] | None = None, transposed: bool = False,
-          relu: bool = False) -> torch.Tensor:
+          relu: bool = False, peaks: Peaks | None = None) -> torch.Tensor:
     """conv_forward of channels-last ``x`` with PyTorch's ``weight``; ``transposed``: the input gradient's
     convolution (``x`` is dy; the kernel flipped, inputs and outputs swapped). ``bias`` is ``(Co,)``, or
     ``(shards, Co)``: shard s of ``bounds`` takes ``bias[s]``. ``relu``: ``torch.relu`` of the result, as
-    it is written."""
+    it is written. ``peaks``: set to the result's ``max|y|`` of each shard of ``bounds``."""
     n, c, h, w = x.shape
     co, ci, kh, kw = weight.shape
     channels = ci if transposed else co
     y = torch.empty((n, channels, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1),
                     memory_format=torch.channels_last)
     per_part = bias is not None and bias.dim() == 2
-    edges = _edges(bounds if per_part else ((0, n),))
+    parts = bounds if bounds is not None and (per_part or peaks is not None) else ((0, n),)
+    maxima = None if peaks is None else (ctypes.c_double * len(parts))()
+    edges = _edges(parts)
     if library().conv_forward(x.data_ptr(), h, w, c, weight.data_ptr(), *weight.stride(), int(transposed),
-                              _ptr(bias), bias.stride(0) if per_part else 0, edges, len(edges) - 1, kh, kw,
-                              ph, pw, y.data_ptr(), channels, int(relu)):
+                              _ptr(bias), bias.stride(0) if per_part else 0, edges, len(parts), kh, kw,
+                              ph, pw, y.data_ptr(), channels, int(relu), maxima):
         raise MemoryError("conv_forward: no memory for the packed kernel or a block of inputs")
+    if peaks is not None:
+        peaks.bounds, peaks.values = parts, tuple(maxima)
     return y
 
 
@@ -129,8 +143,9 @@ class _Conv2d(Function):
     straight-through QAT alignment)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ph: int,
-                pw: int, shard_bias: torch.Tensor | None = None, relu: bool = False) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ph: int, pw: int,
+                shard_bias: torch.Tensor | None = None, relu: bool = False,
+                peaks: Peaks | None = None) -> torch.Tensor:
         x = _nhwc(x)
         ctx.padding, ctx.relu = (ph, pw), relu
         current = _PASS.get()
@@ -140,7 +155,8 @@ class _Conv2d(Function):
             ctx.bounds = current.bounds
             current.uses[id(weight)] += 1
         bias = bias if shard_bias is None else shard_bias.detach()
-        y = _conv(x, weight, None if bias is None else bias.contiguous(), ph, pw, ctx.bounds, relu=relu)
+        y = _conv(x, weight, None if bias is None else bias.contiguous(), ph, pw, ctx.bounds, relu=relu,
+                  peaks=peaks)
         ctx.save_for_backward(x, weight, y if relu else None)
         return y
 
@@ -156,7 +172,7 @@ class _Conv2d(Function):
             dx = _conv(dy, weight, None, kh - 1 - ph, kw - 1 - pw, transposed=True)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             dw, db = _weight_grads(x, dy, weight, ctx.needs_input_grad[2], ph, pw, ctx.bounds)
-        return dx, dw, db, None, None, None, None
+        return dx, dw, db, None, None, None, None, None
 
 
 class _MaxPool2d(Function):
@@ -193,7 +209,7 @@ class NativeConv2d(nn.Conv2d):
     relu = False
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                      shard_bias: torch.Tensor | None = None) -> torch.Tensor:
+                      shard_bias: torch.Tensor | None = None, peaks: Peaks | None = None) -> torch.Tensor:
         ph, pw = self.padding
         kh, kw = weight.shape[2:]
         if (not _native_dtype(x, weight, bias) or x.dim() != 4 or x.shape[2] + 2 * ph < kh
@@ -201,7 +217,7 @@ class NativeConv2d(nn.Conv2d):
             _fall_back()
             y = super()._conv_forward(x, weight, bias)
             return torch.relu(y) if self.relu else y
-        return _Conv2d.apply(x, weight, bias, ph, pw, shard_bias, self.relu)
+        return _Conv2d.apply(x, weight, bias, ph, pw, shard_bias, self.relu, peaks)
 
 
 class NativeLinear(nn.Linear):
@@ -212,24 +228,27 @@ class NativeLinear(nn.Linear):
         return self.linear(x, self.weight, self.bias)
 
     def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-               shard_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """This layer's function with ``weight`` and ``bias`` (``shard_bias``: see :func:`layer_forward`)."""
+               shard_bias: torch.Tensor | None = None, peaks: Peaks | None = None) -> torch.Tensor:
+        """This layer's function with ``weight`` and ``bias`` (``shard_bias``, ``peaks``: see
+        :func:`layer_forward`)."""
         if not _native_dtype(x, weight, bias) or x.dim() != 2:
             _fall_back()
             return F.linear(x, weight, bias)
-        return _Conv2d.apply(x[:, :, None, None], weight[:, :, None, None], bias, 0, 0, shard_bias).flatten(1)
+        return _Conv2d.apply(x[:, :, None, None], weight[:, :, None, None], bias, 0, 0, shard_bias, False,
+                             peaks).flatten(1)
 
 
 def layer_forward(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                  shard_bias: torch.Tensor | None = None) -> torch.Tensor:
+                  shard_bias: torch.Tensor | None = None, peaks: Peaks | None = None) -> torch.Tensor:
     """A ``Conv2d``'s or ``Linear``'s function of ``x`` with ``weight`` and ``bias`` in place of its
     parameters. In a :func:`shard_pass`, ``shard_bias`` (``(shards, out features)`` values) is each
     shard's bias in the forward pass, the gradient going to ``bias`` (native layers only: on
-    PyTorch's, the pass falls back to shard by shard)."""
+    PyTorch's, the pass falls back to shard by shard). ``peaks``: a native layer sets them to its
+    output's ``max|y|`` per shard of the pass (the whole batch outside one); others leave them."""
     if isinstance(layer, NativeConv2d):
-        return layer._conv_forward(x, weight, bias, shard_bias)
+        return layer._conv_forward(x, weight, bias, shard_bias, peaks)
     if isinstance(layer, NativeLinear):
-        return layer.linear(x, weight, bias, shard_bias)
+        return layer.linear(x, weight, bias, shard_bias, peaks)
     _fall_back()
     return F.linear(x, weight, bias) if isinstance(layer, nn.Linear) else layer._conv_forward(x, weight, bias)
 
