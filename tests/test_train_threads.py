@@ -122,12 +122,20 @@ class _HiddenCounter(_Counter):
         return self.linear(x)
 
 
+class _PerShardCounter(_Counter):
+    """Says it computes each shard of a one-pass step apart, but has no rule for its buffer."""
+
+    per_shard = True
+
+
 @pytest.mark.parametrize(("model", "match"), [
     (_Counter, "'calls'.*no merge_shard_buffers"),
+    (_PerShardCounter, "'calls'.*no merge_shard_buffers"),
     (_HiddenCounter, "'calls'.*in-place"),
-], ids=["no merge rule", "behind the version counter"])
+], ids=["no merge rule", "no merge rule, one pass", "behind the version counter"])
 def test_a_buffer_sharded_training_cannot_merge_is_an_error(model: type[nn.Module], match: str) -> None:
     step = ShardedStep(model(), shards=2, threads=1)
+    assert step.together is (model is _PerShardCounter)
     x, y = torch.randn(8, 4), torch.zeros(8, dtype=torch.int64)
     with pytest.raises(ShardingError, match=match):
         step.step(x, (y,), nn.functional.cross_entropy)

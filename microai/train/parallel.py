@@ -60,6 +60,7 @@ from microai.train.shard import (
     ShardingError,
     ShardResult,
     ShardRunner,
+    copy_all,
     examples_independent,
 )
 from microai.train.workers import WorkerPool, workers_available
@@ -226,7 +227,9 @@ class ShardedStep:
     def _run_together(self, shards: list[Shard], x: torch.Tensor,
                       loss_fn: Callable[..., torch.Tensor]) -> list[ShardResult] | None:
         """All shards in one pass of this process's replica, as one result (None, and never again, when
-        the pass cannot keep the shards' gradients apart: a layer called twice...)."""
+        the pass cannot keep the shards' gradients apart: a layer called twice...). The pass leaves in
+        the replica's buffers what merging the shards' buffers would (see ShardRunner.run_together):
+        they are copied into the model's, and the result has nothing left to merge."""
         stash = self._stash(0)
         with single_threaded_kernels():
             outcome = self.runner.run_together(self.steps, shards, x, loss_fn, stash)
@@ -234,7 +237,13 @@ class ShardedStep:
             self.together = False
             return None
         loss, logits, grads, changed = outcome
-        return [ShardResult.of(loss, logits, grads, self.buffers, stash, changed)]
+        for i, name in self.unmerged:
+            if i in changed:
+                raise ShardingError(f"buffer '{name}' changes in training and its module has no "
+                                    f"merge_shard_buffers(): sharded training cannot merge it")
+        with torch.no_grad():
+            copy_all([self.buffers[i] for i in changed], [stash[i] for i in changed])
+        return [ShardResult(loss, logits, grads, self.buffers, frozenset())]
 
     def _run(self, shard: Shard, x: torch.Tensor, loss_fn: Callable[..., torch.Tensor]) -> ShardResult:
         """A shard computed in this process."""
