@@ -80,11 +80,12 @@ static double peak_value(const peak_t *peak) {
     return nan ? NAN : m;
 }
 
-/* A convolution's output vector written (its first `lanes` floats): through relu_of if relu, into the peak
- * if any */
-static inline void put(float *p, vf v, int lanes, int relu, peak_t *peak) {
+/* A convolution's output vector written (its first `lanes` floats): through relu_of if relu, into `peak` if
+ * measure (a local of the caller, written back at its end: through a pointer that float stores may alias,
+ * it would be reloaded at every store) */
+static inline void put(float *p, vf v, int lanes, int relu, int measure, peak_t *peak) {
     if (relu) v = relu_of(v);
-    if (peak) peak_add(peak, v, lanes);
+    if (measure) peak_add(peak, v, lanes);
     store(p, v, lanes);
 }
 
@@ -245,6 +246,7 @@ static inline __attribute__((always_inline)) int winograd(const float *x, int N,
         return -1;
     }
     memset(V, 0, sizeof(float) * XI * WT * (size_t)CV); /* the tiles a last block does not have */
+    peak_t pk = {{0}, {0}};
     for (int ci = 0; ci < C; ci++)
         for (int c0 = 0; c0 < CP; c0 += VL) {
             vf g[16];
@@ -285,7 +287,7 @@ static inline __attribute__((always_inline)) int winograd(const float *x, int N,
                         for (int i = 0; i < mh && mh * ti + i < OH; i++)
                             for (int j = 0; j < mw && ow0 + j < OW; j++) {
                                 put(y + ((size_t)(n * OH + mh * ti + i) * OW + ow0 + j) * Co + c0,
-                                    b0 + m[i * a + j], lanes, relu, peak);
+                                    b0 + m[i * a + j], lanes, relu, peak != NULL, &pk);
                             }
                     }
             }
@@ -293,13 +295,15 @@ static inline __attribute__((always_inline)) int winograd(const float *x, int N,
     free(U);
     free(V);
     free(M);
+    if (peak) *peak = pk;
     return 0;
 }
 
 /* y[n, oh, ow, co] = bias[co] + sum_{kh, kw, ci} x[n, oh + kh - ph, ow + kw - pw, ci] * w[kh, kw, ci, co]
  * (x zero outside), for oh < OH = H + 2 ph - KH + 1, ow < OW likewise. w is packed (KH, KW, C, CP) with
  * CP = Co rounded up to VL, zeros beyond Co; bias[Co] or NULL; relu: y = relu_of(y) as it is written;
- * peak (or NULL) takes in every output written. Returns -1 when out of memory. (Accumulators are indexed by constants only, so that they stay in registers.) */
+ * peak (or NULL) is set to the peak of the outputs written. Returns -1 when out of memory. (Accumulators are
+ * indexed by constants only, so that they stay in registers.) */
 static int conv_packed(const float *x, int N, int H, int W, int C, const float *w, const float *bias, int KH,
                        int KW, int ph, int pw, float *y, int Co, int relu, peak_t *peak) {
     if (KH == 3 && KW == 3 && C >= WINOGRAD_MIN_C)
@@ -310,6 +314,7 @@ static int conv_packed(const float *x, int N, int H, int W, int C, const float *
     const int span = B + KW - 1; /* input columns of a block of B outputs */
     float *seg = malloc(sizeof(float) * span * (size_t)C); /* a block's inputs where it meets the padding */
     if (!seg) return -1;
+    peak_t pk = {{0}, {0}};
     for (int n = 0; n < N; n++)
         for (int oh = 0; oh < OH; oh++)
             for (int c0 = 0; c0 < Co; c0 += VL) {
@@ -341,10 +346,11 @@ static int conv_packed(const float *x, int N, int H, int W, int C, const float *
                     }
                     float *out = y + ((size_t)(n * OH + oh) * OW + ow0) * Co + c0;
                     for (int j = 0; j < B; j++)
-                        if (j < nb) put(out + (size_t)j * Co, acc[j], lanes, relu, peak);
+                        if (j < nb) put(out + (size_t)j * Co, acc[j], lanes, relu, peak != NULL, &pk);
                 }
             }
     free(seg);
+    if (peak) *peak = pk;
     return 0;
 }
 
@@ -384,11 +390,11 @@ int conv_forward(const float *x, int H, int W, int C, const float *w, int64_t s0
     pack_kernel(w, s0, s1, s2, s3, transposed ? C : Co, transposed ? Co : C, KH, KW, transposed, packed);
     int status = 0;
     for (int p = 0; p < parts && !status; p++) {
-        peak_t peak = {{0}, {0}};
+        peak_t peak;
         status = conv_packed(x + (size_t)edges[p] * H * W * C, edges[p + 1] - edges[p], H, W, C, packed,
                              bias ? bias + (size_t)p * bias_stride : NULL, KH, KW, ph, pw,
                              y + (size_t)edges[p] * OH * OW * Co, Co, relu, peaks ? &peak : NULL);
-        if (peaks) peaks[p] = peak_value(&peak);
+        if (peaks && !status) peaks[p] = peak_value(&peak);
     }
     free(packed);
     return status;
