@@ -72,12 +72,20 @@ def test_qat_gives_the_same_bytes_with_1_and_2_threads() -> None:
     assert _bytes(qat[0]) == _bytes(qat[1])
 
 
-@pytest.mark.parametrize("granularity", ["layer", "network"])
-def test_qat_weights_quantized_once_per_step_give_the_same_bytes(granularity: str,
+def _bias_free() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv1d(9, 8, 3, padding=1, bias=False), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(8 * 128, 6, bias=False))
+
+
+@pytest.mark.parametrize(("granularity", "float_model"), [
+    ("layer", lambda: _trained(1)), ("network", lambda: _trained(1)), ("layer", _bias_free),
+], ids=["layer", "network", "layer, no biases"])
+def test_qat_weights_quantized_once_per_step_give_the_same_bytes(granularity: str, float_model,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """QATModel.prepare_step (kernels and biases fake-quantized once per step) changes no number."""
     x, y = _data()
-    float_model = _trained(1)
+    float_model = float_model()
     cfg = _cfg(2, lr=0.005)
 
     def qat_bytes() -> bytes:

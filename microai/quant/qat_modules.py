@@ -113,22 +113,20 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
 
 def _max_abs_slices(t: torch.Tensor, bounds: Sequence[tuple[int, int]],
                     peaks: Peaks | None = None) -> list[float]:
-    """``max|t[start:stop]|`` of each slice: the ``peaks`` of ``t`` when they are of these slices, else on the
-    native kernel where it applies; PyTorch's ``max(-min, max)`` for an empty slice (0), a slice of zeros
-    (whose sign this fixes, and which the ranges keep) or a tensor the kernel cannot read."""
+    """``max|t[start:stop]|`` of each slice (+0 for an empty slice or zeros): the ``peaks`` of ``t`` when they
+    are of these slices, else on the native kernel where it applies, else by PyTorch's operations."""
     if peaks is not None and peaks.bounds == tuple(bounds):
-        found = peaks.values
-    else:
-        found = max_abs_slices(t, bounds) if in_native_layout(t) else [0.0] * len(bounds)
-    return [m if m != 0.0 else _max_abs(t[start:stop])
-            for m, (start, stop) in zip(found, bounds, strict=True)]
+        return list(peaks.values)
+    if in_native_layout(t):
+        return max_abs_slices(t, bounds)
+    return [_max_abs(t[start:stop]) for start, stop in bounds]
 
 
 def _max_abs(x: torch.Tensor) -> float:
     if not x.numel():
         return 0.0
     low, high = torch.aminmax(_flat(x))
-    return max(-float(low), float(high))
+    return abs(max(-float(low), float(high)))  # +0 for zeros (max(-0.0, 0.0) is -0.0)
 
 
 def _quantize_slices_(t: torch.Tensor, bounds: Sequence[tuple[int, int]], fracs: Sequence[int],
@@ -402,19 +400,25 @@ class StepValues:
             raise ValueError("StepValues takes the exact quantizers of per-layer formats")
         key = [(q.width, q.rounding) for q in quantizers]
         order = sorted(range(len(pairs)), key=key.__getitem__)
-        self.pairs = [pairs[i] for i in order]
+        pairs = [pairs[i] for i in order]
         self.quantizers: list[FakeQuantizer] = [quantizers[i] for i in order]
+        #: where each value buffer, and the parameter it is computed from, are found (module dicts, which a
+        #: conversion of the model updates; no bias: zeros)
+        self.values_at = [(layer._buffers, f"{name}_values") for layer, name in pairs]
+        self.sources_at = [(layer.layer._parameters, "weight" if name == "kernel" else "bias",
+                            torch.zeros(layer.layer.weight.shape[0])) for layer, name in pairs]
         #: (width, rounding, first, stop) of each run of quantizers that share both
         self.groups = []
         for (width, rounding), members in itertools.groupby(range(len(order)), key=lambda i: key[order[i]]):
             members = list(members)
             self.groups.append((width, rounding, members[0], members[-1] + 1))
-        #: the flat tensor, its slices shaped like the values, and their bounds (made at the first update)
-        self._flat: tuple[torch.Tensor, list[torch.Tensor], list[tuple[int, int]]] | None = None
+        #: the dtypes and shapes of the values, the flat tensor, its slices shaped like them, and their
+        #: bounds (made at the first update)
+        self._flat: tuple[list, torch.Tensor, list[torch.Tensor], list[tuple[int, int]]] | None = None
 
     def update(self) -> None:
-        values = [layer._buffers[f"{name}_values"] for layer, name in self.pairs]
-        sources = [layer.layer.weight if name == "kernel" else layer._bias() for layer, name in self.pairs]
+        values = [buffers[name] for buffers, name in self.values_at]
+        sources = [zero if (p := params[name]) is None else p for params, name, zero in self.sources_at]
         flat, parts, bounds = self._flat_like(values)
         with torch.no_grad():
             torch._foreach_copy_(parts, sources)
@@ -429,15 +433,15 @@ class StepValues:
 
     def _flat_like(self, values: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor],
                                                               list[tuple[int, int]]]:
-        """The flat tensor for ``values`` (made again when their dtype or shapes change)."""
-        if self._flat is None or any(p.dtype != v.dtype or p.shape != v.shape
-                                     for p, v in zip(self._flat[1], values, strict=True)):
+        """The flat tensor for ``values`` (made again when their dtypes or shapes change)."""
+        kinds = [(v.dtype, v.shape) for v in values]
+        if self._flat is None or self._flat[0] != kinds:
             sizes = [v.numel() for v in values]
             flat = values[0].new_empty(sum(sizes))
             parts = [part.view_as(v) for part, v in zip(flat.split(sizes), values, strict=True)]
             edges = list(itertools.accumulate(sizes, initial=0))
-            self._flat = flat, parts, list(zip(edges[:-1], edges[1:], strict=True))
-        return self._flat
+            self._flat = kinds, flat, parts, list(zip(edges[:-1], edges[1:], strict=True))
+        return self._flat[1:]
 
     def _keep_formats(self, ranges: list[float], fracs: list[int]) -> None:
         """What :meth:`FakeQuantizer.observe_max` writes, in a few calls: every range (they move at every
