@@ -232,10 +232,11 @@ class FakeQuantizer(nn.Module):
         Each shard folded its own ``max|x|`` into the moving average, so the largest result is the
         average updated with the whole batch's ``max|x|``.
         """
-        value = max(float(s["range"]) for s in shards)
-        self.range.fill_(value)
-        if not bool(self.observed):  # else every shard, which started from it, is observed too
-            self.observed.fill_(any(bool(s["observed"]) for s in shards))
+        buffers = self._buffers  # as in observe_max
+        value = max(s["range"].item() for s in shards)
+        buffers["range"].fill_(value)
+        if not buffers["observed"].item():  # else every shard, which started from it, is observed too
+            buffers["observed"].fill_(any(s["observed"].item() for s in shards))
         self._set_format(value)
 
     def refresh(self) -> None:

@@ -36,8 +36,9 @@ def _ptr(t: torch.Tensor | None) -> int | None:
 
 
 @functools.lru_cache(maxsize=256)
-def _edges(bounds: tuple[tuple[int, int], ...]) -> ctypes.Array:
-    """The kernels' form of the shard ``bounds`` (start, stop): edges[s] <= n < edges[s + 1] in shard s."""
+def shard_edges(bounds: tuple[tuple[int, int], ...]) -> ctypes.Array:
+    """The kernels' form of the adjacent shard ``bounds`` (start, stop): edges[s] <= n < edges[s + 1] in
+    shard s (cached: a step's few bounds come back at every layer; the kernels only read it)."""
     return (ctypes.c_int * (len(bounds) + 1))(*(start for start, _ in bounds), bounds[-1][1])
 
 
@@ -66,7 +67,7 @@ def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ph: 
     per_part = bias is not None and bias.dim() == 2
     parts = bounds if bounds is not None and (per_part or peaks is not None) else ((0, n),)
     maxima = None if peaks is None else (ctypes.c_double * len(parts))()
-    edges = _edges(parts)
+    edges = shard_edges(parts)
     if library().conv_forward(x.data_ptr(), h, w, c, weight.data_ptr(), *weight.stride(), int(transposed),
                               _ptr(bias), bias.stride(0) if per_part else 0, edges, len(parts), kh, kw,
                               ph, pw, y.data_ptr(), channels, int(relu), maxima):
@@ -131,7 +132,7 @@ def _weight_grads(x: torch.Tensor, dy: torch.Tensor, weight: torch.Tensor, with_
     dw = weight.new_empty((co, ci, kh, kw))
     db = weight.new_empty(co) if with_bias else None
     if library().conv_backward_weight(x.data_ptr(), h, w, ci, dy.data_ptr(), co, kh, kw, ph, pw,
-                                      _edges(bounds), len(bounds), dw.data_ptr(), _ptr(db)):
+                                      shard_edges(bounds), len(bounds), dw.data_ptr(), _ptr(db)):
         raise MemoryError("conv_backward_weight: no memory for its sums")
     return dw, db
 

@@ -8,11 +8,13 @@ small tensor, each costing more in dispatch than in arithmetic.
 from __future__ import annotations
 
 import ctypes
+import functools
 from collections.abc import Sequence
 
 import torch
 
 from microai.train.native.library import library
+from microai.train.native.ops import shard_edges
 
 #: rounding name -> the kernels' code (the roundings of microai.quant.qat_modules.round_scaled)
 ROUNDING_CODES = {"trunc": 0, "nearest": 1, "floor": 2, "half_up": 3}
@@ -37,14 +39,10 @@ def _row(t: torch.Tensor) -> int:
     return t.numel() // len(t) if t.dim() else 1
 
 
-def _edges(bounds: Bounds) -> ctypes.Array:
-    return (ctypes.c_int * (len(bounds) + 1))(*(start for start, _ in bounds), bounds[-1][1])
-
-
 def max_abs_slices(t: torch.Tensor, bounds: Bounds) -> list[float]:
     """``max|t[start:stop]|`` for each slice (NaN for a slice holding a NaN); ``t`` in the native layout."""
     out = (ctypes.c_double * len(bounds))()
-    library().max_abs_slices(t.data_ptr(), _row(t), _edges(bounds), len(bounds), out)
+    library().max_abs_slices(t.data_ptr(), _row(t), shard_edges(tuple(bounds)), len(bounds), out)
     return list(out)
 
 
@@ -53,11 +51,18 @@ def quantize_slices_(t: torch.Tensor, bounds: Bounds, fracs: Sequence[int], satu
     """Each slice ``t[start:stop] = sat_w(round(t * 2**frac)) * 2**-frac`` with its own ``frac`` (and
     saturated to the signed ``width`` bits where ``saturate``), in place; ``t`` in the native layout,
     ``|frac| <= 126`` (``2**frac`` and its inverse exact in float32)."""
-    count = len(bounds)
     limit = 1 << (width - 1)
-    scales = (ctypes.c_float * count)(*(2.0 ** f for f in fracs))
-    inverses = (ctypes.c_float * count)(*(2.0 ** -f for f in fracs))
-    clamps = (ctypes.c_uint8 * count)(*saturate)
-    library().quantize_slices(t.data_ptr(), _row(t), _edges(bounds), count, scales, inverses, clamps, -limit,
-                              limit - 1, ROUNDING_CODES[rounding])
+    scales, inverses, clamps = _factors(tuple(fracs), tuple(saturate))
+    library().quantize_slices(t.data_ptr(), _row(t), shard_edges(tuple(bounds)), len(bounds), scales,
+                              inverses, clamps, -limit, limit - 1, ROUNDING_CODES[rounding])
     return t
+
+
+@functools.lru_cache(maxsize=1024)
+def _factors(fracs: tuple[int, ...],
+             saturate: tuple[bool, ...]) -> tuple[ctypes.Array, ctypes.Array, ctypes.Array]:
+    """The kernel's arrays of ``2**frac``, ``2**-frac`` and saturation flags of the slices (cached: a
+    quantizer's formats recur from step to step; the kernel only reads them)."""
+    count = len(fracs)
+    return ((ctypes.c_float * count)(*(2.0 ** f for f in fracs)),
+            (ctypes.c_float * count)(*(2.0 ** -f for f in fracs)), (ctypes.c_uint8 * count)(*saturate))
