@@ -327,7 +327,7 @@ class QuantLayer(nn.Module):
 
     @property
     def quantizes_once_per_step(self) -> bool:
-        """Whether :func:`prepare_layers` applies: per layer, the kernel's and bias's formats depend on
+        """Whether :class:`StepValues` applies: per layer, the kernel's and bias's formats depend on
         them alone (per network, on the shared range the activations of the shard update too)."""
         return self.kernel_q.group_ranges is None
 
