@@ -406,13 +406,16 @@ class StepValues:
         #: where each value buffer, and the parameter it is computed from, are found (module dicts, which a
         #: conversion of the model updates; no bias: zeros)
         self.values_at = [(layer._buffers, f"{name}_values") for layer, name in pairs]
-        self.sources_at = [(layer.layer._parameters, "weight" if name == "kernel" else "bias",
-                            torch.zeros(layer.layer.weight.shape[0])) for layer, name in pairs]
+        self.sources_at = [(layer.layer._parameters, "weight", None) if name == "kernel"
+                           else (layer.layer._parameters, "bias", torch.zeros(layer.layer.weight.shape[0]))
+                           for layer, name in pairs]
         #: (width, rounding, first, stop) of each run of quantizers that share both
         self.groups = []
-        for (width, rounding), members in itertools.groupby(range(len(order)), key=lambda i: key[order[i]]):
-            members = list(members)
-            self.groups.append((width, rounding, members[0], members[-1] + 1))
+        first = 0
+        for (width, rounding), run in itertools.groupby(key[i] for i in order):
+            stop = first + len(list(run))
+            self.groups.append((width, rounding, first, stop))
+            first = stop
         #: the dtypes and shapes of the values, the flat tensor, its slices shaped like them, and their
         #: bounds (made at the first update)
         self._flat: tuple[list, torch.Tensor, list[torch.Tensor], list[tuple[int, int]]] | None = None

@@ -237,10 +237,7 @@ class ShardedStep:
             self.together = False
             return None
         loss, logits, grads, changed = outcome
-        for i, name in self.unmerged:
-            if i in changed:
-                raise ShardingError(f"buffer '{name}' changes in training and its module has no "
-                                    f"merge_shard_buffers(): sharded training cannot merge it")
+        self._check_unmerged(frozenset(changed), [stash])
         with torch.no_grad():
             copy_all([self.buffers[i] for i in changed], [stash[i] for i in changed])
         return [ShardResult(loss, logits, grads, self.buffers, frozenset())]
@@ -272,8 +269,13 @@ class ShardedStep:
         for merge, positions in self.mergers:
             if not changed.isdisjoint(positions.values()):
                 merge([{name: r.buffers[i] for name, i in positions.items()} for r in results])
+        self._check_unmerged(changed, [r.buffers for r in results])
+
+    def _check_unmerged(self, changed: frozenset[int], kept: list[list[torch.Tensor]]) -> None:
+        """An error for a changed buffer no module merges whose value in one of the shards' ``kept``
+        buffers is not the model's."""
         for i, name in self.unmerged:
-            if i in changed and not all(torch.equal(r.buffers[i], self.buffers[i]) for r in results):
+            if i in changed and not all(torch.equal(buffers[i], self.buffers[i]) for buffers in kept):
                 raise ShardingError(f"buffer '{name}' changes in training and its module has no "
                                     f"merge_shard_buffers(): sharded training cannot merge it")
 

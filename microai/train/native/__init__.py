@@ -14,5 +14,4 @@ from microai.train.native.ops import (
 )
 
 __all__ = ["NativeConv2d", "NativeKernelsUnavailable", "NativeLinear", "NativeMaxPool2d", "Peaks",
-           "ShardPass",
-           "current_pass", "layer_forward", "shard_pass", "use_native_kernels"]
+           "ShardPass", "current_pass", "layer_forward", "shard_pass", "use_native_kernels"]
