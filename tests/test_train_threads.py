@@ -16,9 +16,9 @@ from microai.quant.qat import calibrate, prepare_qat, train_qat
 from microai.quant.qat_modules import QuantLayer
 from microai.train import TrainConfig, parallel, predict, train
 from microai.train.native import ops as native_ops
-from microai.train.parallel import ShardedStep, ShardingError, shard_bounds
+from microai.train.parallel import ONE_PASS, WORKERS, ScheduleTrial, ShardedStep, ShardingError, shard_bounds
 from microai.train.shard import ShardRunner
-from microai.train.workers import WorkerError
+from microai.train.workers import WorkerError, WorkerPool
 
 SHAPE = (9, 128)  # UCI-HAR's, where PyTorch's own multi-threaded kernels change the weights
 
@@ -279,10 +279,61 @@ class _Standardize(nn.Identity):
     (lambda: nn.Sequential(nn.Flatten(), _Standardize(), nn.Linear(9 * 128, 6)), False),  # a subclass
 ])
 def test_one_thread_computes_the_shards_of_example_wise_models_in_one_pass(model, together: bool) -> None:
-    with ShardedStep(model(), 2, 1) as step:
-        assert step.together is together
-    with ShardedStep(model(), 2, 2) as step:
-        assert not step.together
+    for threads in (1, 2):  # with 2, one pass is one of the schedules ScheduleTrial tries
+        with ShardedStep(model(), 2, threads) as step:
+            assert step.together is together
+
+
+def test_the_schedule_trial_keeps_the_faster_median() -> None:
+    trial = ScheduleTrial(warmup=1, timed=3)
+    workers, one_pass = (9.0, 1.0, 5.0, 1.0), (0.1, 2.0, 0.5, 2.0)  # medians after the first: 1.0, 2.0
+    for w, o in zip(workers, one_pass, strict=True):
+        assert trial.next() == WORKERS
+        trial.record(WORKERS, w)
+        assert trial.next() == ONE_PASS
+        trial.record(ONE_PASS, o)
+    assert trial.choice == WORKERS and trial.next() == WORKERS
+    trial = ScheduleTrial(warmup=0, timed=1)
+    trial.record(WORKERS, 1.0)
+    trial.record(ONE_PASS, 0.5)
+    assert trial.choice == ONE_PASS
+
+
+@pytest.mark.parametrize("faster", [WORKERS, ONE_PASS])
+def test_two_threads_keep_the_faster_schedule_with_the_bits_of_one(faster: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trial's first 8 steps alternate between the worker and one pass; the schedule made faster
+    here is kept for the rest of the epoch (the worker stops when it is one pass), and every step gives
+    the bits of one thread."""
+    x, y = (torch.from_numpy(a) for a in _data(10 * 16))
+    calls = []
+    run_together, pool_run = ShardRunner.run_together, WorkerPool.run
+    monkeypatch.setattr(ShardRunner, "run_together",
+                        lambda self, *args: calls.append(ONE_PASS) or run_together(self, *args))
+    monkeypatch.setattr(WorkerPool, "run", lambda self, *args: calls.append(WORKERS) or pool_run(self, *args))
+    now = [0.0]
+
+    def clock() -> float:  # a step of the faster schedule takes 1 s, of the other 2 s
+        now[0] += 1.0 if calls and calls[-1] == faster else 2.0
+        return now[0]
+
+    monkeypatch.setattr(parallel, "perf_counter", clock)
+    trained = []
+    for threads in (1, 2):
+        torch.manual_seed(0)
+        net = build_model("resnetv1-6", SHAPE, 6, 8)
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        with ShardedStep(net, 2, threads) as step:
+            step.trial = ScheduleTrial(warmup=1, timed=3)
+            for i in range(10):
+                step.step(x[16 * i:16 * (i + 1)], (y[16 * i:16 * (i + 1)],), nn.functional.cross_entropy)
+                optimizer.step()
+            if threads == 2:
+                assert step.trial.choice == faster
+                assert (step.workers is None) is (faster == ONE_PASS)
+        trained.append(_bytes(net))
+    assert calls[10:] == [WORKERS, ONE_PASS] * 4 + [faster] * 2
+    assert trained[0] == trained[1]
 
 
 @pytest.mark.parametrize(("granularity", "together"), [("layer", True), ("network", False)])

@@ -251,7 +251,8 @@ class FakeQuantizer(nn.Module):
             group[self.slot] = value
             value = float(group.max())
         frac = frac_bits_for(value, self.width)
-        buffers["frac"].fill_(frac)
+        if buffers["frac"].item() != frac:  # a read costs less than a write
+            buffers["frac"].fill_(frac)
         return frac
 
     @property

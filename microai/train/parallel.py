@@ -18,7 +18,10 @@ shard alone would (``microai.train.shard.examples_independent``: the native laye
 quantizers of per-layer formats, which quantize each shard's slice in that shard's format; no batch
 norm or dropout) computes all shards of a batch of up to ``ONE_PASS_MAX_VALUES`` input values in one
 pass, its native layers keeping each shard's kernel gradients apart: the same bits as shard by shard,
-with one pass's per-operation cost instead of one per shard.
+with one pass's per-operation cost instead of one per shard. With more threads, such a replica's steps
+may still be faster in one pass than spread over the worker processes (a small batch, whose shards cost
+the workers more in exchanges and per-shard overhead than they share in arithmetic): the first steps
+try both schedules (``ScheduleTrial``) and the faster one is kept. The bits are the same either way.
 
 State that a forward pass changes is merged the same way after every step: each shard starts from
 the model's buffers, and the model then takes BatchNorm running statistics averaged over the
@@ -44,9 +47,11 @@ gradients, they hold the interpreter lock less.
 from __future__ import annotations
 
 import copy
+import statistics
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from time import perf_counter
 
 import torch
 from torch import nn
@@ -65,8 +70,8 @@ from microai.train.shard import (
 )
 from microai.train.workers import WorkerPool, workers_available
 
-__all__ = ["MIN_SHARD", "ShardedStep", "ShardingError", "default_threads", "inference", "map_in_order",
-           "shard_bounds", "single_threaded_kernels"]
+__all__ = ["MIN_SHARD", "ScheduleTrial", "ShardedStep", "ShardingError", "default_threads", "inference",
+           "map_in_order", "shard_bounds", "single_threaded_kernels"]
 
 #: A shard needs two examples at least (batch norm cannot train on one).
 MIN_SHARD = 2
@@ -75,6 +80,39 @@ MIN_SHARD = 2
 #: once, no longer stay in cache (GTSRB shape, QAT, 512 examples in 8 shards: 261 ms a step in one
 #: pass, 200 ms shard by shard). The bits are the same either way.
 ONE_PASS_MAX_VALUES = 1 << 20
+
+WORKERS, ONE_PASS = "worker processes", "one pass"
+
+
+class ScheduleTrial:
+    """Which schedule computes the steps of a ShardedStep with worker processes faster, when its replica
+    can also compute them in one pass in the training process: the first ``2 * (warmup + timed)`` such
+    steps alternate between the workers and one pass (so that both run as warm as the other); the
+    schedule with the shorter median wall-clock time over its last ``timed`` steps (its first ``warmup``
+    are not counted: the workers start, caches fill) is kept, the workers when tied. Only speed depends
+    on the choice."""
+
+    def __init__(self, warmup: int = 2, timed: int = 8) -> None:
+        self.warmup, self.timed = warmup, timed
+        self.seconds: dict[str, list[float]] = {WORKERS: [], ONE_PASS: []}
+        self.steps = 0
+        self.choice: str | None = None
+
+    def next(self) -> str:
+        """The schedule of the next step."""
+        if self.choice is not None:
+            return self.choice
+        return (WORKERS, ONE_PASS)[self.steps % 2]
+
+    def record(self, schedule: str, seconds: float) -> None:
+        """A step of ``schedule`` (what :meth:`next` said) took ``seconds``."""
+        if self.choice is not None:
+            return
+        if self.steps >= 2 * self.warmup:
+            self.seconds[schedule].append(seconds)
+        self.steps += 1
+        if self.steps == 2 * (self.warmup + self.timed):
+            self.choice = min(self.seconds, key=lambda k: statistics.median(self.seconds[k]))
 
 
 @contextmanager
@@ -127,8 +165,9 @@ class ShardedStep:
     """Sets the model's ``.grad`` to the gradient of a batch's mean loss, summed over fixed shards.
 
     See the module docstring. With ``threads`` > 1, this process and ``threads - 1`` worker processes
-    (``microai.train.workers``) compute the shards, each on its own replica of ``model``. Use it as a
-    context manager (the workers stop at the end).
+    (``microai.train.workers``) compute the shards, each on its own replica of ``model``, unless
+    ``trial`` finds one pass in this process faster. Use it as a context manager (the workers stop at
+    the end).
     """
 
     def __init__(self, model: nn.Module, shards: int, threads: int) -> None:
@@ -156,8 +195,10 @@ class ShardedStep:
         self.runner = ShardRunner(replica, self.params, self.buffers, groups, self.buffer_names,
                                   self._prepared_parameters())
         self.threads = 1 if _has_dropout(model) or not workers_available() else max(1, min(threads, shards))
-        #: whether the shards computed in this process run in one pass (see ShardRunner.run_together)
-        self.together = self.threads == 1 and examples_independent(replica.module)
+        #: whether the replica can compute the shards of a step in one pass (see ShardRunner.run_together)
+        self.together = examples_independent(replica.module)
+        #: with workers, whether they or one pass compute such steps faster
+        self.trial = ScheduleTrial()
         self.workers: WorkerPool | None = None
         self.steps = 0
         #: per shard index, the tensors that keep the replica's buffers after that shard for the merge
@@ -196,6 +237,7 @@ class ShardedStep:
 
         With worker processes, ``loss_fn`` is sent to them: it must be picklable (a module-level
         function, or a ``functools.partial`` of one)."""
+        began = perf_counter()
         bounds = shard_bounds(len(x), self.shards)
         self.steps += 1
         with torch.no_grad():
@@ -207,11 +249,13 @@ class ShardedStep:
             x = x.contiguous(memory_format=torch.channels_last)
         shards = [Shard(i, start, stop, [t[start:stop] for t in targets], (stop - start) / len(x))
                   for i, (start, stop) in enumerate(bounds)]
-        if self.threads > 1 and len(shards) > 1:
+        together = self.together and len(shards) > 1 and x.numel() <= ONE_PASS_MAX_VALUES
+        schedule = self._schedule(together) if self.threads > 1 and len(shards) > 1 else None
+        results = None
+        if schedule == WORKERS:
             results = self._pool(x).run(self.steps, x, shards, loss_fn, lambda s: self._run(s, x, loss_fn))
-        else:
-            together = self.together and len(shards) > 1 and x.numel() <= ONE_PASS_MAX_VALUES
-            results = self._run_together(shards, x, loss_fn) if together else None
+        elif together:
+            results = self._run_together(shards, x, loss_fn)
         if results is None:
             results = [self._run(shard, x, loss_fn) for shard in shards]
         with torch.no_grad():
@@ -222,7 +266,20 @@ class ShardedStep:
                 p.grad = grads[0] if len(results) == 1 and grads else _ordered_sum(grads)
             self._merge_buffers(results)
             loss = _ordered_sum([r.loss for r in results])
+        if schedule is not None and together and self.together:
+            self.trial.record(schedule, perf_counter() - began)
         return loss, torch.cat([r.logits for r in results])
+
+    def _schedule(self, together: bool) -> str:
+        """How a step with workers runs: with them, or in one pass when the replica can and the trial
+        finds it faster (the workers then stop)."""
+        if not together:
+            return WORKERS
+        schedule = self.trial.next()
+        if schedule == ONE_PASS and self.trial.choice == ONE_PASS and self.workers is not None:
+            self.workers.close()
+            self.workers = None
+        return schedule
 
     def _run_together(self, shards: list[Shard], x: torch.Tensor,
                       loss_fn: Callable[..., torch.Tensor]) -> list[ShardResult] | None:
