@@ -120,11 +120,13 @@ def _data(shape: tuple[int, ...], classes: int, n: int) -> tuple[np.ndarray, np.
     return rng.standard_normal((n, *shape)).astype(np.float32), rng.integers(0, classes, n)
 
 
-def _steady_rate(run: Callable[[int], object], samples: int, repeats: int, clock: str) -> float:
-    """Samples per second (of ``clock``) of the epochs after the first in ``run(1 + repeats)``, which
-    trains that many epochs in one call: ``repeats * samples / (T(1 + repeats) - T(1))``, where each ``T``
-    is the shortest of 2 calls. Start-up (worker processes forked, Keras' training function traced,
-    caches warmed) is in both ``T`` and cancels out, as it does in a run of the paper's 120-300 epochs."""
+def _steady_rate(run: Callable[[int], object], samples: int, repeats: int, clock: str,
+                 warm: int = 1) -> float:
+    """Samples per second (of ``clock``) of the epochs after the first ``warm`` in ``run(warm + repeats)``,
+    which trains that many epochs in one call: ``repeats * samples / (T(warm + repeats) - T(warm))``, where
+    each ``T`` is the shortest of 2 calls. Start-up (worker processes forked, the schedule trial of
+    MicroAI's first steps, Keras' training function traced, caches warmed) is in both ``T`` and cancels
+    out, as it does in a run of the paper's 120-300 epochs."""
     def timed(epochs: int) -> float:
         began = CLOCKS[clock]()
         run(epochs)
@@ -132,21 +134,26 @@ def _steady_rate(run: Callable[[int], object], samples: int, repeats: int, clock
 
     first, longer = math.inf, math.inf
     for _ in range(2):
-        first, longer = min(first, timed(1)), min(longer, timed(1 + repeats))
+        first, longer = min(first, timed(warm)), min(longer, timed(warm + repeats))
     return repeats * samples / (longer - first)
 
 
 def _epoch_rate(model, x: np.ndarray, y: np.ndarray, schedule: Schedule, threads: int, repeats: int,
                 clock: str) -> float:
-    """Steady samples per second of microai.train.train (see _steady_rate)."""
+    """Steady samples per second of microai.train.train (see _steady_rate), after the epochs that hold
+    the steps of the schedule trial (microai.train.parallel.ScheduleTrial)."""
     from microai.train import TrainConfig, train
+    from microai.train.parallel import ScheduleTrial
+
+    trial, steps = ScheduleTrial(), math.ceil(len(x) / schedule.batch)  # a trial with more than one thread
+    warm = 1 if threads == 1 else math.ceil(2 * (trial.warmup + trial.timed) / steps)
 
     def run(epochs: int) -> None:
         cfg = TrainConfig(epochs=epochs, batch_size=schedule.batch, lr=0.005, milestones=[], gamma=0.1,
                           mixup_alpha=0.0, shards=schedule.shards, num_threads=threads)
         train(model, x, y, cfg, seed=0, progress=False)
 
-    return _steady_rate(run, len(x), repeats, clock)
+    return _steady_rate(run, len(x), repeats, clock, warm)
 
 
 def microai_rates(case: str, filters: int, samples: int, threads: int, repeats: int,
@@ -257,8 +264,8 @@ def main() -> None:
         return
     rows = []
     unit = "samples/s (wall clock)" if args.clock == "wall" else "samples per CPU-second (training processes)"
-    print(f"ResNetv1-6 F={args.filters}, {args.samples} random examples per epoch, epochs 2-"
-          f"{args.repeats + 1} of a run, best of {args.rounds} interleaved rounds, on this host "
+    print(f"ResNetv1-6 F={args.filters}, {args.samples} random examples per epoch, the {args.repeats} epochs "
+          f"after start-up in a run, best of {args.rounds} interleaved rounds, on this host "
           f"({os.cpu_count()} CPUs), {unit}; batch/shards from {PAPER.name}; "
           f"{'any CPU' if args.no_pin else 'pinned to as many CPUs as threads'}")
     print(f"{'case':<11} {'thr':>3} {'float b/s':>9} {'QAT b/s':>8} {'float':>7} {'QAT':>7} "
