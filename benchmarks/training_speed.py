@@ -145,8 +145,8 @@ def _epoch_rate(model, x: np.ndarray, y: np.ndarray, schedule: Schedule, threads
     from microai.train import TrainConfig, train
     from microai.train.parallel import ScheduleTrial
 
-    trial, steps = ScheduleTrial(), math.ceil(len(x) / schedule.batch)  # a trial with more than one thread
-    warm = 1 if threads == 1 else math.ceil(2 * (trial.warmup + trial.timed) / steps)
+    # a trial with more than one thread
+    warm = 1 if threads == 1 else math.ceil(ScheduleTrial().length / math.ceil(len(x) / schedule.batch))
 
     def run(epochs: int) -> None:
         cfg = TrainConfig(epochs=epochs, batch_size=schedule.batch, lr=0.005, milestones=[], gamma=0.1,

@@ -278,7 +278,7 @@ class _Standardize(nn.Identity):
     (lambda: _Twice(), False),  # a forward of its own
     (lambda: nn.Sequential(nn.Flatten(), _Standardize(), nn.Linear(9 * 128, 6)), False),  # a subclass
 ])
-def test_one_thread_computes_the_shards_of_example_wise_models_in_one_pass(model, together: bool) -> None:
+def test_the_shards_of_example_wise_models_can_run_in_one_pass(model, together: bool) -> None:
     for threads in (1, 2):  # with 2, one pass is one of the schedules ScheduleTrial tries
         with ShardedStep(model(), 2, threads) as step:
             assert step.together is together

@@ -86,17 +86,22 @@ WORKERS, ONE_PASS = "worker processes", "one pass"
 
 class ScheduleTrial:
     """Which schedule computes the steps of a ShardedStep with worker processes faster, when its replica
-    can also compute them in one pass in the training process: the first ``2 * (warmup + timed)`` such
-    steps alternate between the workers and one pass (so that both run as warm as the other); the
-    schedule with the shorter median wall-clock time over its last ``timed`` steps (its first ``warmup``
-    are not counted: the workers start, caches fill) is kept, the workers when tied. Only speed depends
-    on the choice."""
+    can also compute them in one pass in the training process: the first ``length = 2 * (warmup +
+    timed)`` such steps alternate between the workers and one pass (so that both run as warm as the
+    other); the schedule with the shorter median wall-clock time over its last ``timed`` steps (its
+    first ``warmup`` are not counted: the workers start, caches fill) is kept, the workers when tied.
+    Only speed depends on the choice."""
 
     def __init__(self, warmup: int = 2, timed: int = 8) -> None:
         self.warmup, self.timed = warmup, timed
         self.seconds: dict[str, list[float]] = {WORKERS: [], ONE_PASS: []}
         self.steps = 0
         self.choice: str | None = None
+
+    @property
+    def length(self) -> int:
+        """The steps the trial takes."""
+        return 2 * (self.warmup + self.timed)
 
     def next(self) -> str:
         """The schedule of the next step."""
@@ -111,7 +116,7 @@ class ScheduleTrial:
         if self.steps >= 2 * self.warmup:
             self.seconds[schedule].append(seconds)
         self.steps += 1
-        if self.steps == 2 * (self.warmup + self.timed):
+        if self.steps == self.length:
             self.choice = min(self.seconds, key=lambda k: statistics.median(self.seconds[k]))
 
 
