@@ -79,7 +79,7 @@ def test_convolution_and_its_gradients_are_pytorchs(case: tuple, seed: int) -> N
        st.integers(1, 9), st.integers(1, 9), st.integers(0, 2**31 - 1))
 def test_3x3_convolutions_by_winograd_are_pytorchs(n: int, c: int, co: int, ph: int, pw: int, h: int, w: int,
                                                     seed: int) -> None:
-    """3 x 3 kernels over 8 channels or more (Winograd's F(2 x 2, 3 x 3): forward and kernel gradient, and
+    """3 x 3 kernels over 8 channels or more (Winograd's F(4 x 4, 3 x 3): forward and kernel gradient, and
     input gradient when the outputs are 8 or more): odd and even sizes, partial tiles, every padding,
     vector tails."""
     h, w = max(h, 3 - 2 * ph), max(w, 3 - 2 * pw)
@@ -143,7 +143,7 @@ def _grads(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
 def _model() -> nn.Module:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 10, 3, padding=1), nn.ReLU(),
-                          nn.Conv2d(10, 16, 3, padding=1),  # Winograd F(2 x 2, 3 x 3): all three
+                          nn.Conv2d(10, 16, 3, padding=1),  # Winograd F(4 x 4, 3 x 3): all three
                           nn.MaxPool2d(2), nn.Conv2d(16, 9, (1, 3)),  # F(4, 3): forward, kernel grad
                           nn.Flatten(), nn.Linear(9 * 4 * 2, 5))
     assert use_native_kernels(model) == 5

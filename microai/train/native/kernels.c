@@ -93,27 +93,21 @@ static inline void put(float *p, vf v, int lanes, int relu, int measure, peak_t 
  * reload stalls store forwarding) */
 static inline vf load_lanes(const float *p, int lanes) { return lanes == VL ? load(p) : load_part(p, lanes); }
 
-/* Winograd's algorithm, F(2 x 2, 3 x 3) for 3 x 3 kernels and F(4, 3) along the columns for 1 x 3 kernels:
- * each tile of outputs (2 x 2; 1 x 4) from the tile of inputs that covers it (4 x 4; 1 x 6), with V = B^T d B
- * (the input tile transformed, per input channel), U = G g G^T (the kernel transformed, per channel pair),
- * M[xi] = sum_ci V[xi, ci] U[xi, ci] (ci in order) and the output tile = bias + A^T M A: 16 products per
- * channel pair instead of 36 (3 x 3), 6 instead of 12 (1 x 3; interpolation points 0, 1, -1, 2, -2 and
- * infinity). Every step is a fixed sequence of operations per channel: the bits do not depend on the
- * vector width. */
+/* Winograd's algorithm F(4, 3) along the columns, and along the rows too for 3 x 3 kernels (F(4 x 4, 3 x 3)):
+ * each tile of outputs (4 x 4; 1 x 4 for 1 x 3 kernels) from the tile of inputs that covers it (6 x 6;
+ * 1 x 6), with V = B^T d B (the input tile transformed, per input channel), U = G g G^T (the kernel
+ * transformed, per channel pair), M[xi] = sum_ci V[xi, ci] U[xi, ci] (ci in order) and the output tile =
+ * bias + A^T M A: 36 products per channel pair and 16 outputs instead of 144 (3 x 3), 6 per 4 outputs
+ * instead of 12 (1 x 3); interpolation points 0, 1, -1, 2, -2 and infinity. Every step is a fixed sequence
+ * of operations per channel: the bits do not depend on the vector width. */
 #define WINOGRAD_MIN_C 8     /* 3 x 3: fewer input channels, the transforms cost more than they save */
 #define WINOGRAD_1D_MIN_C 16 /* 1 x 3 likewise */
+#define WA 6                 /* inputs per side of a tile */
+#define WM 4                 /* outputs per side of a tile */
 #define WT 8                 /* tiles per block of the product: WT accumulators */
 
-/* d[i * s], i < a (4 or 6), set to B^T d */
-static inline void winograd_b(vf *d, int s, const int a) {
-    if (a == 4) {
-        const vf d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s];
-        d[0] = d0 - d2;
-        d[s] = d1 + d2;
-        d[2 * s] = d2 - d1;
-        d[3 * s] = d1 - d3;
-        return;
-    }
+/* d[i * s], i < WA, set to B^T d */
+static inline void winograd_b(vf *d, int s) {
     const vf d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
     d[0] = 4.0f * (d0 - d2) + (d4 - d2);
     d[s] = (d3 + d4) - 4.0f * (d1 + d2);
@@ -123,15 +117,9 @@ static inline void winograd_b(vf *d, int s, const int a) {
     d[5 * s] = 4.0f * (d1 - d3) + (d5 - d3);
 }
 
-/* g[i * s], i < a, set to G g of its first 3 */
-static inline void winograd_g(vf *g, int s, const int a) {
+/* g[i * s], i < WA, set to G g of its first 3 */
+static inline void winograd_g(vf *g, int s) {
     const vf g0 = g[0], g1 = g[s], g2 = g[2 * s];
-    if (a == 4) {
-        g[s] = (g0 + g1 + g2) * 0.5f;
-        g[2 * s] = (g0 - g1 + g2) * 0.5f;
-        g[3 * s] = g2;
-        return;
-    }
     g[0] = g0 * 0.25f;
     g[s] = (g0 + g1 + g2) * (-1.0f / 6);
     g[2 * s] = (g0 - g1 + g2) * (-1.0f / 6);
@@ -140,14 +128,8 @@ static inline void winograd_g(vf *g, int s, const int a) {
     g[5 * s] = g2;
 }
 
-/* m[i * s], i < a - 2, set to A^T m of the a */
-static inline void winograd_a(vf *m, int s, const int a) {
-    if (a == 4) {
-        const vf m0 = m[0], m1 = m[s], m2 = m[2 * s], m3 = m[3 * s];
-        m[0] = m0 + m1 + m2;
-        m[s] = m1 - m2 - m3;
-        return;
-    }
+/* m[i * s], i < WM, set to A^T m of the WA */
+static inline void winograd_a(vf *m, int s) {
     const vf m0 = m[0], m5 = m[5 * s];
     const vf p12 = m[s] + m[2 * s], n12 = m[s] - m[2 * s], p34 = m[3 * s] + m[4 * s], n34 = m[3 * s] - m[4 * s];
     m[0] = m0 + p12 + p34;
@@ -160,15 +142,8 @@ static inline void winograd_a(vf *m, int s, const int a) {
  * channel pair is M, and the gradient is G^T M G (the transposes of the output and kernel transforms:
  * the gradient of y = A^T (U V) A with respect to g, U = G g G^T). */
 
-/* e[i * s], i < a, set to A e of its first a - 2 (A^T's transpose) */
-static inline void winograd_at(vf *e, int s, const int a) {
-    if (a == 4) {
-        const vf y0 = e[0], y1 = e[s];
-        e[s] = y0 + y1;
-        e[2 * s] = y0 - y1;
-        e[3 * s] = -y1;
-        return;
-    }
+/* e[i * s], i < WA, set to A e of its first WM (A^T's transpose) */
+static inline void winograd_at(vf *e, int s) {
     const vf y0 = e[0], y1 = e[s], y2 = e[2 * s], y3 = e[3 * s];
     const vf even = y0 + y2, odd = y1 + y3, even4 = y0 + 4.0f * y2, odd4 = y1 + 4.0f * y3;
     e[s] = even + odd;
@@ -178,15 +153,8 @@ static inline void winograd_at(vf *e, int s, const int a) {
     e[5 * s] = y3;
 }
 
-/* m[i * s], i < 3, set to G^T m of the a (G's transpose) */
-static inline void winograd_gt(vf *m, int s, const int a) {
-    if (a == 4) {
-        const vf m0 = m[0], p12 = (m[s] + m[2 * s]) * 0.5f, n12 = (m[s] - m[2 * s]) * 0.5f, m3 = m[3 * s];
-        m[0] = m0 + p12;
-        m[s] = n12;
-        m[2 * s] = p12 + m3;
-        return;
-    }
+/* m[i * s], i < 3, set to G^T m of the WA (G's transpose) */
+static inline void winograd_gt(vf *m, int s) {
     const vf p12 = (m[s] + m[2 * s]) * (-1.0f / 6), n12 = (m[s] - m[2 * s]) * (-1.0f / 6);
     const vf p34 = m[3 * s] + m[4 * s], n34 = m[3 * s] - m[4 * s], m0 = m[0], m5 = m[5 * s];
     m[0] = m0 * 0.25f + p12 + p34 * (1.0f / 24);
@@ -201,41 +169,44 @@ static inline int inside(int first, int count, int size) {
     return bits;
 }
 
+/* Tile rows: WA inputs and WM outputs for 3 x 3 kernels (KH = 3), one of each for 1 x 3 ones */
+#define TILE_ROWS(KH) ((KH) == 3 ? WA : 1)
+#define OUT_ROWS(KH) ((KH) == 3 ? WM : 1)
+
 /* B^T d B of the tile d[r][s] = p[r * rs + s * cs] (the first `lanes` channels; zero where bit r of rows or
- * bit s of cols is clear) into v[xi * stride], xi = r * a + s: a x a values (F(2 x 2, 3 x 3): a = 4, rows
- * transformed first), or 1 x a (F(4, 3) along the columns: a = 6, one row) */
+ * bit s of cols is clear) into v[xi * stride], xi = r * WA + s: WA x WA values for 3 x 3 kernels (columns
+ * transformed first), 1 x WA for 1 x 3 ones */
 static inline __attribute__((always_inline)) void winograd_input(const float *p, size_t rs, size_t cs, int rows,
                                                                  int cols, int lanes, float *v, size_t stride,
-                                                                 const int a) {
-    const int ah = a == 4 ? 4 : 1;
-    vf d[16];
+                                                                 const int KH) {
+    const int ah = TILE_ROWS(KH);
+    vf d[WA * WA];
     for (int r = 0; r < ah; r++)
-        for (int s = 0; s < a; s++)
-            d[r * a + s] = rows >> r & cols >> s & 1 ? load_lanes(p + r * rs + s * cs, lanes) : (vf){0};
+        for (int s = 0; s < WA; s++)
+            d[r * WA + s] = rows >> r & cols >> s & 1 ? load_lanes(p + r * rs + s * cs, lanes) : (vf){0};
     if (ah > 1)
-        for (int s = 0; s < a; s++) winograd_b(d + s, a, a);
-    for (int r = 0; r < ah; r++) winograd_b(d + r * a, 1, a);
-    for (int xi = 0; xi < ah * a; xi++) memcpy(v + xi * stride, &d[xi], sizeof(vf));
+        for (int s = 0; s < WA; s++) winograd_b(d + s, WA);
+    for (int r = 0; r < ah; r++) winograd_b(d + r * WA, 1);
+    for (int xi = 0; xi < ah * WA; xi++) memcpy(v + xi * stride, &d[xi], sizeof(vf));
 }
 
 /* winograd_input of every channel of the tile whose first input is (ih0, iw0) in xn[H, W, C] (zero
  * outside it) into v[xi * stride + ci] */
 static inline __attribute__((always_inline)) void winograd_tile(const float *xn, int H, int W, int C, int ih0,
-                                                                int iw0, float *v, size_t stride, const int a) {
-    const int rows = inside(ih0, a == 4 ? 4 : 1, H), cols = inside(iw0, a, W);
+                                                                int iw0, float *v, size_t stride, const int KH) {
+    const int rows = inside(ih0, TILE_ROWS(KH), H), cols = inside(iw0, WA, W);
     const float *p = xn + ((ptrdiff_t)ih0 * W + iw0) * C; /* (outside xn where rows or cols say so) */
     for (int c0 = 0; c0 < C; c0 += VL)
-        winograd_input(p + c0, (size_t)W * C, C, rows, cols, C - c0 < VL ? C - c0 : VL, v + c0, stride, a);
+        winograd_input(p + c0, (size_t)W * C, C, rows, cols, C - c0 < VL ? C - c0 : VL, v + c0, stride, KH);
 }
 
-/* conv_forward by Winograd's algorithm (see above): a = 4 for 3 x 3 kernels, 6 for 1 x 3; w packed
- * (KH, 3, C, CP) */
+/* conv_forward by Winograd's algorithm (see above) for KH x 3 kernels, KH = 3 or 1; w packed (KH, 3, C, CP) */
 static inline __attribute__((always_inline)) int winograd(const float *x, int N, int H, int W, int C, const float *w,
                                                           const float *bias, int ph, int pw, float *y, int Co,
-                                                          int relu, peak_t *peak, const int a) {
-    const int KH = a == 4 ? 3 : 1, ah = a == 4 ? 4 : 1, mh = a == 4 ? 2 : 1, mw = a - 2, XI = ah * a;
+                                                          int relu, peak_t *peak, const int KH) {
+    const int ah = TILE_ROWS(KH), mh = OUT_ROWS(KH), XI = ah * WA;
     const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - 2, CP = (Co + VL - 1) / VL * VL, CV = (C + VL - 1) / VL * VL;
-    const int TH = (OH + mh - 1) / mh, TW = (OW + mw - 1) / mw;
+    const int TH = (OH + mh - 1) / mh, TW = (OW + WM - 1) / WM;
     float *U = aligned_alloc(sizeof(vf), sizeof(float) * XI * (size_t)C * CP);
     float *V = aligned_alloc(sizeof(vf), sizeof(float) * XI * WT * (size_t)CV);
     float *M = aligned_alloc(sizeof(vf), sizeof(float) * XI * WT * (size_t)CP);
@@ -245,53 +216,53 @@ static inline __attribute__((always_inline)) int winograd(const float *x, int N,
         free(M);
         return -1;
     }
-    memset(V, 0, sizeof(float) * XI * WT * (size_t)CV); /* the tiles a last block does not have */
+    memset(V, 0, sizeof(float) * XI * WT * (size_t)CV); /* the tiles the last block does not have */
     peak_t pk = {{0}, {0}};
     for (int ci = 0; ci < C; ci++)
         for (int c0 = 0; c0 < CP; c0 += VL) {
-            vf g[16];
+            vf g[WA * WA];
             for (int r = 0; r < KH; r++)
-                for (int s = 0; s < 3; s++) g[r * a + s] = load(w + ((size_t)(r * 3 + s) * C + ci) * CP + c0);
+                for (int s = 0; s < 3; s++) g[r * WA + s] = load(w + ((size_t)(r * 3 + s) * C + ci) * CP + c0);
             if (ah > 1)
-                for (int s = 0; s < 3; s++) winograd_g(g + s, a, a);
-            for (int r = 0; r < ah; r++) winograd_g(g + r * a, 1, a);
+                for (int s = 0; s < 3; s++) winograd_g(g + s, WA);
+            for (int r = 0; r < ah; r++) winograd_g(g + r * WA, 1);
             for (int xi = 0; xi < XI; xi++) memcpy(U + ((size_t)xi * C + ci) * CP + c0, &g[xi], sizeof(vf));
         }
-    for (int n = 0; n < N; n++)
-        for (int ti = 0; ti < TH; ti++) {
-            const float *xn = x + (size_t)n * H * W * C;
-            for (int tj0 = 0; tj0 < TW; tj0 += WT) {
-                const int nt = TW - tj0 < WT ? TW - tj0 : WT;
-                for (int t = 0; t < nt; t++) /* V[xi][t][CV] */
-                    winograd_tile(xn, H, W, C, mh * ti - ph, mw * (tj0 + t) - pw, V + (size_t)t * CV,
-                                  (size_t)WT * CV, a);
-                for (int xi = 0; xi < XI; xi++)
-                    for (int c0 = 0; c0 < CP; c0 += VL) {
-                        vf acc[WT] = {{0}};
-                        const float *v = V + (size_t)xi * WT * CV, *u = U + (size_t)xi * C * CP + c0;
-                        for (int ci = 0; ci < C; ci++) {
-                            const vf uv = load(u + (size_t)ci * CP);
-                            for (int t = 0; t < WT; t++) acc[t] += v[(size_t)t * CV + ci] * uv;
-                        }
-                        for (int t = 0; t < WT; t++) memcpy(M + ((size_t)xi * WT + t) * CP + c0, &acc[t], sizeof(vf));
-                    }
-                for (int t = 0; t < nt; t++)
-                    for (int c0 = 0; c0 < Co; c0 += VL) {
-                        const int lanes = Co - c0 < VL ? Co - c0 : VL, ow0 = mw * (tj0 + t);
-                        const vf b0 = !bias ? (vf){0} : load_lanes(bias + c0, lanes);
-                        vf m[16];
-                        for (int xi = 0; xi < XI; xi++) m[xi] = load(M + ((size_t)xi * WT + t) * CP + c0);
-                        if (ah > 1)
-                            for (int s = 0; s < a; s++) winograd_a(m + s, a, a);
-                        for (int r = 0; r < mh; r++) winograd_a(m + r * a, 1, a);
-                        for (int i = 0; i < mh && mh * ti + i < OH; i++)
-                            for (int j = 0; j < mw && ow0 + j < OW; j++) {
-                                put(y + ((size_t)(n * OH + mh * ti + i) * OW + ow0 + j) * Co + c0,
-                                    b0 + m[i * a + j], lanes, relu, peak != NULL, &pk);
-                            }
-                    }
+    const int tiles = N * TH * TW; /* tile k: example k / (TH TW), tile row k / TW % TH, column k % TW */
+    for (int k0 = 0; k0 < tiles; k0 += WT) {
+        const int nt = tiles - k0 < WT ? tiles - k0 : WT;
+        for (int t = 0; t < nt; t++) { /* V[xi][t][CV] */
+            const int k = k0 + t, n = k / (TH * TW), ti = k / TW % TH, tj = k % TW;
+            winograd_tile(x + (size_t)n * H * W * C, H, W, C, mh * ti - ph, WM * tj - pw, V + (size_t)t * CV,
+                          (size_t)WT * CV, KH);
+        }
+        for (int xi = 0; xi < XI; xi++)
+            for (int c0 = 0; c0 < CP; c0 += VL) {
+                vf acc[WT] = {{0}};
+                const float *v = V + (size_t)xi * WT * CV, *u = U + (size_t)xi * C * CP + c0;
+                for (int ci = 0; ci < C; ci++) {
+                    const vf uv = load(u + (size_t)ci * CP);
+                    for (int t = 0; t < WT; t++) acc[t] += v[(size_t)t * CV + ci] * uv;
+                }
+                for (int t = 0; t < WT; t++) memcpy(M + ((size_t)xi * WT + t) * CP + c0, &acc[t], sizeof(vf));
+            }
+        for (int t = 0; t < nt; t++) {
+            const int k = k0 + t, n = k / (TH * TW), oh0 = mh * (k / TW % TH), ow0 = WM * (k % TW);
+            for (int c0 = 0; c0 < Co; c0 += VL) {
+                const int lanes = Co - c0 < VL ? Co - c0 : VL;
+                const vf b0 = !bias ? (vf){0} : load_lanes(bias + c0, lanes);
+                vf m[WA * WA];
+                for (int xi = 0; xi < XI; xi++) m[xi] = load(M + ((size_t)xi * WT + t) * CP + c0);
+                if (ah > 1)
+                    for (int s = 0; s < WA; s++) winograd_a(m + s, WA);
+                for (int r = 0; r < mh; r++) winograd_a(m + r * WA, 1);
+                for (int i = 0; i < mh && oh0 + i < OH; i++)
+                    for (int j = 0; j < WM && ow0 + j < OW; j++)
+                        put(y + ((size_t)(n * OH + oh0 + i) * OW + ow0 + j) * Co + c0, b0 + m[i * WA + j], lanes,
+                            relu, peak != NULL, &pk);
             }
         }
+    }
     free(U);
     free(V);
     free(M);
@@ -307,9 +278,9 @@ static inline __attribute__((always_inline)) int winograd(const float *x, int N,
 static int conv_packed(const float *x, int N, int H, int W, int C, const float *w, const float *bias, int KH,
                        int KW, int ph, int pw, float *y, int Co, int relu, peak_t *peak) {
     if (KH == 3 && KW == 3 && C >= WINOGRAD_MIN_C)
-        return winograd(x, N, H, W, C, w, bias, ph, pw, y, Co, relu, peak, 4);
+        return winograd(x, N, H, W, C, w, bias, ph, pw, y, Co, relu, peak, 3);
     if (KH == 1 && KW == 3 && C >= WINOGRAD_1D_MIN_C)
-        return winograd(x, N, H, W, C, w, bias, ph, pw, y, Co, relu, peak, 6);
+        return winograd(x, N, H, W, C, w, bias, ph, pw, y, Co, relu, peak, 1);
     const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1, CP = (Co + VL - 1) / VL * VL;
     const int span = B + KW - 1; /* input columns of a block of B outputs */
     float *seg = malloc(sizeof(float) * span * (size_t)C); /* a block's inputs where it meets the padding */
@@ -425,34 +396,34 @@ static void winograd_weight_products(float *M, const float *V, const float *E, i
  * OH x OW), for the Co channels */
 static inline __attribute__((always_inline)) void winograd_output_grad(const float *dy, int n, int ti, int tj,
                                                                        int OH, int OW, int Co, float *E,
-                                                                       int CP, const int a) {
-    const int ah = a == 4 ? 4 : 1, mh = a == 4 ? 2 : 1, mw = a - 2;
+                                                                       int CP, const int KH) {
+    const int ah = TILE_ROWS(KH), mh = OUT_ROWS(KH);
     for (int c0 = 0; c0 < Co; c0 += VL) {
         const int lanes = Co - c0 < VL ? Co - c0 : VL;
-        vf e[16];
+        vf e[WA * WA];
         for (int i = 0; i < mh; i++)
-            for (int j = 0; j < mw; j++) {
-                const int oh = mh * ti + i, ow = mw * tj + j;
-                e[i * a + j] = oh < OH && ow < OW
+            for (int j = 0; j < WM; j++) {
+                const int oh = mh * ti + i, ow = WM * tj + j;
+                e[i * WA + j] = oh < OH && ow < OW
                     ? load_lanes(dy + ((size_t)(n * OH + oh) * OW + ow) * Co + c0, lanes) : (vf){0};
             }
-        for (int i = 0; i < mh; i++) winograd_at(e + i * a, 1, a);
+        for (int i = 0; i < mh; i++) winograd_at(e + i * WA, 1);
         if (ah > 1)
-            for (int j = 0; j < a; j++) winograd_at(e + j, a, a);
-        for (int xi = 0; xi < ah * a; xi++) memcpy(E + (size_t)xi * WTG * CP + c0, &e[xi], sizeof(vf));
+            for (int j = 0; j < WA; j++) winograd_at(e + j, WA);
+        for (int xi = 0; xi < ah * WA; xi++) memcpy(E + (size_t)xi * WTG * CP + c0, &e[xi], sizeof(vf));
     }
 }
 
-/* The kernel gradient of a 3 x 3 (a = 4) or 1 x 3 (a = 6) convolution by Winograd's algorithm (see
+/* The kernel gradient of a KH x 3 convolution (KH = 3 or 1) by Winograd's algorithm (see
  * winograd_at): for each shard, M[xi, ci, co] = the sum over its tiles (n, tile row, tile column in order)
  * of V[xi, ci] E[xi, co], V = B^T d B of the input tile and E = A dy A^T of the output gradient's, then
  * dw = G^T M G, added to the shards before as conv_backward_weight does. Returns -1 when out of memory. */
 static inline __attribute__((always_inline)) int winograd_weight(const float *x, int H, int W, int C, const float *dy,
                                                                  int Co, int ph, int pw, const int *edges,
-                                                                 int shards, float *dw, const int a) {
-    const int KH = a == 4 ? 3 : 1, ah = a == 4 ? 4 : 1, mh = a == 4 ? 2 : 1, mw = a - 2, XI = ah * a;
+                                                                 int shards, float *dw, const int KH) {
+    const int ah = TILE_ROWS(KH), mh = OUT_ROWS(KH), XI = ah * WA;
     const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - 2, CP = (Co + VL - 1) / VL * VL;
-    const int CV = (C + VL - 1) / VL * VL, TH = (OH + mh - 1) / mh, TW = (OW + mw - 1) / mw;
+    const int CV = (C + VL - 1) / VL * VL, TH = (OH + mh - 1) / mh, TW = (OW + WM - 1) / WM;
     float *V = aligned_alloc(sizeof(vf), sizeof(float) * XI * WTG * (size_t)CV);
     float *E = aligned_alloc(sizeof(vf), sizeof(float) * XI * WTG * (size_t)CP);
     float *M = aligned_alloc(sizeof(vf), sizeof(float) * XI * (size_t)CV * CP);
@@ -468,9 +439,9 @@ static inline __attribute__((always_inline)) int winograd_weight(const float *x,
         for (int n = edges[shard]; n < edges[shard + 1]; n++)
             for (int ti = 0; ti < TH; ti++)
                 for (int tj = 0; tj < TW; tj++) {
-                    winograd_tile(x + (size_t)n * H * W * C, H, W, C, mh * ti - ph, mw * tj - pw,
-                                  V + (size_t)nt * CV, (size_t)WTG * CV, a);
-                    winograd_output_grad(dy, n, ti, tj, OH, OW, Co, E + (size_t)nt * CP, CP, a);
+                    winograd_tile(x + (size_t)n * H * W * C, H, W, C, mh * ti - ph, WM * tj - pw,
+                                  V + (size_t)nt * CV, (size_t)WTG * CV, KH);
+                    winograd_output_grad(dy, n, ti, tj, OH, OW, Co, E + (size_t)nt * CP, CP, KH);
                     if (++nt == WTG) {
                         winograd_weight_products(M, V, E, nt, XI, CV, CP);
                         nt = 0;
@@ -479,16 +450,16 @@ static inline __attribute__((always_inline)) int winograd_weight(const float *x,
         winograd_weight_products(M, V, E, nt, XI, CV, CP);
         for (int ci = 0; ci < C; ci++)
             for (int c0 = 0; c0 < Co; c0 += VL) {
-                vf m[16];
+                vf m[WA * WA];
                 for (int xi = 0; xi < XI; xi++) m[xi] = load(M + ((size_t)xi * CV + ci) * CP + c0);
-                for (int r = 0; r < ah; r++) winograd_gt(m + r * a, 1, a);
+                for (int r = 0; r < ah; r++) winograd_gt(m + r * WA, 1);
                 if (ah > 1)
-                    for (int s = 0; s < 3; s++) winograd_gt(m + s, a, a);
+                    for (int s = 0; s < 3; s++) winograd_gt(m + s, WA);
                 for (int l = 0; l < VL && c0 + l < Co; l++)
                     for (int kh = 0; kh < KH; kh++)
                         for (int kw = 0; kw < 3; kw++) {
                             float *to = dw + (((size_t)(c0 + l) * C + ci) * KH + kh) * 3 + kw;
-                            *to = shard ? *to + m[kh * a + kw][l] : m[kh * a + kw][l];
+                            *to = shard ? *to + m[kh * WA + kw][l] : m[kh * WA + kw][l];
                         }
             }
     }
@@ -588,9 +559,9 @@ int conv_backward_weight(const float *x, int H, int W, int C, const float *dy, i
                          int ph, int pw, const int *edges, int shards, float *dw, float *db) {
     int status;
     if (KH == 3 && KW == 3 && C >= WINOGRAD_MIN_C)
-        status = winograd_weight(x, H, W, C, dy, Co, ph, pw, edges, shards, dw, 4);
+        status = winograd_weight(x, H, W, C, dy, Co, ph, pw, edges, shards, dw, 3);
     else if (KH == 1 && KW == 3 && C >= WINOGRAD_1D_MIN_C)
-        status = winograd_weight(x, H, W, C, dy, Co, ph, pw, edges, shards, dw, 6);
+        status = winograd_weight(x, H, W, C, dy, Co, ph, pw, edges, shards, dw, 1);
     else
         status = direct_weight(x, H, W, C, dy, Co, KH, KW, ph, pw, edges, shards, dw);
     if (status || !db) return status;
