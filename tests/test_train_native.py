@@ -154,31 +154,36 @@ def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.equal(a.view(torch.int32), b.view(torch.int32))
 
 
-@pytest.mark.parametrize(("kernel", "padding"), [((1, 1), 0), ((3, 3), 1), ((1, 3), (0, 1))])
-def test_a_fused_relu_is_pytorchs_bit_for_bit(kernel: tuple, padding: int | tuple) -> None:
+@pytest.mark.parametrize(("kernel", "padding", "channels"),
+                         [((1, 1), 0, 16), ((3, 3), 1, 16), ((1, 3), (0, 1), 16), ((3, 3), 1, 3)])
+@pytest.mark.parametrize("input_grad", [True, False], ids=["input grad", "no input grad"])
+def test_a_fused_relu_is_pytorchs_bit_for_bit(kernel: tuple, padding: int | tuple, channels: int,
+                                              input_grad: bool) -> None:
     """A convolution with ``relu`` (direct, Winograd 3 x 3 and 1 x 3 kernels) gives torch.relu of its output
-    and the gradients of the ReLU after it, bit for bit: -0.0 and NaN kept, negatives to +0."""
+    and the gradients of the ReLU after it, bit for bit: -0.0 and NaN kept, negatives to +0; with and
+    without an input gradient (a first layer)."""
     torch.manual_seed(0)
-    conv = nn.Conv2d(16, 16, kernel, padding=padding)
+    conv = nn.Conv2d(channels, 16, kernel, padding=padding)
     use_native_kernels(conv)
     with torch.no_grad():
         conv.weight[0] = -0.0  # with positive inputs and a -0.0 bias: a -0.0 output
         conv.bias[:3] = torch.tensor([-0.0, float("nan"), -1e30])
     fused = copy.deepcopy(conv)
     fused.relu = True
-    x = torch.rand(2, 16, 5, 9) + 0.5
+    x = torch.rand(2, channels, 5, 9) + 0.5
     dy = torch.randn(2, 16, 5, 9)
     outputs = []
-    for y in (torch.relu(conv(xs := x.clone().requires_grad_())), fused(xf := x.clone().requires_grad_())):
+    xs, xf = x.clone().requires_grad_(input_grad), x.clone().requires_grad_(input_grad)
+    for y in (torch.relu(conv(xs)), fused(xf)):
         y.backward(dy)
         outputs.append(y)
-    pairs = [outputs, (xs.grad, xf.grad), (conv.weight.grad, fused.weight.grad),
-             (conv.bias.grad, fused.bias.grad)]
+    pairs = [outputs, (conv.weight.grad, fused.weight.grad), (conv.bias.grad, fused.bias.grad)]
+    pairs += [(xs.grad, xf.grad)] if input_grad else []
     assert all(_same_bits(a, b) for a, b in pairs)
     y = outputs[0]
     assert y[:, 1].isnan().all() and (y[:, 2] == 0).all() and not torch.signbit(y[:, 2]).any()
-    # (Winograd's sums start from +0: only the direct kernel has a -0.0 output here)
-    assert torch.signbit(y[:, 0]).any() == (kernel == (1, 1))
+    # (Winograd's sums start from +0: only the direct kernels, 1 x 1 or over 3 channels, have a -0.0 output)
+    assert torch.signbit(y[:, 0]).any() == (kernel == (1, 1) or channels == 3)
 
 
 def test_a_relu_after_a_convolution_in_a_sequential_runs_in_its_kernel(
