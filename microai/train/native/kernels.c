@@ -283,11 +283,21 @@ static int conv_packed(const float *x, int N, int H, int W, int C, const float *
         return winograd(x, N, H, W, C, w, bias, ph, pw, y, Co, relu, peak, 1);
     const int OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1, CP = (Co + VL - 1) / VL * VL;
     const int span = B + KW - 1; /* input columns of a block of B outputs */
-    float *seg = malloc(sizeof(float) * span * (size_t)C); /* a block's inputs where it meets the padding */
-    if (!seg) return -1;
+    /* The blocks that meet the padding (all but the inner ones, when there is padding or a last partial
+     * block) read the KH input rows of their output row copied once between zeros: pw columns before,
+     * pw + B after */
+    const int edges = pw > 0 || OW % B, PW = W + 2 * pw + B;
+    float *padded = edges ? calloc((size_t)KH * PW * C, sizeof(float)) : NULL;
+    if (edges && !padded) return -1;
     peak_t pk = {{0}, {0}};
     for (int n = 0; n < N; n++)
-        for (int oh = 0; oh < OH; oh++)
+        for (int oh = 0; oh < OH; oh++) {
+            for (int kh = 0; kh < KH && edges; kh++) {
+                const int ih = oh + kh - ph;
+                if (ih >= 0 && ih < H)
+                    memcpy(padded + ((size_t)kh * PW + pw) * C, x + ((size_t)(n * H + ih) * W) * C,
+                           sizeof(float) * W * C);
+            }
             for (int c0 = 0; c0 < Co; c0 += VL) {
                 const int lanes = Co - c0 < VL ? Co - c0 : VL;
                 const vf b0 = !bias ? (vf){0} : load_lanes(bias + c0, lanes);
@@ -300,15 +310,9 @@ static int conv_packed(const float *x, int N, int H, int W, int C, const float *
                         if (ih < 0 || ih >= H) continue;
                         /* the taps (kw, ci) of output ow0 + j: KW * C consecutive floats, m = kw * C + ci from
                          * input column ow0 + j - pw */
-                        const float *row = x + ((size_t)(n * H + ih) * W) * C, *xp = seg;
                         const int iw0 = ow0 - pw;
-                        if (iw0 >= 0 && iw0 + span <= W) xp = row + (size_t)iw0 * C;
-                        else
-                            for (int j = 0; j < span; j++) {
-                                const int iw = iw0 + j;
-                                if (iw >= 0 && iw < W) memcpy(seg + (size_t)j * C, row + (size_t)iw * C, sizeof(float) * C);
-                                else memset(seg + (size_t)j * C, 0, sizeof(float) * C);
-                            }
+                        const float *xp = iw0 >= 0 && iw0 + span <= W ? x + ((size_t)(n * H + ih) * W + iw0) * C
+                                                                      : padded + ((size_t)kh * PW + ow0) * C;
                         const float *wk = w + (size_t)kh * KW * C * CP + c0;
                         for (int m = 0; m < KW * C; m++) {
                             const vf wv = load(wk + (size_t)m * CP);
@@ -320,7 +324,8 @@ static int conv_packed(const float *x, int N, int H, int W, int C, const float *
                         if (j < nb) put(out + (size_t)j * Co, acc[j], lanes, relu, peak != NULL, &pk);
                 }
             }
-    free(seg);
+        }
+    free(padded);
     if (peak) *peak = pk;
     return 0;
 }
