@@ -200,6 +200,22 @@ static inline __attribute__((always_inline)) void winograd_tile(const float *xn,
         winograd_input(p + c0, (size_t)W * C, C, rows, cols, C - c0 < VL ? C - c0 : VL, v + c0, stride, KH);
 }
 
+/* M[xi, t, co] = sum_ci V[xi, t, ci] U[xi, ci, co] (ci in order) for a block's WT tiles (a function of its
+ * own: inlined in winograd, its tile offsets ran out of registers) */
+static __attribute__((noinline)) void winograd_products(float *M, const float *V, const float *U, int XI, int C,
+                                                        int CV, int CP) {
+    for (int xi = 0; xi < XI; xi++)
+        for (int c0 = 0; c0 < CP; c0 += VL) {
+            vf acc[WT] = {{0}};
+            const float *v = V + (size_t)xi * WT * CV, *u = U + (size_t)xi * C * CP + c0;
+            for (int ci = 0; ci < C; ci++) {
+                const vf uv = load(u + (size_t)ci * CP);
+                for (int t = 0; t < WT; t++) acc[t] += v[(size_t)t * CV + ci] * uv;
+            }
+            for (int t = 0; t < WT; t++) memcpy(M + ((size_t)xi * WT + t) * CP + c0, &acc[t], sizeof(vf));
+        }
+}
+
 /* conv_forward by Winograd's algorithm (see above) for KH x 3 kernels, KH = 3 or 1; w packed (KH, 3, C, CP) */
 static inline __attribute__((always_inline)) int winograd(const float *x, int N, int H, int W, int C, const float *w,
                                                           const float *bias, int ph, int pw, float *y, int Co,
@@ -236,16 +252,7 @@ static inline __attribute__((always_inline)) int winograd(const float *x, int N,
             winograd_tile(x + (size_t)n * H * W * C, H, W, C, mh * ti - ph, WM * tj - pw, V + (size_t)t * CV,
                           (size_t)WT * CV, KH);
         }
-        for (int xi = 0; xi < XI; xi++)
-            for (int c0 = 0; c0 < CP; c0 += VL) {
-                vf acc[WT] = {{0}};
-                const float *v = V + (size_t)xi * WT * CV, *u = U + (size_t)xi * C * CP + c0;
-                for (int ci = 0; ci < C; ci++) {
-                    const vf uv = load(u + (size_t)ci * CP);
-                    for (int t = 0; t < WT; t++) acc[t] += v[(size_t)t * CV + ci] * uv;
-                }
-                for (int t = 0; t < WT; t++) memcpy(M + ((size_t)xi * WT + t) * CP + c0, &acc[t], sizeof(vf));
-            }
+        winograd_products(M, V, U, XI, C, CV, CP);
         for (int t = 0; t < nt; t++) {
             const int k = k0 + t, n = k / (TH * TW), oh0 = mh * (k / TW % TH), ow0 = WM * (k % TW);
             for (int c0 = 0; c0 < Co; c0 += VL) {
