@@ -200,8 +200,9 @@ static inline __attribute__((always_inline)) void winograd_tile(const float *xn,
         winograd_input(p + c0, (size_t)W * C, C, rows, cols, C - c0 < VL ? C - c0 : VL, v + c0, stride, KH);
 }
 
-/* M[xi, t, co] = sum_ci V[xi, t, ci] U[xi, ci, co] (ci in order) for a block's WT tiles (a function of its
- * own: inlined in winograd, its tile offsets ran out of registers) */
+/* M[t, xi, co] = sum_ci V[xi, t, ci] U[xi, ci, co] (ci in order) for a block's WT tiles, each tile's values
+ * together for its output transform (a function of its own: inlined in winograd, its tile offsets ran out
+ * of registers) */
 static __attribute__((noinline)) void winograd_products(float *M, const float *V, const float *U, int XI, int C,
                                                         int CV, int CP) {
     for (int xi = 0; xi < XI; xi++)
@@ -212,7 +213,7 @@ static __attribute__((noinline)) void winograd_products(float *M, const float *V
                 const vf uv = load(u + (size_t)ci * CP);
                 for (int t = 0; t < WT; t++) acc[t] += v[(size_t)t * CV + ci] * uv;
             }
-            for (int t = 0; t < WT; t++) memcpy(M + ((size_t)xi * WT + t) * CP + c0, &acc[t], sizeof(vf));
+            for (int t = 0; t < WT; t++) memcpy(M + ((size_t)t * XI + xi) * CP + c0, &acc[t], sizeof(vf));
         }
 }
 
@@ -259,7 +260,7 @@ static inline __attribute__((always_inline)) int winograd(const float *x, int N,
                 const int lanes = Co - c0 < VL ? Co - c0 : VL;
                 const vf b0 = !bias ? (vf){0} : load_lanes(bias + c0, lanes);
                 vf m[WA * WA];
-                for (int xi = 0; xi < XI; xi++) m[xi] = load(M + ((size_t)xi * WT + t) * CP + c0);
+                for (int xi = 0; xi < XI; xi++) m[xi] = load(M + ((size_t)t * XI + xi) * CP + c0);
                 if (ah > 1)
                     for (int s = 0; s < WA; s++) winograd_a(m + s, WA);
                 for (int r = 0; r < mh; r++) winograd_a(m + r * WA, 1);
