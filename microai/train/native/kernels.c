@@ -294,13 +294,13 @@ static int conv_packed(const float *x, int N, int H, int W, int C, const float *
     /* The blocks that meet the padding (all but the inner ones, when there is padding or a last partial
      * block) read the KH input rows of their output row copied once between zeros: pw columns before,
      * pw + B after */
-    const int edges = pw > 0 || OW % B, PW = W + 2 * pw + B;
-    float *padded = edges ? calloc((size_t)KH * PW * C, sizeof(float)) : NULL;
-    if (edges && !padded) return -1;
+    const int at_padding = pw > 0 || OW % B, PW = W + 2 * pw + B;
+    float *padded = at_padding ? calloc((size_t)KH * PW * C, sizeof(float)) : NULL;
+    if (at_padding && !padded) return -1;
     peak_t pk = {{0}, {0}};
     for (int n = 0; n < N; n++)
         for (int oh = 0; oh < OH; oh++) {
-            for (int kh = 0; kh < KH && edges; kh++) {
+            for (int kh = 0; kh < KH && at_padding; kh++) {
                 const int ih = oh + kh - ph;
                 if (ih >= 0 && ih < H)
                     memcpy(padded + ((size_t)kh * PW + pw) * C, x + ((size_t)(n * H + ih) * W) * C,
