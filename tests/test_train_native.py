@@ -280,12 +280,12 @@ def test_a_failed_build_is_an_error_with_the_compilers_message(monkeypatch: pyte
                                                                 tmp_path) -> None:
     source = tmp_path / "kernels.c"
     source.write_text("this is not C\n")
-    monkeypatch.setattr(native_library, "SOURCE", source)
+    monkeypatch.setattr(native_library, "SOURCES", (source, *native_library.SOURCES[1:]))
     monkeypatch.setenv("MICROAI_CACHE_DIR", str(tmp_path / "cache"))
     native_library.library.cache_clear()
     try:
         with pytest.raises(NativeKernelsUnavailable,
-                           match=r"building .*kernels.c with 'gcc' failed \(exit 1\)"):
+                           match=r"building .*kernels.c, .*pool.c with 'gcc' failed \(exit 1\)"):
             native_library.library()
         assert not any((tmp_path / "cache").iterdir())  # no half-written library left behind
     finally:
@@ -326,12 +326,9 @@ def test_an_avx2_build_gives_the_bits_of_this_machines_build(monkeypatch: pytest
     computes what the -march=native one (AVX-512 on the CI machines) does, bit for bit."""
     avx2 = tmp_path / "kernels-avx2.so"
     flags = [f for f in native_library.FLAGS if not f.startswith("-march")]
-    subprocess.run(["gcc", *flags, "-march=x86-64-v3", "-o", str(avx2), str(native_library.SOURCE)],
+    subprocess.run(["gcc", *flags, "-march=x86-64-v3", "-o", str(avx2), *map(str, native_library.SOURCES)],
                    check=True)
-    other = ctypes.CDLL(str(avx2))
-    for name, argtypes in native_library._SIGNATURES.items():
-        getattr(other, name).argtypes = argtypes
-        getattr(other, name).restype = ctypes.c_int if name.startswith("conv") else None
+    other = native_library.declared(ctypes.CDLL(str(avx2)))
     torch.manual_seed(0)
     model, x = _model(), torch.randn(5, 3, 8, 8)
     with shard_pass([(0, 2), (2, 5)]):
@@ -411,3 +408,77 @@ def test_a_channels_last_batch_is_cut_into_examples() -> None:
     q = quantize_slices_(x.clone(), [(0, 2), (2, 4)], [3, -2], [True, True], 8, "floor")
     assert torch.equal(q[:2], (x[:2] * 8).floor().clamp(-128, 127) / 8)
     assert torch.equal(q[2:], (x[2:] / 4).floor().clamp(-128, 127) * 4)
+
+
+def _threaded_model() -> nn.Module:
+    """Every native kernel, on a batch large enough that each call's work is shared between threads."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
+                          nn.MaxPool2d(2), nn.Conv2d(16, 16, (1, 3), padding=(0, 1)), nn.Conv2d(16, 8, 1),
+                          nn.Flatten(), nn.Linear(8 * 16 * 16, 5))
+    assert use_native_kernels(model) == 6
+    return model
+
+
+@pytest.mark.parametrize("bounds", [[(0, 9)], [(0, 4), (4, 5), (5, 9)], [(0, 5), (5, 9)]],
+                         ids=["one shard", "three shards", "two shards"])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_kernel_threads_give_the_bits_of_one_thread(bounds: list, threads: int) -> None:
+    """The examples of a shard cut into pieces (fewer shards than threads) or whole shards side by side,
+    kernel gradients summed in shard order: outputs, gradients and peaks are those of one thread."""
+    model, x = _threaded_model(), torch.randn(9, 3, 32, 32)
+    lib = native_library.library()
+
+    def computed() -> tuple[torch.Tensor, list[torch.Tensor], tuple[float, ...]]:
+        peaks = native_ops.Peaks()
+        y = native_ops._conv(x.contiguous(memory_format=torch.channels_last) * 10, model[0].weight.detach(),
+                             torch.randn(len(bounds), 16, generator=torch.Generator().manual_seed(1)), 1, 1,
+                             tuple(bounds), relu=True, peaks=peaks)
+        with shard_pass(bounds):
+            return torch.cat([model(x).detach().flatten(), y.flatten()]), _grads(model, x), peaks.values
+
+    alone = computed()
+    before = lib.shared_runs()
+    with native_library.kernel_threads(threads):
+        assert lib.kernel_threads() == threads
+        shared = computed()
+    assert lib.kernel_threads() == 1 and lib.shared_runs() - before >= 12  # every call of the step
+    assert _same_bits(shared[0], alone[0]) and shared[2] == alone[2]
+    assert all(_same_bits(a, b) for a, b in zip(shared[1], alone[1], strict=True))
+
+
+def test_kernel_threads_quantize_and_measure_each_slice_as_one_thread() -> None:
+    x = torch.randn(6, 16, 40, 40) * 50
+    x[4, 3, 2, 1] = float("nan")
+    bounds, fracs, clamps = [(0, 1), (1, 4), (4, 6)], [3, -2, 5], [True, False, True]
+    expected = (max_abs_slices(x, bounds), quantize_slices_(x.clone(), bounds, fracs, clamps, 8, "nearest"))
+    before = native_library.library().shared_runs()
+    with native_library.kernel_threads(2):
+        found = (max_abs_slices(x, bounds), quantize_slices_(x.clone(), bounds, fracs, clamps, 8, "nearest"))
+    assert native_library.library().shared_runs() - before == 2
+    assert str(found[0]) == str(expected[0]) and _same_bits(found[1], expected[1])
+
+
+def _conv_in_child(conn, x: torch.Tensor, weight: torch.Tensor) -> None:
+    with native_library.kernel_threads(2):
+        conn.send(native_ops._conv(x, weight, None, 1, 1, ((0, 3), (3, 6))).numpy())  # a tensor would go
+        # through a shared-memory file the parent must open
+
+
+def test_a_process_forked_after_kernel_threads_started_has_threads_of_its_own() -> None:
+    """The helpers do not survive a fork (the training process forks its worker processes): the child
+    starts without them and starts its own, instead of waiting for threads it does not have."""
+    import multiprocessing
+
+    x = torch.randn(6, 16, 24, 24).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(16, 16, 3, 3)
+    with native_library.kernel_threads(2):
+        expected = native_ops._conv(x, weight, None, 1, 1, ((0, 3), (3, 6)))
+        context = multiprocessing.get_context("fork")
+        ours, theirs = context.Pipe()
+        child = context.Process(target=_conv_in_child, args=(theirs, x, weight))
+        child.start()
+        assert ours.poll(60), "the forked child hung"
+        assert _same_bits(torch.from_numpy(ours.recv()), expected)
+        child.join(10)
+    assert child.exitcode == 0

@@ -19,9 +19,11 @@ quantizers of per-layer formats, which quantize each shard's slice in that shard
 norm or dropout) computes all shards of a batch of up to ``ONE_PASS_MAX_VALUES`` input values in one
 pass, its native layers keeping each shard's kernel gradients apart: the same bits as shard by shard,
 with one pass's per-operation cost instead of one per shard. With more threads, such a replica's steps
-may still be faster in one pass than spread over the worker processes (a small batch, whose shards cost
-the workers more in exchanges and per-shard overhead than they share in arithmetic): the first steps
-try both schedules (``ScheduleTrial``) and the faster one is kept. The bits are the same either way.
+may still be faster in one pass, its native kernels sharing each call's work between ``threads`` threads
+(``microai.train.native.kernel_threads``: the examples of a convolution, the shards of a kernel gradient),
+than spread over the worker processes (a small batch, whose shards cost the workers more in exchanges
+and per-shard overhead than they share in arithmetic): the first steps try both schedules
+(``ScheduleTrial``) and the faster one is kept. The bits are the same either way.
 
 State that a forward pass changes is merged the same way after every step: each shard starts from
 the model's buffers, and the model then takes BatchNorm running statistics averaged over the
@@ -58,7 +60,7 @@ from torch import nn
 
 from microai.train.lift import lift_to_2d, to_model_shape
 from microai.train.memory import keep_freed_memory
-from microai.train.native import use_native_kernels
+from microai.train.native import kernel_threads, use_native_kernels
 from microai.train.shard import (
     Replica,
     Shard,
@@ -260,7 +262,8 @@ class ShardedStep:
         if schedule == WORKERS:
             results = self._pool(x).run(self.steps, x, shards, loss_fn, lambda s: self._run(s, x, loss_fn))
         elif together:
-            results = self._run_together(shards, x, loss_fn)
+            with kernel_threads(self.threads):
+                results = self._run_together(shards, x, loss_fn)
         if results is None:
             results = [self._run(shard, x, loss_fn) for shard in shards]
         with torch.no_grad():

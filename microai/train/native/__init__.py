@@ -1,6 +1,6 @@
 """Native CPU kernels for sharded training (``microai.train.parallel``): see ``ops`` and ``kernels.c``."""
 
-from microai.train.native.library import NativeKernelsUnavailable
+from microai.train.native.library import NativeKernelsUnavailable, kernel_threads
 from microai.train.native.ops import (
     NativeConv2d,
     NativeLinear,
@@ -14,4 +14,4 @@ from microai.train.native.ops import (
 )
 
 __all__ = ["NativeConv2d", "NativeKernelsUnavailable", "NativeLinear", "NativeMaxPool2d", "Peaks",
-           "ShardPass", "current_pass", "layer_forward", "shard_pass", "use_native_kernels"]
+           "ShardPass", "current_pass", "kernel_threads", "layer_forward", "shard_pass", "use_native_kernels"]

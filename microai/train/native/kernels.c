@@ -10,10 +10,13 @@
  * decide how many of those computations run side by side, so the bits are the same on every machine
  * with FMA, whatever it vectorises with. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "pool.h"
 
 #if defined(__x86_64__) && !defined(__FMA__)
 #error "MicroAI's training kernels need FMA (x86-64-v3: Haswell, Zen or later)"
@@ -78,6 +81,13 @@ static double peak_value(const peak_t *peak) {
         nan |= peak->nan[l] != 0;
     }
     return nan ? NAN : m;
+}
+
+/* into = the peak of the values of both */
+static void peak_merge(peak_t *into, const peak_t *from) {
+    const vi more = from->best > into->best;
+    into->best = (vf)(((vi)from->best & more) | ((vi)into->best & ~more));
+    into->nan |= from->nan;
 }
 
 /* A convolution's output vector written (its first `lanes` floats): through relu_of if relu, into `peak` if
@@ -365,6 +375,37 @@ static void pack_kernel(const float *w, int64_t s0, int64_t s1, int64_t s2, int6
  * the bias at bias + p * bias_stride (bias_stride 0: one bias; bias NULL: none); N = edges[parts].
  * relu: the outputs go through PyTorch's relu. peaks (or NULL): peaks[p] = max|y| over part p as written
  * (NaN when it holds a NaN, as max_abs_slices). Returns -1 when out of memory. */
+typedef struct {
+    const float *x, *packed, *bias;
+    const int *edges;
+    int H, W, C, KH, KW, ph, pw, OH, OW, Co, relu, bias_stride, pieces;
+    float *y;
+    peak_t *peaks; /* one per task, or NULL */
+    atomic_int failed;
+} forward_job;
+
+/* Task `task` of conv_forward: the examples of piece task % pieces (of as many equal ones) of part
+ * task / pieces */
+static void forward_task(void *context, int task) {
+    forward_job *j = context;
+    const int p = task / j->pieces, k = task % j->pieces, first = j->edges[p], n = j->edges[p + 1] - first;
+    const int n0 = first + n * k / j->pieces, n1 = first + n * (k + 1) / j->pieces;
+    peak_t *peak = j->peaks ? j->peaks + task : NULL;
+    if (peak) *peak = (peak_t){{0}, {0}};
+    if (n1 > n0 && conv_packed(j->x + (size_t)n0 * j->H * j->W * j->C, n1 - n0, j->H, j->W, j->C, j->packed,
+                               j->bias ? j->bias + (size_t)p * j->bias_stride : NULL, j->KH, j->KW, j->ph, j->pw,
+                               j->y + (size_t)n0 * j->OH * j->OW * j->Co, j->Co, j->relu, peak))
+        atomic_store(&j->failed, 1);
+}
+
+/* A convolution of x[N, H, W, C] with PyTorch's kernel w[co, ci, kh, kw] (strides s0..s3, packed here; see
+ * conv_packed): transposed, the input gradient's, of x = dy by the kernel flipped in space with co and ci
+ * swapped (C = its co, Co = its ci). The examples edges[p] <= n < edges[p + 1] of part p < parts take
+ * the bias at bias + p * bias_stride (bias_stride 0: one bias; bias NULL: none); N = edges[parts].
+ * relu: the outputs go through PyTorch's relu. peaks (or NULL): peaks[p] = max|y| over part p as written
+ * (NaN when it holds a NaN, as max_abs_slices). With kernel threads, the parts (cut into pieces when there
+ * are fewer parts than threads) run side by side: each output is computed alone, the same either way.
+ * Returns -1 when out of memory. */
 int conv_forward(const float *x, int H, int W, int C, const float *w, int64_t s0, int64_t s1, int64_t s2, int64_t s3,
                  int transposed, const float *bias, int bias_stride, const int *edges, int parts, int KH, int KW,
                  int ph, int pw, float *y, int Co, int relu, double *peaks) {
@@ -372,16 +413,18 @@ int conv_forward(const float *x, int H, int W, int C, const float *w, int64_t s0
     float *packed = aligned_alloc(sizeof(vf), sizeof(float) * (size_t)KH * KW * C * CP);
     if (!packed) return -1;
     pack_kernel(w, s0, s1, s2, s3, transposed ? C : Co, transposed ? Co : C, KH, KW, transposed, packed);
-    int status = 0;
-    for (int p = 0; p < parts && !status; p++) {
-        peak_t peak;
-        status = conv_packed(x + (size_t)edges[p] * H * W * C, edges[p + 1] - edges[p], H, W, C, packed,
-                             bias ? bias + (size_t)p * bias_stride : NULL, KH, KW, ph, pw,
-                             y + (size_t)edges[p] * OH * OW * Co, Co, relu, peaks ? &peak : NULL);
-        if (peaks && !status) peaks[p] = peak_value(&peak);
-    }
+    const int threads = kernel_threads(), pieces = parts >= threads ? 1 : (threads + parts - 1) / parts;
+    peak_t found[parts * pieces];
+    forward_job job = {x, packed, bias, edges, H, W, C, KH, KW, ph, pw, OH, OW, Co, relu, bias_stride, pieces, y,
+                       peaks ? found : NULL, 0};
+    run_tasks(forward_task, &job, parts * pieces, 2.0 * edges[parts] * OH * OW * Co * KH * KW * C);
     free(packed);
-    return status;
+    if (atomic_load(&job.failed)) return -1;
+    for (int p = 0; p < parts && peaks; p++) {
+        for (int k = 1; k < pieces; k++) peak_merge(&found[p * pieces], &found[p * pieces + k]);
+        peaks[p] = peak_value(&found[p * pieces]);
+    }
+    return 0;
 }
 
 #define WTG 16 /* tiles per block of the kernel gradient's products */
@@ -561,15 +604,9 @@ static int direct_weight(const float *x, int H, int W, int C, const float *dy, i
     return 0;
 }
 
-/* dw[co, ci, kh, kw] (PyTorch's layout, plain) = the sum over shards, in order, of each shard's
- * sum_{n, oh, ow} x[n, oh + kh - ph, ow + kw - pw, ci] * dy[n, oh, ow, co] (x zero outside): the terms
- * in the order of (n, oh, ow) (direct_weight; adding 0 * dy leaves a sum unchanged), or by Winograd's
- * algorithm for the kernels the forward pass takes it for (winograd_weight: the tiles in that order);
- * db[co] likewise of dy[..., co], in (n, oh, ow) order, when db is not NULL. Shard s holds the examples
- * edges[s] <= n < edges[s + 1] (edges[0] = 0, edges[shards] = the batch size): the result is what
- * computing each shard alone and adding them in order gives. Returns -1 when out of memory. */
-int conv_backward_weight(const float *x, int H, int W, int C, const float *dy, int Co, int KH, int KW,
-                         int ph, int pw, const int *edges, int shards, float *dw, float *db) {
+/* conv_backward_weight on the calling thread */
+static int weight_grads(const float *x, int H, int W, int C, const float *dy, int Co, int KH, int KW, int ph, int pw,
+                        const int *edges, int shards, float *dw, float *db) {
     int status;
     if (KH == 3 && KW == 3 && C >= WINOGRAD_MIN_C)
         status = winograd_weight(x, H, W, C, dy, Co, ph, pw, edges, shards, dw, 3);
@@ -591,10 +628,53 @@ int conv_backward_weight(const float *x, int H, int W, int C, const float *dy, i
     return 0;
 }
 
+typedef struct {
+    const float *x, *dy;
+    const int *edges;
+    int H, W, C, Co, KH, KW, ph, pw;
+    float *dw, *db, *scratch; /* shard 0's gradients in dw and db, shard s's at scratch + (s - 1) * size */
+    size_t size;
+    atomic_int failed;
+} weight_job;
+
+static void weight_task(void *context, int shard) {
+    weight_job *j = context;
+    float *dw = shard ? j->scratch + (size_t)(shard - 1) * j->size : j->dw;
+    float *db = !j->db ? NULL : shard ? dw + j->size - j->Co : j->db;
+    if (weight_grads(j->x, j->H, j->W, j->C, j->dy, j->Co, j->KH, j->KW, j->ph, j->pw, j->edges + shard, 1, dw, db))
+        atomic_store(&j->failed, 1);
+}
+
+/* dw[co, ci, kh, kw] (PyTorch's layout, plain) = the sum over shards, in order, of each shard's
+ * sum_{n, oh, ow} x[n, oh + kh - ph, ow + kw - pw, ci] * dy[n, oh, ow, co] (x zero outside): the terms
+ * in the order of (n, oh, ow) (direct_weight; adding 0 * dy leaves a sum unchanged), or by Winograd's
+ * algorithm for the kernels the forward pass takes it for (winograd_weight: the tiles in that order);
+ * db[co] likewise of dy[..., co], in (n, oh, ow) order, when db is not NULL. Shard s holds the examples
+ * edges[s] <= n < edges[s + 1] (edges[0] = 0, edges[shards] = the batch size): the result is what
+ * computing each shard alone and adding them in order gives. With kernel threads, the shards are computed
+ * side by side, each into a sum of its own, and added in order. Returns -1 when out of memory. */
+int conv_backward_weight(const float *x, int H, int W, int C, const float *dy, int Co, int KH, int KW,
+                         int ph, int pw, const int *edges, int shards, float *dw, float *db) {
+    if (shards < 2 || kernel_threads() < 2) return weight_grads(x, H, W, C, dy, Co, KH, KW, ph, pw, edges, shards, dw, db);
+    const size_t kernel = (size_t)Co * C * KH * KW, size = kernel + (db ? Co : 0);
+    float *scratch = malloc(sizeof(float) * size * (shards - 1));
+    if (!scratch) return -1;
+    weight_job job = {x, dy, edges, H, W, C, Co, KH, KW, ph, pw, dw, db, scratch, size, 0};
+    const double OH = H + 2 * ph - KH + 1, OW = W + 2 * pw - KW + 1;
+    run_tasks(weight_task, &job, shards, 2.0 * edges[shards] * OH * OW * kernel);
+    for (int s = 1; s < shards; s++) {
+        const float *from = scratch + (size_t)(s - 1) * size;
+        for (size_t i = 0; i < kernel; i++) dw[i] += from[i];
+        for (int c = 0; c < Co && db; c++) db[c] += from[kernel + c];
+    }
+    free(scratch);
+    return atomic_load(&job.failed) ? -1 : 0;
+}
+
 /* Max pooling with a (KH, KW) window and the same stride, no padding, on x[N, H, W, C]: y[N, OH, OW, C]
  * with OH = H / KH, OW = W / KW, and at[N, OH, OW, C] = the position in its window (kh * KW + kw)
  * of each maximum: the first in row-major window order when tied, the last NaN (as PyTorch's). */
-void max_pool_forward(const float *x, int N, int H, int W, int C, int KH, int KW, float *y, int32_t *at) {
+static void pool_forward(const float *x, int N, int H, int W, int C, int KH, int KW, float *y, int32_t *at) {
     const int OH = H / KH, OW = W / KW;
     for (int n = 0; n < N; n++)
         for (int oh = 0; oh < OH; oh++)
@@ -631,7 +711,7 @@ void max_pool_forward(const float *x, int N, int H, int W, int C, int KH, int KW
 
 /* dx[N, H, W, C] = dy[N, OH, OW, C] at the maxima max_pool_forward found, zero elsewhere (each element
  * written once) */
-void max_pool_backward(const float *dy, const int32_t *at, int N, int H, int W, int C, int KH, int KW, float *dx) {
+static void pool_backward(const float *dy, const int32_t *at, int N, int H, int W, int C, int KH, int KW, float *dx) {
     const int OH = H / KH, OW = W / KW;
     if (H % KH || W % KW) /* rows or columns no window covers */
         memset(dx, 0, sizeof(float) * (size_t)N * H * W * C);
@@ -654,6 +734,50 @@ void max_pool_backward(const float *dy, const int32_t *at, int N, int H, int W, 
                         for (; c < C; c++) to[c] = at[o + c] == k ? dy[o + c] : 0.0f;
                     }
             }
+}
+
+typedef struct {
+    const float *x;
+    float *y;
+    int32_t *at;
+    int N, H, W, C, KH, KW, pieces;
+} pooling_job;
+
+/* The examples of piece k (of `pieces` equal ones): [first, last), their offsets in x and in y */
+static void piece(const pooling_job *j, int k, int *first, int *last, size_t *in, size_t *out) {
+    *first = j->N * k / j->pieces;
+    *last = j->N * (k + 1) / j->pieces;
+    *in = (size_t)*first * j->H * j->W * j->C;
+    *out = (size_t)*first * (j->H / j->KH) * (j->W / j->KW) * j->C;
+}
+
+static void pool_forward_task(void *context, int k) {
+    const pooling_job *j = context;
+    int first, last;
+    size_t in, out;
+    piece(j, k, &first, &last, &in, &out);
+    pool_forward(j->x + in, last - first, j->H, j->W, j->C, j->KH, j->KW, j->y + out, j->at + out);
+}
+
+/* pooling_job for the backward pass: x is dy, y is dx (their offsets swapped) */
+static void pool_backward_task(void *context, int k) {
+    const pooling_job *j = context;
+    int first, last;
+    size_t in, out;
+    piece(j, k, &first, &last, &in, &out);
+    pool_backward(j->x + out, j->at + out, last - first, j->H, j->W, j->C, j->KH, j->KW, j->y + in);
+}
+
+/* pool_forward, the examples cut between the kernel threads */
+void max_pool_forward(const float *x, int N, int H, int W, int C, int KH, int KW, float *y, int32_t *at) {
+    pooling_job job = {x, y, at, N, H, W, C, KH, KW, kernel_threads()};
+    run_tasks(pool_forward_task, &job, job.pieces, (double)N * H * W * C);
+}
+
+/* pool_backward likewise */
+void max_pool_backward(const float *dy, const int32_t *at, int N, int H, int W, int C, int KH, int KW, float *dx) {
+    pooling_job job = {dy, dx, (int32_t *)at, N, H, W, C, KH, KW, kernel_threads()};
+    run_tasks(pool_backward_task, &job, job.pieces, (double)N * H * W * C);
 }
 
 /* The slices x[edges[s] * row, edges[s + 1] * row) of a batch, s < shards, each `row` floats per example */
@@ -684,9 +808,25 @@ static float max_abs(const float *x, int64_t n) {
     return any_nan ? NAN : m;
 }
 
-/* out[s] = max|x| over slice s, NaN when it holds a NaN */
+typedef struct {
+    const float *x;
+    int64_t row;
+    const int *edges;
+    double *out;
+} max_abs_job;
+
+static void max_abs_task(void *context, int s) {
+    const max_abs_job *j = context;
+    const float *x = j->x;
+    const int64_t row = j->row;
+    const int *edges = j->edges;
+    j->out[s] = max_abs(SLICE(s));
+}
+
+/* out[s] = max|x| over slice s, NaN when it holds a NaN (the slices side by side with kernel threads) */
 void max_abs_slices(const float *x, int64_t row, const int *edges, int shards, double *out) {
-    for (int s = 0; s < shards; s++) out[s] = max_abs(SLICE(s));
+    max_abs_job job = {x, row, edges, out};
+    run_tasks(max_abs_task, &job, shards, (double)edges[shards] * row);
 }
 
 /* Rounding of x * scale to an integer (a float), for the roundings of microai.quant.qat_modules:
@@ -709,8 +849,28 @@ static void quantize(float *x, int64_t n, float scale, float inverse, int clamp,
     }
 }
 
-/* Slice s of x set to round(x * scale[s]) (saturated to [lo, hi] where clamp[s]) * inverse[s], in place */
+typedef struct {
+    float *x;
+    int64_t row;
+    const int *edges;
+    const float *scale, *inverse;
+    const uint8_t *clamp;
+    float lo, hi;
+    int rounding;
+} quantize_job;
+
+static void quantize_task(void *context, int s) {
+    const quantize_job *j = context;
+    float *x = j->x;
+    const int64_t row = j->row;
+    const int *edges = j->edges;
+    quantize(SLICE(s), j->scale[s], j->inverse[s], j->clamp[s], j->lo, j->hi, j->rounding);
+}
+
+/* Slice s of x set to round(x * scale[s]) (saturated to [lo, hi] where clamp[s]) * inverse[s], in place (the
+ * slices side by side with kernel threads) */
 void quantize_slices(float *x, int64_t row, const int *edges, int shards, const float *scale, const float *inverse,
                      const uint8_t *clamp, float lo, float hi, int rounding) {
-    for (int s = 0; s < shards; s++) quantize(SLICE(s), scale[s], inverse[s], clamp[s], lo, hi, rounding);
+    quantize_job job = {x, row, edges, scale, inverse, clamp, lo, hi, rounding};
+    run_tasks(quantize_task, &job, shards, 4.0 * edges[shards] * row);
 }

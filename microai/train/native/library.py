@@ -1,4 +1,5 @@
-"""Builds ``kernels.c`` with the host's C compiler on first use and loads it (ctypes).
+"""Builds ``kernels.c`` (and its thread pool, ``pool.c``) with the host's C compiler on first use and loads
+it (ctypes).
 
 The shared library is cached under ``$MICROAI_CACHE_DIR`` (default ``$XDG_CACHE_HOME/microai`` or
 ``~/.cache/microai``), named by a hash of the source, the flags, the compiler's version and the CPU's
@@ -17,15 +18,21 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("kernels.c")
+HERE = Path(__file__).parent
+#: compiled together (the header is hashed with them)
+SOURCES = (HERE / "kernels.c", HERE / "pool.c")
+HEADERS = (HERE / "pool.h",)
 #: no -ffast-math: the kernels' sums keep their order; FMA contraction is what they are written for;
 #: no floating-point traps (the values are the same) lets GCC vectorize floor and trunc
-FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-fno-trapping-math", "-std=c11", "-shared", "-fPIC")
+FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-fno-trapping-math", "-std=c11", "-shared", "-fPIC",
+         "-pthread")
 
 _P, _I, _L, _F = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
-#: argument types, and the result type of the functions that return a status
+#: argument types of the functions
 _SIGNATURES = {
     "conv_forward": [_P, _I, _I, _I, _P, _L, _L, _L, _L, _I, _P, _I, _P, _I, _I, _I, _I, _I, _P, _I, _I, _P],
     "conv_backward_weight": [_P, _I, _I, _I, _P, _I, _I, _I, _I, _I, _P, _I, _P, _P],
@@ -33,7 +40,13 @@ _SIGNATURES = {
     "max_pool_backward": [_P, _P, _I, _I, _I, _I, _I, _I, _P],
     "max_abs_slices": [_P, _L, _P, _I, _P],
     "quantize_slices": [_P, _L, _P, _I, _P, _P, _P, _F, _F, _I],
+    "set_threads": [_I],
+    "kernel_threads": [],
+    "shared_runs": [],
 }
+#: result types (the others return nothing): a status, the thread count, a count of calls
+_RESULTS = {"conv_forward": _I, "conv_backward_weight": _I, "kernel_threads": _I,
+            "shared_runs": ctypes.c_long}
 
 
 class NativeKernelsUnavailable(RuntimeError):
@@ -56,8 +69,8 @@ def library() -> ctypes.CDLL:
     cc = compiler()
     if shutil.which(cc) is None:
         raise NativeKernelsUnavailable(f"C compiler '{cc}' not found on PATH: MicroAI's training kernels "
-                                       f"({SOURCE}) are built with it (Debian: apt-get install gcc; "
-                                       f"or set CC)")
+                                       f"({SOURCES[0].parent}) are built with it (Debian: apt-get install "
+                                       f"gcc; or set CC)")
     path = cache_dir() / f"kernels-{_build_key(cc)}.so"
     if not path.exists():
         try:
@@ -65,17 +78,22 @@ def library() -> ctypes.CDLL:
         except OSError as e:
             raise NativeKernelsUnavailable(f"cannot write the training kernels to {path.parent} ({e}): set "
                                            f"MICROAI_CACHE_DIR to a writable folder") from e
-    lib = ctypes.CDLL(str(path))
+    return declared(ctypes.CDLL(str(path)))
+
+
+def declared(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """``lib`` (a build of the kernels) with its functions' argument and result types set."""
     for name, argtypes in _SIGNATURES.items():
         fn = getattr(lib, name)
-        fn.argtypes, fn.restype = argtypes, _I if name.startswith("conv") else None
+        fn.argtypes, fn.restype = argtypes, _RESULTS.get(name)
     return lib
 
 
 def _build_key(cc: str) -> str:
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
     digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(FLAGS).encode(), version.encode(), _cpu_features().encode()):
+    sources = [path.read_bytes() for path in SOURCES + HEADERS]
+    for part in (*sources, " ".join(FLAGS).encode(), version.encode(), _cpu_features().encode()):
         digest.update(hashlib.sha256(part).digest())
     return digest.hexdigest()[:16]
 
@@ -95,11 +113,30 @@ def _build(cc: str, path: Path) -> None:
     fd, scratch = tempfile.mkstemp(suffix=".so", dir=path.parent)
     os.close(fd)
     try:
-        run = subprocess.run([cc, *FLAGS, "-o", scratch, str(SOURCE)], capture_output=True, text=True)
+        run = subprocess.run([cc, *FLAGS, "-o", scratch, *map(str, SOURCES)], capture_output=True, text=True)
         if run.returncode != 0:
-            raise NativeKernelsUnavailable(f"building {SOURCE} with '{cc}' failed (exit {run.returncode}):\n"
+            names = ", ".join(map(str, SOURCES))
+            raise NativeKernelsUnavailable(f"building {names} with '{cc}' failed (exit {run.returncode}):\n"
                                            f"{run.stderr.strip()}")
         os.replace(scratch, path)
     finally:
         if os.path.exists(scratch):
             os.unlink(scratch)
+
+
+@contextmanager
+def kernel_threads(threads: int) -> Iterator[None]:
+    """Within the block, each kernel call cuts its work between ``threads`` threads, the calling one
+    included (see ``pool.c``): the examples of a convolution or a pooling, the shards of a kernel gradient,
+    the slices of a quantization. Each output is computed by one thread, in the same order, whichever it
+    is: the bits do not depend on ``threads``. The helper threads are started at the first use and kept."""
+    lib = library()
+    previous = lib.kernel_threads()
+    if previous == threads:
+        yield
+        return
+    lib.set_threads(threads)
+    try:
+        yield
+    finally:
+        lib.set_threads(previous)
