@@ -13,7 +13,10 @@ held to them): TensorFlow's input pipeline and runtime have threads of their own
 otherwise take part of another CPU (``--no-pin`` lets them). Figures are measured on this host:
 ``--clock wall`` (default) is the throughput, in which other load on the machine shows; ``--clock
 cpu`` counts the CPU time of the training process (all its threads) and of its worker processes,
-which other load hardly changes: a comparison of efficiency, not a throughput.
+which other load hardly changes: a comparison of efficiency, not a throughput. Beside the ratios of
+the best rates, ``paired`` columns give the median over the rounds of each round's own ratio (QAT and
+float epochs measured one after the other, Keras's right after them): a burst of load on the host that
+slows one measurement of one round moves the median less than it moves a best-of ratio.
 
     .venv/bin/python benchmarks/training_speed.py --threads 1 2
     .venv/bin/python benchmarks/training_speed.py --threads 1 --clock cpu
@@ -30,6 +33,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -108,10 +112,14 @@ class Row:
     float_samples_per_s: float
     qat_samples_per_s: float
     keras_samples_per_s: float | None
+    #: the median over the rounds of each round's QAT epoch time / float epoch time
+    paired_qat_ratio: float
+    #: the median over the rounds of each round's MicroAI float rate / Keras float rate
+    paired_keras_ratio: float | None
 
     @property
     def qat_ratio(self) -> float:
-        """QAT epoch time / float epoch time."""
+        """QAT epoch time / float epoch time (of the best rates)."""
         return self.float_samples_per_s / self.qat_samples_per_s
 
 
@@ -269,7 +277,7 @@ def main() -> None:
           f"({os.cpu_count()} CPUs), {unit}; batch/shards from {PAPER.name}; "
           f"{'any CPU' if args.no_pin else 'pinned to as many CPUs as threads'}")
     print(f"{'case':<11} {'thr':>3} {'float b/s':>9} {'QAT b/s':>8} {'float':>7} {'QAT':>7} "
-          f"{'QAT/float epoch':>15} {'Keras float':>11} {'MicroAI/Keras':>13}")
+          f"{'QAT/float epoch':>15} {'paired':>6} {'Keras float':>11} {'MicroAI/Keras':>13} {'paired':>6}")
     for case in args.cases:
         fs, qs = schedules(case)
         for threads in args.threads:
@@ -284,14 +292,17 @@ def main() -> None:
                                                          args.repeats, args.clock, cpus))
             float_rate, qat_rate = (max(rates) for rates in zip(*rounds, strict=True))
             keras = None if not keras_rounds or None in keras_rounds else max(keras_rounds)
+            paired_keras = None if keras is None else statistics.median(
+                f / k for (f, _), k in zip(rounds, keras_rounds, strict=True))
             row = Row(case, args.filters, args.clock, threads, None if cpus is None else sorted(cpus),
-                      fs.batch, fs.shards, qs.batch, qs.shards, float_rate, qat_rate, keras)
+                      fs.batch, fs.shards, qs.batch, qs.shards, float_rate, qat_rate, keras,
+                      statistics.median(f / q for f, q in rounds), paired_keras)
             rows.append(row)
-            versus = f"{float_rate / keras:13.2f}" if keras else f"{'-':>13}"
+            versus = f"{float_rate / keras:13.2f} {paired_keras:6.2f}" if keras else f"{'-':>13} {'-':>6}"
             keras_text = f"{keras:11.0f}" if keras else f"{'-':>11}"
             print(f"{case:<11} {threads:>3} {f'{fs.batch}/{fs.shards}':>9} {f'{qs.batch}/{qs.shards}':>8} "
-                  f"{float_rate:7.0f} {qat_rate:7.0f} {row.qat_ratio:15.2f} {keras_text} {versus}",
-                  flush=True)
+                  f"{float_rate:7.0f} {qat_rate:7.0f} {row.qat_ratio:15.2f} {row.paired_qat_ratio:6.2f} "
+                  f"{keras_text} {versus}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump([{**asdict(r), "qat_ratio": r.qat_ratio} for r in rows], f, indent=1)
