@@ -369,12 +369,6 @@ static void pack_kernel(const float *w, int64_t s0, int64_t s1, int64_t s2, int6
                 }
 }
 
-/* A convolution of x[N, H, W, C] with PyTorch's kernel w[co, ci, kh, kw] (strides s0..s3, packed here; see
- * conv_packed): transposed, the input gradient's, of x = dy by the kernel flipped in space with co and ci
- * swapped (C = its co, Co = its ci). The examples edges[p] <= n < edges[p + 1] of part p < parts take
- * the bias at bias + p * bias_stride (bias_stride 0: one bias; bias NULL: none); N = edges[parts].
- * relu: the outputs go through PyTorch's relu. peaks (or NULL): peaks[p] = max|y| over part p as written
- * (NaN when it holds a NaN, as max_abs_slices). Returns -1 when out of memory. */
 typedef struct {
     const float *x, *packed, *bias;
     const int *edges;
@@ -780,8 +774,10 @@ void max_pool_backward(const float *dy, const int32_t *at, int N, int H, int W, 
     run_tasks(pool_backward_task, &job, job.pieces, (double)N * H * W * C);
 }
 
-/* The slices x[edges[s] * row, edges[s + 1] * row) of a batch, s < shards, each `row` floats per example */
-#define SLICE(s) (x + (int64_t)edges[s] * row), ((int64_t)(edges[(s) + 1] - edges[s]) * row)
+/* The slice x[edges[s] * row, edges[s + 1] * row) of a batch held by job j (its x, row and edges), s < shards,
+ * each `row` floats per example: its start and length */
+#define SLICE(j, s) \
+    ((j)->x + (int64_t)(j)->edges[s] * (j)->row), ((int64_t)((j)->edges[(s) + 1] - (j)->edges[s]) * (j)->row)
 
 #define MA 4 /* independent running maxima of max_abs (a compare and a blend per vector: latency-bound) */
 static float max_abs(const float *x, int64_t n) {
@@ -817,10 +813,7 @@ typedef struct {
 
 static void max_abs_task(void *context, int s) {
     const max_abs_job *j = context;
-    const float *x = j->x;
-    const int64_t row = j->row;
-    const int *edges = j->edges;
-    j->out[s] = max_abs(SLICE(s));
+    j->out[s] = max_abs(SLICE(j, s));
 }
 
 /* out[s] = max|x| over slice s, NaN when it holds a NaN (the slices side by side with kernel threads) */
@@ -861,10 +854,7 @@ typedef struct {
 
 static void quantize_task(void *context, int s) {
     const quantize_job *j = context;
-    float *x = j->x;
-    const int64_t row = j->row;
-    const int *edges = j->edges;
-    quantize(SLICE(s), j->scale[s], j->inverse[s], j->clamp[s], j->lo, j->hi, j->rounding);
+    quantize(SLICE(j, s), j->scale[s], j->inverse[s], j->clamp[s], j->lo, j->hi, j->rounding);
 }
 
 /* Slice s of x set to round(x * scale[s]) (saturated to [lo, hi] where clamp[s]) * inverse[s], in place (the

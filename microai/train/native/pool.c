@@ -42,7 +42,6 @@ static struct {
     atomic_int sleepers;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    pthread_t threads[MAX_HELPERS];
     atomic_flag dispatching; /* a thread is handing out tasks (another one runs its own inline) */
     atomic_long shared;      /* run_tasks calls whose tasks were offered to the helpers */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .dispatching = ATOMIC_FLAG_INIT};
@@ -113,8 +112,9 @@ void set_threads(int threads) {
     static int registered;
     const int helpers = threads - 1 < 0 ? 0 : threads - 1 > MAX_HELPERS ? MAX_HELPERS : threads - 1;
     if (helpers > 0 && !registered) registered = !pthread_atfork(NULL, NULL, forget_helpers);
+    pthread_t thread; /* never joined: the helpers live as long as the process */
     while (pool.started < helpers && registered &&
-           !pthread_create(&pool.threads[pool.started], NULL, helper, (void *)(intptr_t)pool.started))
+           !pthread_create(&thread, NULL, helper, (void *)(intptr_t)pool.started))
         pool.started++;
     atomic_store(&pool.active, helpers < pool.started ? helpers : pool.started);
 }
