@@ -373,6 +373,11 @@ def test_qat_in_one_pass_gives_the_bits_of_the_shards_one_by_one(shape: tuple, s
                 optimizer.step()
                 outputs += [loss, logits]
             assert step.together is together
+            # after the first pass, the passes run on a replica that writes the model's buffers in place
+            assert (step.in_place is not None) is together
+            if together:
+                shared = dict(step.in_place.replica.module.named_buffers())
+                assert all(shared[name] is b for name, b in qat.named_buffers())
         return _bytes(qat), outputs
 
     one_pass = trained(True)
@@ -380,6 +385,21 @@ def test_qat_in_one_pass_gives_the_bits_of_the_shards_one_by_one(shape: tuple, s
     apart = trained(False)
     assert one_pass[0] == apart[0]
     assert all(torch.equal(a, b) for a, b in zip(one_pass[1], apart[1], strict=True))
+
+
+def test_a_one_pass_step_that_cannot_keep_its_shards_apart_after_the_first_is_an_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its pass wrote the model's buffers in place: the step cannot be done again shard by shard."""
+    x, y = (torch.from_numpy(a) for a in _data(128))
+    qat = prepare_qat(build_model("resnetv1-6", SHAPE, 6, 8), 8)
+    calibrate(qat, x.numpy(), seed=0)
+    qat.train()
+    with ShardedStep(qat, 2, 1) as step:
+        step.step(x[:64], (y[:64],), nn.functional.cross_entropy)
+        assert step.together and step.in_place is None
+        monkeypatch.setattr(native_ops.ShardPass, "per_shard", property(lambda self: False))
+        with pytest.raises(ShardingError, match="after an earlier one could"):
+            step.step(x[64:], (y[64:],), nn.functional.cross_entropy)
 
 
 def test_a_batch_over_the_one_pass_limit_runs_shard_by_shard_with_the_same_bits(

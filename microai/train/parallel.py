@@ -25,22 +25,24 @@ than spread over the worker processes (a small batch, whose shards cost the work
 and per-shard overhead than they share in arithmetic): the first steps try both schedules
 (``ScheduleTrial``) and the faster one is kept. The bits are the same either way.
 
-State that a forward pass changes is merged the same way after every step: each shard starts from
-the model's buffers, and the model then takes BatchNorm running statistics averaged over the
-shards, or what a module's ``merge_shard_buffers(list of per-shard buffer dicts)`` computes (the
-QAT quantizers: the largest range). A replica is given the model's parameters and buffers once per
-step; between two shards it runs, only the buffers of the modules its last shard changed are
-restored, and only those are kept for the merge (a module none of whose buffers a shard changed is
-not merged). A module counts as changed when the version counter of one of its buffers moved (an
-in-place update: BatchNorm's ``num_batches_tracked``, a quantizer's ``fill_``); the first step checks
-that the buffers of every other module kept their values. BatchNorm normalises each shard with its
-own statistics (ghost batch norm). Work that depends on the parameters alone is done once per step: a
-module whose ``prepares_steps`` is true has ``prepare_step()`` called on the model, without
+State that a forward pass changes is merged the same way after every step: each shard starts from the
+model's buffers, and the model then takes BatchNorm running statistics averaged over the shards, or
+what a module's ``merge_shard_buffers(list of per-shard buffer dicts)`` computes (the QAT quantizers:
+the largest range). A replica is given the model's parameters and buffers once per step; between two
+shards it runs, only the buffers of the modules its last shard changed are restored, and only those
+are kept for the merge (a module none of whose buffers a shard changed is not merged). A module counts
+as changed when the version counter of one of its buffers moved (an in-place update: BatchNorm's
+``num_batches_tracked``, a quantizer's ``fill_``); the first step checks that the buffers of every
+other module kept their values. One-pass steps after the first (so checked) run on a second replica
+whose buffers are the model's own (``InPlaceRunner``), when every module with buffers has a merge
+rule: the pass leaves in them what the merge would, with no copies. BatchNorm normalises each shard
+with its own statistics (ghost batch norm). Work that depends on the parameters alone is done once per
+step: a module whose ``prepares_steps`` is true has ``prepare_step()`` called on the model, without
 gradients, before the shards, and its replicas have ``prepared_step = True``: they read what it
 prepared from their buffers, and the parameters its ``prepared_parameters()`` pairs with buffers
-(``[(parameter, buffer)]``) are given those buffers' values instead of their own (QAT
-quantizes its kernels and biases this way: replicas compute with the quantized values, and the
-gradients of the kernels and biases are the straight-through ones).
+(``[(parameter, buffer)]``) are given those buffers' values instead of their own (QAT quantizes its
+kernels and biases this way: replicas compute with the quantized values, and the gradients of the
+kernels and biases are the straight-through ones).
 A model with dropout runs its shards one after another in this process, since its random draws come
 from torch's global generator. Inference (``inference``) spreads chunks over threads: without
 gradients, they hold the interpreter lock less.
@@ -62,6 +64,7 @@ from microai.train.lift import lift_to_2d, to_model_shape
 from microai.train.memory import keep_freed_memory
 from microai.train.native import kernel_threads, use_native_kernels
 from microai.train.shard import (
+    InPlaceRunner,
     Replica,
     Shard,
     ShardingError,
@@ -69,6 +72,7 @@ from microai.train.shard import (
     ShardRunner,
     copy_all,
     examples_independent,
+    share_buffers,
 )
 from microai.train.workers import WorkerPool, workers_available
 
@@ -204,6 +208,9 @@ class ShardedStep:
         self.threads = 1 if _has_dropout(model) or not workers_available() else max(1, min(threads, shards))
         #: whether the replica can compute the shards of a step in one pass (see ShardRunner.run_together)
         self.together = examples_independent(replica.module)
+        #: one-pass steps so far, and the runner of those after the first (None: not made yet)
+        self.passes = 0
+        self.in_place: InPlaceRunner | None = None
         #: with workers, whether they or one pass compute such steps faster
         self.trial = ScheduleTrial()
         self.workers: WorkerPool | None = None
@@ -219,13 +226,16 @@ class ShardedStep:
         return {params[id(p)]: buffers[id(b)] for name in self.preparing
                 for p, b in getattr(self.model.get_submodule(name), "prepared_parameters", list)()}
 
-    def _replica(self, module: nn.Module) -> Replica:
+    def _replica(self, module: nn.Module, sharing: bool = False) -> Replica:
+        """``module`` (a copy of the model) made a replica; ``sharing``: with the model's buffers."""
         module.train()
         for name in self.preparing:
             module.get_submodule(name).prepared_step = True
         if self.channels_last:
             module.to(memory_format=torch.channels_last)
         use_native_kernels(module)
+        if sharing:
+            share_buffers(module, self.model)
         params, buffers = dict(module.named_parameters()), dict(module.named_buffers())
         params = [params[name] for name, _ in self.model.named_parameters()]
         shaped = [to_model_shape(p, q) for p, q in zip(params, self.params, strict=True)]
@@ -294,18 +304,34 @@ class ShardedStep:
         """All shards in one pass of this process's replica, as one result (None, and never again, when
         the pass cannot keep the shards' gradients apart: a layer called twice...). The pass leaves in
         the replica's buffers what merging the shards' buffers would (see ShardRunner.run_together):
-        they are copied into the model's, and the result has nothing left to merge."""
+        they are copied into the model's, and the result has nothing left to merge. After a first pass
+        so checked, a replica that shares the model's buffers runs the next ones, when every buffer
+        that changes has a merge rule (the pass writes them in place)."""
         stash = self._stash(0)
+        runner = self.runner if self.passes == 0 or self.unmerged else self._in_place_runner()
         with single_threaded_kernels():
-            outcome = self.runner.run_together(self.steps, shards, x, loss_fn, stash)
+            outcome = runner.run_together(self.steps, shards, x, loss_fn, stash)
         if outcome is None:
+            if runner is self.in_place:  # its pass wrote into the model's buffers: the step cannot be redone
+                raise ShardingError("a one-pass step could not keep its shards apart after an earlier one "
+                                    "could (a layer ran twice, or on PyTorch's kernels)")
             self.together = False
             return None
+        self.passes += 1
         loss, logits, grads, changed = outcome
         self._check_unmerged(frozenset(changed), [stash])
         with torch.no_grad():
             copy_all([self.buffers[i] for i in changed], [stash[i] for i in changed])
         return [ShardResult(loss, logits, grads, self.buffers, frozenset())]
+
+    def _in_place_runner(self) -> InPlaceRunner:
+        """The runner of one-pass steps on a replica with the model's buffers (made at the first call)."""
+        if self.in_place is None:
+            lifted = lift_to_2d(self.model)
+            replica = self._replica(copy.deepcopy(self.model) if lifted is None else lifted, sharing=True)
+            self.in_place = InPlaceRunner(replica, self.params, self.buffers, [], self.buffer_names,
+                                          self._prepared_parameters())
+        return self.in_place
 
     def _run(self, shard: Shard, x: torch.Tensor, loss_fn: Callable[..., torch.Tensor]) -> ShardResult:
         """A shard computed in this process."""
