@@ -172,3 +172,21 @@ def test_mixup_is_a_convex_combination(seed: int, alpha: float, n: int) -> None:
     logits = torch.randn(n, 3, generator=g)
     ce = torch.nn.functional.cross_entropy
     assert torch.allclose(mixed_cross_entropy(logits, y, y, lam), ce(logits, y))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 40), scale=st.sampled_from([1.0, 30.0, 300.0]))
+def test_without_mixup_one_cross_entropy_gives_the_bits_of_the_mixed_loss(seed: int, n: int,
+                                                                          scale: float) -> None:
+    """The training loop without mixup computes ``cross_entropy`` alone, not ``1 * ce + 0 * ce``: the same
+    loss and gradient bits, signs of zeros included (large logits give softmax values of exactly 0 and 1)."""
+    g = torch.Generator().manual_seed(seed)
+    logits, y = torch.randn(n, 5, generator=g) * scale, torch.randint(0, 5, (n,), generator=g)
+    results = []
+    ce = torch.nn.functional.cross_entropy
+    for loss_fn in (lambda z: mixed_cross_entropy(z, y, y, 1.0), lambda z: ce(z, y)):
+        z = logits.clone().requires_grad_()
+        loss = loss_fn(z) * 0.5
+        loss.backward()
+        results.append((loss.detach().view(torch.int32), z.grad.view(torch.int32)))
+    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))

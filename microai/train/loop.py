@@ -141,9 +141,11 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, val: tuple[torch.
                 xb, yb = x[idx], y[idx]
                 if cfg.mixup_alpha > 0:
                     xb, ya, yb2, lam = mix_batch(xb, yb, cfg.mixup_alpha, rng)
-                else:
+                    targets, loss_fn = (ya, yb2), partial(mixed_cross_entropy, lam=lam)
+                else:  # one cross entropy, not two weighted 1 and 0: the same bits, in fewer operations
                     ya, yb2, lam = yb, yb, 1.0
-                loss, logits = sharded.step(xb, (ya, yb2), partial(mixed_cross_entropy, lam=lam))
+                    targets, loss_fn = (yb,), F.cross_entropy
+                loss, logits = sharded.step(xb, targets, loss_fn)
                 if not math.isfinite(loss.item()):
                     raise TrainingError(f"training diverged: loss {loss.item()} at epoch {epoch}, "
                                         f"batch {batch} (lr {lr}); lower the learning rate")
