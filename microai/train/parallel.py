@@ -227,7 +227,8 @@ class ShardedStep:
                 for p, b in getattr(self.model.get_submodule(name), "prepared_parameters", list)()}
 
     def _replica(self, module: nn.Module, sharing: bool = False) -> Replica:
-        """``module`` (a copy of the model) made a replica; ``sharing``: with the model's buffers."""
+        """``module`` (a copy of the model) made a replica; ``sharing``: with the model's buffers (then none
+        is listed in the replica's: there is nothing to give it at a step)."""
         module.train()
         for name in self.preparing:
             module.get_submodule(name).prepared_step = True
@@ -239,7 +240,8 @@ class ShardedStep:
         params, buffers = dict(module.named_parameters()), dict(module.named_buffers())
         params = [params[name] for name, _ in self.model.named_parameters()]
         shaped = [to_model_shape(p, q) for p, q in zip(params, self.params, strict=True)]
-        return Replica(module, params, shaped, [buffers[name] for name in self.buffer_names])
+        listed = [] if sharing else [buffers[name] for name in self.buffer_names]
+        return Replica(module, params, shaped, listed)
 
     def __enter__(self) -> ShardedStep:
         return self

@@ -167,14 +167,11 @@ class InPlaceRunner(ShardRunner):
     def run(self, *args: object) -> Outcome:
         raise TypeError("InPlaceRunner computes whole steps in one pass only (run_together)")
 
-    def _start(self, step: int) -> list[int]:
-        replica = self.replica
-        if replica.step != step:
-            copy_all(replica.shaped, self.param_values)
-            replica.step = step
-        for p in replica.params:
-            p.grad = None
-        return []
+    def _sync(self, step: int) -> None:
+        """Give the replica the step's parameters (its buffers are the model's, and it lists none)."""
+        if self.replica.step != step:
+            copy_all(self.replica.shaped, self.param_values)
+            self.replica.step = step
 
     def _keep_changed(self, step: int, versions: list[int], stash: list[torch.Tensor]) -> list[int]:
         return []
