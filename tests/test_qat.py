@@ -123,6 +123,32 @@ def test_export_reproduces_the_qat_model_exactly(name, shape, options, width, ro
         assert len(fracs) == 1
 
 
+class _ReluForms(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c, self.d = (nn.Conv1d(3, 3, 3, padding=1) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.a(x))
+        x = self.b(x).relu()
+        y = self.c(x)
+        x = torch.relu(y) + y  # the layer's output is read by more than its ReLU
+        return nn.functional.max_pool1d(self.d(x), 2)
+
+
+def test_a_relu_that_alone_reads_a_layer_is_folded_into_it() -> None:
+    """In its module, function and method spellings; the eval-mode model still equals its export."""
+    model = _ReluForms().eval()
+    qat = prepare_qat(model, 8)
+    layers = [qat.network.get_submodule(f"qat_{name}") for name in "abcd"]
+    assert [layer.relu for layer in layers] == [True, True, False, False]
+    relus = [n for n in qat.network.graph.nodes if n.target in (F.relu, torch.relu, "relu")]
+    assert len(relus) == 1
+    calibrate(qat, data((3, 16)), seed=0)
+    _, expected, got = qat_outputs_and_reference(qat, (3, 16), 8, data((3, 16), 16, seed=1, scale=3.0))
+    assert np.array_equal(got, expected)
+
+
 def test_formats_follow_the_paper_formula_and_freeze_in_eval() -> None:
     shape = (9, 32)
     qat = prepare_qat(trained_like("resnetv1-6", shape), 8)

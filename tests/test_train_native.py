@@ -8,6 +8,7 @@ import ctypes
 import math
 import platform
 import subprocess
+from unittest import mock
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from microai.quant import qat_modules
 from microai.quant.qat_modules import _quantize_torch_
 from microai.train.native import (
     NativeConv2d,
@@ -27,7 +29,7 @@ from microai.train.native import (
 )
 from microai.train.native import library as native_library
 from microai.train.native import ops as native_ops
-from microai.train.native.quantize import max_abs_slices, quantize_slices_
+from microai.train.native.quantize import max_abs_slices, observe_quantize_, quantize_slices_
 
 
 def _relative_error(a: torch.Tensor, reference: torch.Tensor) -> float:
@@ -369,6 +371,39 @@ def test_native_fake_quantization_gives_the_bits_of_pytorchs_operations(case: tu
     for (start, stop), frac, clamp in zip(bounds, fracs, saturate, strict=True):
         _quantize_torch_(expected[start:stop], frac, width, rounding, clamp)
     assert torch.equal(native.view(torch.int32), expected.view(torch.int32))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_slices(), st.data(), st.sampled_from(["trunc", "nearest", "floor", "half_up"]),
+       st.sampled_from([2, 4, 8, 16]), st.booleans(), st.booleans())
+def test_a_native_observing_quantizer_gives_the_bits_of_its_python_operations(
+        case: tuple, data: st.DataObject, rounding: str, width: int, relu: bool, measured: bool) -> None:
+    """Ranges (each slice's max|x| or a moving average of it), formats, saturation, rounding and ReLU in one
+    call: +-0, subnormals, infinities and NaN included. A range the Python operations refuse (not finite) or
+    a format beyond the kernel's is left to them, with the tensor untouched."""
+    x, bounds = case
+    bounds = tuple(bounds)
+    previous = data.draw(st.none() | st.sampled_from([0.0, 1e-45, 1.0, float("inf")])
+                         | st.floats(0, 2.0 ** 100, width=32))  # a range of float32 values
+    momentum = data.draw(st.sampled_from([0.9, 0.0, 1.0]) | st.floats(0, 1))
+    peaks = None if measured else native_ops.Peaks(bounds, tuple(max_abs_slices(x, bounds)))
+    native = x.clone()
+    given = None if peaks is None else peaks.values
+    done = observe_quantize_(native, bounds, given, previous, momentum, width, rounding, relu)
+    python = x.clone()
+    with mock.patch.object(qat_modules, "observe_quantize_", lambda *args: None):
+        try:
+            expected = qat_modules._observe_slices_(python, bounds, peaks, previous, momentum, width,
+                                                    rounding, relu)
+        except ValueError:  # a range that is not finite
+            expected = None
+    if done is None:
+        assert torch.equal(native.view(torch.int32), x.view(torch.int32))
+        assert expected is None or any(abs(f) > 126 for f in expected[1])
+    else:
+        assert expected is not None and done[1] == expected[1]
+        assert [str(r) for r in done[0]] == [str(float(r)) for r in expected[0]]
+        assert torch.equal(native.view(torch.int32), python.view(torch.int32))
 
 
 @settings(max_examples=100, deadline=None)

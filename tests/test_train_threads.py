@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from microai.models import build_model
+from microai.quant.qat import _Rewriter as qat_rewriter
 from microai.quant.qat import calibrate, prepare_qat, train_qat
 from microai.quant.qat_modules import QuantLayer
 from microai.train import TrainConfig, parallel, predict, train
@@ -385,6 +386,43 @@ def test_qat_in_one_pass_gives_the_bits_of_the_shards_one_by_one(shape: tuple, s
     apart = trained(False)
     assert one_pass[0] == apart[0]
     assert all(torch.equal(a, b) for a, b in zip(one_pass[1], apart[1], strict=True))
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["one pass", "shard by shard"])
+@pytest.mark.parametrize(("model", "shape", "relus"), [("resnetv1-6", SHAPE, 2), ("resnetv1-6", (3, 16, 16), 2),
+                                                       ("mlp", (4, 10), 2)])
+def test_a_relu_folded_into_its_layer_gives_the_bits_of_a_relu_after_it(
+        model: str, shape: tuple, relus: int, together: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The layer's quantizer rectifies its output and the native layer takes the ReLU's gradient: the bits of
+    the ReLU as a module of its own, outputs and trained state alike."""
+    x, y = (torch.from_numpy(a) for a in _data(48, shape=shape))
+
+    def trained(fold: bool) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+        torch.manual_seed(0)
+        with monkeypatch.context() as patch:
+            if not fold:
+                patch.setattr(qat_rewriter, "_is_relu", lambda self, n: False)
+            qat = prepare_qat(build_model(model, shape, 6, 8), 8)
+        assert sum(m.relu for m in qat.modules() if isinstance(m, QuantLayer)) == (relus if fold else 0)
+        calibrate(qat, x.numpy(), seed=0)
+        qat.train()
+        optimizer = torch.optim.SGD(qat.parameters(), lr=0.05, momentum=0.9)
+        outputs = []
+        with ShardedStep(qat, 2, 1) as step:
+            step.together = step.together and together
+            for i in range(3):
+                batch = x.clone()
+                batch[:24] *= 4.0 ** i
+                loss, logits = step.step(batch, (y,), nn.functional.cross_entropy)
+                optimizer.step()
+                outputs += [loss, logits]
+        return qat.state_dict(), outputs
+
+    (folded, folded_outputs), (apart, apart_outputs) = trained(True), trained(False)
+    assert folded.keys() == apart.keys()  # (the state's bytes differ: the modules' metadata lists the ReLUs)
+    assert all(torch.equal(folded[k].reshape(-1).view(torch.uint8), apart[k].reshape(-1).view(torch.uint8))
+               for k in folded)
+    assert all(torch.equal(a, b) for a, b in zip(folded_outputs, apart_outputs, strict=True))
 
 
 def test_a_one_pass_step_that_cannot_keep_its_shards_apart_after_the_first_is_an_error(

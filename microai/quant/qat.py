@@ -238,6 +238,19 @@ class _Rewriter:
             return n.target in _PASS_FUNCTIONS
         return n.op == "call_method" and n.target in _PASS_METHODS
 
+    def _is_relu(self, n: fx.Node) -> bool:
+        if n.op == "call_module":
+            return type(self.modules[n.target]) is nn.ReLU
+        return (n.op == "call_function" and n.target in (F.relu, torch.relu)) or (n.op == "call_method"
+                                                                                 and n.target == "relu")
+
+    def _layer_read_only_by(self, arg: Any, user: fx.Node) -> QuantLayer | None:
+        """The QuantLayer that computes ``arg`` when ``user`` is all that reads it."""
+        if not isinstance(arg, fx.Node) or arg.op != "call_module" or list(arg.users) != [user]:
+            return None
+        module = self.gm.get_submodule(arg.target)
+        return module if isinstance(module, QuantLayer) and not module.relu else None
+
     def _quantizer(self, rounding: str, observe: str, in_place: bool = False) -> FakeQuantizer:
         slot = self.slots
         self.slots += 1
@@ -294,6 +307,10 @@ class _Rewriter:
                 # the sum is read by its quantizer only (_quantize_after), which can round it in place
                 quantizer = self._quantizer(shift_rounding, "ema", in_place=True)
                 self._quantize_after(n, f"qat_{n.name}", quantizer)
+            elif self._is_relu(n) and (layer := self._layer_read_only_by(n.args[0], n)) is not None:
+                layer.relu = True  # the ReLU after its quantizer (see QuantLayer)
+                n.replace_all_uses_with(n.args[0])
+                self.gm.graph.erase_node(n)
             elif self._is_pass_through(n):
                 self.frac_of[n.name] = self._source(n, n.args[0])
             elif is_shape_query(n, self.frac_of):

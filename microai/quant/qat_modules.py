@@ -27,11 +27,12 @@ from torch import nn
 
 from microai.graph.ir import QFormat
 from microai.quant.formats import check_width, frac_bits_for
-from microai.train.native import Peaks, ShardPass, current_pass, layer_forward
+from microai.train.native import Peaks, current_pass, layer_forward
 from microai.train.native.quantize import (
     ROUNDING_CODES,
     in_native_layout,
     max_abs_slices,
+    observe_quantize_,
     quantize_slices_,
     whole,
 )
@@ -141,6 +142,35 @@ def _quantize_slices_(t: torch.Tensor, bounds: Sequence[tuple[int, int]], fracs:
     return t
 
 
+def _averaged(previous: float, current: float, momentum: float) -> float:
+    """The moving average of a range after a tensor of ``max|x|`` = ``current``."""
+    return momentum * previous + (1.0 - momentum) * current
+
+
+def _observe_slices_(t: torch.Tensor, bounds: Sequence[tuple[int, int]], peaks: Peaks | None,
+                     previous: float | None, momentum: float, width: int, rounding: str,
+                     relu: bool = False) -> tuple[list[float], tuple[int, ...]]:
+    """Each slice ``t[start:stop]`` quantized in place in the format of its range, and rectified with
+    ``relu``; returns (ranges, fracs). A slice's range is its ``max|x|`` (the ``peaks`` of these slices, if
+    given), or with ``previous`` the moving average :func:`_averaged` of ``previous`` and it; it saturates
+    where its ``max|x|`` can reach the limits. In one native call where it applies
+    (:func:`observe_quantize_`), else by the same operations in Python (which also reject a range that is
+    not finite)."""
+    if rounding in ROUNDING_CODES and in_native_layout(t):
+        given = peaks.values if peaks is not None and peaks.bounds == bounds else None
+        done = observe_quantize_(t, bounds, given, previous, momentum, width, rounding, relu)
+        if done is not None:
+            return done
+    found = _max_abs_slices(t, bounds, peaks)
+    ranges = found if previous is None else [_averaged(previous, m, momentum) for m in found]
+    fracs = tuple(frac_bits_for(r, width) for r in ranges)
+    clamps = [_may_saturate(m, 2.0 ** f, width) for m, f in zip(found, fracs, strict=True)]
+    _quantize_slices_(t, bounds, fracs, clamps, width, rounding)
+    if relu:
+        torch.relu_(t)
+    return ranges, fracs
+
+
 def fake_quantize(x: torch.Tensor, frac: int, width: int, rounding: str, saturate: bool = True,
                   in_place: bool = False, max_abs: float | None = None) -> torch.Tensor:
     """``sat_w(round(x * 2**frac)) * 2**-frac`` in a new tensor (``in_place``: in ``x``); straight-through
@@ -215,7 +245,7 @@ class FakeQuantizer(nn.Module):
         """The range after a tensor of ``max|x|`` = ``current``, from the range ``previous``."""
         if self.observe == "exact" or first:
             return current
-        return self.momentum * previous + (1.0 - self.momentum) * current
+        return _averaged(previous, current, self.momentum)
 
     def _keep_range(self, value: float, first: bool) -> int:
         """Store the range ``value`` (``first``: the quantizer had observed nothing); return its format's
@@ -261,52 +291,69 @@ class FakeQuantizer(nn.Module):
         (not per network: the group's shared range would follow the order of the shards)."""
         return self.group_ranges is None
 
-    def forward(self, x: torch.Tensor, peaks: Peaks | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, peaks: Peaks | None = None, relu: bool = False) -> torch.Tensor:
         """``peaks``: ``max|x|`` per shard, as the native layer that computed ``x`` measured it (see
-        ``microai.train.native.Peaks``), if it did."""
-        if not self.training:
-            return fake_quantize(x, int(self.frac), self.width, self.rounding, in_place=self.in_place)
-        if self.per_shard and (shards := current_pass()) is not None:
-            return self._forward_shards(x, shards, peaks)
-        current = self.max_abs(x, peaks)
-        return fake_quantize(x, self.observe_max(current), self.width, self.rounding, in_place=self.in_place,
-                             max_abs=current)
-
-    def _forward_shards(self, x: torch.Tensor, shards: ShardPass, peaks: Peaks | None) -> torch.Tensor:
-        """Training in a shard pass: each shard's slice of ``x`` quantized in the format its own ``max|x|``
-        gives, as that shard would be alone; the quantizer keeps the largest of the shards' ranges, as
-        :meth:`merge_shard_buffers` would, and records the shards' formats in the pass for the layers
-        that read them."""
-        buffers = self._buffers
-        previous, first = buffers["range"].item(), not buffers["observed"].item()
+        ``microai.train.native.Peaks``), if it did. ``relu``: that layer takes the gradient of a ReLU after
+        this quantizer from ``x`` as it will be (``Peaks.relu_after``): the quantizer rectifies ``x`` too,
+        in place (an ``in_place`` quantizer only)."""
+        if relu and not self.in_place:
+            raise ValueError("only an in_place quantizer rectifies its input")
         y = x if self.in_place else x.clone()
-        values = y.detach()
-        found = _max_abs_slices(values, shards.bounds, peaks)
-        ranges = [self._next_range(m, previous, first) for m in found]
-        fracs = [frac_bits_for(r, self.width) for r in ranges]
-        clamps = [_may_saturate(m, 2.0 ** f, self.width) for m, f in zip(found, fracs, strict=True)]
-        _quantize_slices_(values, shards.bounds, fracs, clamps, self.width, self.rounding)
-        self._keep_range(max(ranges), first)
-        shards.formats[id(buffers["frac"])] = tuple(fracs)
+        # written through an alias autograd does not follow: y's gradient is the identity (straight through);
+        # with relu, the layer saved y for the ReLU's gradient, which must read the values written here
+        values = y.data if relu else y.detach()
+        if not self.training:
+            _quantize_(values, int(self.frac), self.width, self.rounding, True)
+        elif self.per_shard:
+            self._observe_slices(values, peaks, relu)
+            return y
+        else:
+            current = self.max_abs(values, peaks)
+            _quantize_(values, self.observe_max(current), self.width, self.rounding, True, current)
+        if relu:
+            torch.relu_(values)
         return y
+
+    def _observe_slices(self, values: torch.Tensor, peaks: Peaks | None, relu: bool) -> None:
+        """Training, per layer: each shard's slice of ``values`` (the whole tensor outside a shard pass)
+        quantized in place in the format its own ``max|x|`` gives, as that shard would be alone, and
+        rectified with ``relu``; the quantizer keeps the largest of the shards' ranges, as
+        :meth:`merge_shard_buffers` would, and records the shards' formats in the pass for the layers that
+        read them."""
+        buffers = self._buffers
+        shards = current_pass()
+        first = not buffers["observed"].item()
+        previous = None if first or self.observe == "exact" else buffers["range"].item()
+        ranges, fracs = _observe_slices_(values, whole(values) if shards is None else shards.bounds, peaks,
+                                         previous, self.momentum, self.width, self.rounding, relu)
+        self._keep_range(max(ranges), first)
+        if shards is not None:
+            shards.formats[id(buffers["frac"])] = fracs
 
     def extra_repr(self) -> str:
         return f"width={self.width}, rounding={self.rounding}, observe={self.observe}, frac={int(self.frac)}"
 
 
 class QuantLayer(nn.Module):
-    """A Conv1d/Conv2d/Linear with fake-quantized kernel, bias and output.
+    """A Conv1d/Conv2d/Linear with fake-quantized kernel, bias and output, and with ``relu`` the ReLU after
+    its output's quantizer (``prepare_qat`` folds it in when nothing else reads the quantized output).
 
     ``forward(x, input_frac)``: ``x`` is already fake-quantized in the format with ``input_frac``
     fractional bits (the producer's quantizer); it fixes the accumulator format
     ``n_acc = input_frac + kernel frac`` the bias is aligned to.
+
+    Why fold the ReLU: on a native layer, the output quantizer rectifies as it writes its values and the
+    layer's backward pass takes the ReLU's gradient, instead of a module, an operation and an autograd
+    node more (the ReLU of the integer graph is folded into its layer too).
     """
 
     lifts_to_2d = True  # microai.train.lift: ``layer`` may be a lifted Conv1d (any conv runs _conv_forward)
 
     def __init__(self, layer: nn.Module, kernel: FakeQuantizer, bias: FakeQuantizer, output: FakeQuantizer,
-                 shift_rounding: str) -> None:
+                 shift_rounding: str, relu: bool = False) -> None:
         super().__init__()
+        if relu and not output.in_place:
+            raise ValueError("a QuantLayer with relu needs an in_place output quantizer")
         if not isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
             raise TypeError(f"QuantLayer wraps Conv1d, Conv2d or Linear, not {type(layer).__name__}")
         self.layer = layer
@@ -314,6 +361,7 @@ class QuantLayer(nn.Module):
         self.bias_q = bias
         self.output_q = output
         self.shift_rounding = shift_rounding
+        self.relu = relu
         # Kernel and bias fake-quantized once per sharded training step (prepare_step), for the shards
         # to read instead of quantizing them again (derived values: not saved).
         self.register_buffer("kernel_values", torch.zeros_like(layer.weight), persistent=False)
@@ -372,9 +420,11 @@ class QuantLayer(nn.Module):
         else:  # each shard's bias aligned to its accumulator, the gradient to b (straight through)
             with torch.no_grad():
                 shard_bias = torch.stack([self._aligned(b, bias_frac, f + kernel_frac) for f in input_fracs])
-        peaks = Peaks()
+        peaks = Peaks(relu_after=self.relu)
         y = layer_forward(layer, x, w, b, shard_bias, peaks)
-        y = modules["output_q"](y, peaks)
+        y = modules["output_q"](y, peaks, relu=peaks.relu_taken)
+        if self.relu and not peaks.relu_taken:  # PyTorch's layer
+            y = torch.relu(y)
         return y if y.dtype == torch.float32 else y.float()
 
     def _aligned(self, b: torch.Tensor, bias_frac: int, n_acc: int, in_place: bool = False) -> torch.Tensor:
@@ -427,14 +477,13 @@ class StepValues:
         flat, parts, bounds = self._flat_like(values)
         with torch.no_grad():
             torch._foreach_copy_(parts, sources)
-            max_abs = _max_abs_slices(flat, bounds)
-            fracs = [frac_bits_for(m, q.width) for m, q in zip(max_abs, self.quantizers, strict=True)]
+            ranges, fracs = [], []
             for width, rounding, first, stop in self.groups:
-                clamps = [_may_saturate(m, 2.0 ** f, width)
-                          for m, f in zip(max_abs[first:stop], fracs[first:stop], strict=True)]
-                _quantize_slices_(flat, bounds[first:stop], fracs[first:stop], clamps, width, rounding)
+                found, formats = _observe_slices_(flat, bounds[first:stop], None, None, 0.0, width, rounding)
+                ranges += found
+                fracs += formats
             torch._foreach_copy_(values, parts)
-            self._keep_formats(max_abs, fracs)
+            self._keep_formats(ranges, fracs)
 
     def _flat_like(self, values: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor],
                                                               list[tuple[int, int]]]:

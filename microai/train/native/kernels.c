@@ -824,16 +824,21 @@ void max_abs_slices(const float *x, int64_t row, const int *edges, int shards, d
 
 /* Rounding of x * scale to an integer (a float), for the roundings of microai.quant.qat_modules:
  * 0 trunc, 1 nearest (half away from zero), 2 floor, 3 half_up. Each is the same float operations as
- * there (x * scale is exact: scale is a power of two). */
+ * there (x * scale is exact: scale is a power of two); relu: then PyTorch's relu (-0 and NaN kept). */
 #define QUANTIZE(ROUND)                                                                                  \
     for (int64_t i = 0; i < n; i++) {                                                                    \
         const float v = x[i] * scale;                                                                    \
         float r = ROUND;                                                                                 \
-        if (clamp) r = r < lo ? lo : r > hi ? hi : r;                                                    \
-        x[i] = r * inverse;                                                                              \
+        if (clamp) {                                                                                     \
+            r = r < lo ? lo : r;                                                                         \
+            r = r > hi ? hi : r;                                                                         \
+        }                                                                                                \
+        r *= inverse;                                                                                    \
+        x[i] = relu && r < 0 ? 0.0f : r;                                                                 \
     }
 
-static void quantize(float *x, int64_t n, float scale, float inverse, int clamp, float lo, float hi, int rounding) {
+static void quantize(float *x, int64_t n, float scale, float inverse, int clamp, float lo, float hi, int rounding,
+                     int relu) {
     switch (rounding) {
     case 0: QUANTIZE(truncf(v)) break;
     case 1: QUANTIZE(copysignf(floorf(fabsf(v) + 0.5f), v)) break;
@@ -849,18 +854,58 @@ typedef struct {
     const float *scale, *inverse;
     const uint8_t *clamp;
     float lo, hi;
-    int rounding;
+    int rounding, relu;
 } quantize_job;
 
 static void quantize_task(void *context, int s) {
     const quantize_job *j = context;
-    quantize(SLICE(j, s), j->scale[s], j->inverse[s], j->clamp[s], j->lo, j->hi, j->rounding);
+    quantize(SLICE(j, s), j->scale[s], j->inverse[s], j->clamp[s], j->lo, j->hi, j->rounding, j->relu);
 }
 
 /* Slice s of x set to round(x * scale[s]) (saturated to [lo, hi] where clamp[s]) * inverse[s], in place (the
  * slices side by side with kernel threads) */
 void quantize_slices(float *x, int64_t row, const int *edges, int shards, const float *scale, const float *inverse,
                      const uint8_t *clamp, float lo, float hi, int rounding) {
-    quantize_job job = {x, row, edges, scale, inverse, clamp, lo, hi, rounding};
+    quantize_job job = {x, row, edges, scale, inverse, clamp, lo, hi, rounding, 0};
     run_tasks(quantize_task, &job, shards, 4.0 * edges[shards] * row);
+}
+
+#define MAX_EXACT_FRAC 126 /* largest |frac| whose 2^frac and 2^-frac are both normal float32 numbers */
+
+/* An observing fake quantizer of microai.quant.qat_modules (FakeQuantizer in training, per layer) over the
+ * slices of x, each as its own batch: peak[s] = max|slice s| (read from peaks, or measured here when peaks
+ * is NULL); range[s] = peak[s], or with average set keep * previous + take * peak[s] (each product rounded
+ * on its own, as in Python: no FMA); frac[s] = width - 1 - e for range[s] = f * 2^e, 0.5 <= f < 1 (e = 0 for
+ * 0: frac_bits_for); then slice s quantized as quantize_slices does with 2^frac[s], saturated only when
+ * peak[s] * 2^frac[s] can pass hi (_may_saturate), and rectified when relu. Writes ranges[s] and fracs[s].
+ * Returns 0; 1 without changing x when a range is not a finite number >= 0 or a |frac| exceeds
+ * MAX_EXACT_FRAC (the caller's own operations handle those). */
+int observe_quantize(float *x, int64_t row, const int *edges, int shards, const double *peaks, int average,
+                     double previous, double keep, double take, int width, int rounding, int relu, double *ranges,
+                     int *fracs) {
+    double measured[shards];
+    if (!peaks) {
+        max_abs_slices(x, row, edges, shards, measured);
+        peaks = measured;
+    }
+    const double limit = ldexp(1.0, width - 1) - 1;
+    float scale[shards], inverse[shards];
+    uint8_t clamp[shards];
+    for (int s = 0; s < shards; s++) {
+        volatile double kept = keep * previous, taken = take * peaks[s]; /* rounded apart: no contraction */
+        const double range = average ? kept + taken : peaks[s];
+        if (!(range >= 0) || isinf(range)) return 1;
+        int e;
+        frexp(range, &e);
+        const int frac = width - 1 - e;
+        if (frac > MAX_EXACT_FRAC || frac < -MAX_EXACT_FRAC) return 1;
+        ranges[s] = range;
+        fracs[s] = frac;
+        scale[s] = ldexpf(1.0f, frac);
+        inverse[s] = ldexpf(1.0f, -frac);
+        clamp[s] = !(ldexp(peaks[s], frac) <= limit);
+    }
+    quantize_job job = {x, row, edges, scale, inverse, clamp, (float)-(limit + 1), (float)limit, rounding, relu};
+    run_tasks(quantize_task, &job, shards, 4.0 * edges[shards] * row);
+    return 0;
 }

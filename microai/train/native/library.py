@@ -31,7 +31,7 @@ HEADERS = (HERE / "pool.h",)
 FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-fno-trapping-math", "-std=c11", "-shared", "-fPIC",
          "-pthread")
 
-_P, _I, _L, _F = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
+_P, _I, _L, _F, _D = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float, ctypes.c_double
 #: argument types of the functions
 _SIGNATURES = {
     "conv_forward": [_P, _I, _I, _I, _P, _L, _L, _L, _L, _I, _P, _I, _P, _I, _I, _I, _I, _I, _P, _I, _I, _P],
@@ -40,12 +40,13 @@ _SIGNATURES = {
     "max_pool_backward": [_P, _P, _I, _I, _I, _I, _I, _I, _P],
     "max_abs_slices": [_P, _L, _P, _I, _P],
     "quantize_slices": [_P, _L, _P, _I, _P, _P, _P, _F, _F, _I],
+    "observe_quantize": [_P, _L, _P, _I, _P, _I, _D, _D, _D, _I, _I, _I, _P, _P],
     "set_threads": [_I],
     "kernel_threads": [],
     "shared_runs": [],
 }
 #: result types (the others return nothing): a status, the thread count, a count of calls
-_RESULTS = {"conv_forward": _I, "conv_backward_weight": _I, "kernel_threads": _I,
+_RESULTS = {"conv_forward": _I, "conv_backward_weight": _I, "observe_quantize": _I, "kernel_threads": _I,
             "shared_runs": ctypes.c_long}
 
 

@@ -50,6 +50,10 @@ class Peaks:
     #: (start, stop) of each shard in the batch (none: not measured)
     bounds: tuple[tuple[int, int], ...] = ()
     values: tuple[float, ...] = ()
+    #: asked by the caller, which rectifies ``y`` in place (unseen by autograd) before the backward pass: a
+    #: native layer then takes that ReLU's gradient from ``y`` as it is by then, and sets ``relu_taken``
+    relu_after: bool = False
+    relu_taken: bool = False
 
 
 def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ph: int, pw: int,
@@ -138,17 +142,18 @@ def _weight_grads(x: torch.Tensor, dy: torch.Tensor, weight: torch.Tensor, with_
 
 
 class _Conv2d(Function):
-    """A convolution, and with ``relu`` the ReLU that follows it; in a :func:`shard_pass`, ``shard_bias``
-    (``(shards, Co)`` values, or None) gives each shard its own bias in the forward pass, while the
-    gradient goes to ``bias`` (each shard's bias is ``bias`` rounded to that shard's format: a
-    straight-through QAT alignment)."""
+    """A convolution, and with ``relu`` the ReLU that follows it (or with ``peaks.relu_after``, the gradient
+    of a ReLU its caller applies); in a :func:`shard_pass`, ``shard_bias`` (``(shards, Co)`` values, or
+    None) gives each shard its own bias in the forward pass, while the gradient goes to ``bias`` (each
+    shard's bias is ``bias`` rounded to that shard's format: a straight-through QAT alignment)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ph: int, pw: int,
                 shard_bias: torch.Tensor | None = None, relu: bool = False,
                 peaks: Peaks | None = None) -> torch.Tensor:
         x = _nhwc(x)
-        ctx.padding, ctx.relu = (ph, pw), relu
+        relu_after = peaks is not None and peaks.relu_after
+        ctx.padding, ctx.relu = (ph, pw), relu or relu_after
         current = _PASS.get()
         if current is None:
             ctx.bounds = ((0, len(x)),)
@@ -158,7 +163,9 @@ class _Conv2d(Function):
         bias = bias if shard_bias is None else shard_bias.detach()
         y = _conv(x, weight, None if bias is None else bias.contiguous(), ph, pw, ctx.bounds, relu=relu,
                   peaks=peaks)
-        ctx.save_for_backward(x, weight, y if relu else None)
+        ctx.save_for_backward(x, weight, y if ctx.relu else None)
+        if relu_after:
+            peaks.relu_taken = True
         return y
 
     @staticmethod

@@ -1,8 +1,10 @@
 """QAT's fake quantization (``microai.quant.qat_modules``) on the native kernels: the float operations of
-``_quantize_`` and the ``max|x|`` of ``FakeQuantizer``, for every slice of a batch in one call each.
+``_quantize_`` and the ``max|x|`` of ``FakeQuantizer``, for every slice of a batch in one call each, and a
+training quantizer's whole step (measure, range, format, quantize) in one call.
 
 Why: a quantizer of a training step applies about six PyTorch operations to each shard's slice of a
-small tensor, each costing more in dispatch than in arithmetic.
+small tensor, each costing more in dispatch than in arithmetic; and for the ten or so quantizers of a
+step, the Python arithmetic of ranges and formats costs more than the kernel.
 """
 
 from __future__ import annotations
@@ -66,3 +68,24 @@ def _factors(fracs: tuple[int, ...],
     count = len(fracs)
     return ((ctypes.c_float * count)(*(2.0 ** f for f in fracs)),
             (ctypes.c_float * count)(*(2.0 ** -f for f in fracs)), (ctypes.c_uint8 * count)(*saturate))
+
+
+def observe_quantize_(t: torch.Tensor, bounds: Bounds, peaks: Sequence[float] | None, previous: float | None,
+                      momentum: float, width: int, rounding: str,
+                      relu: bool = False) -> tuple[list[float], tuple[int, ...]] | None:
+    """What a training ``FakeQuantizer`` (per layer) does to each slice ``t[start:stop]`` as its own batch, in
+    place and in one call: ``max|slice|`` (the ``peaks`` of these slices, or measured), its range (the
+    ``max`` itself, or with ``previous`` the moving average ``momentum * previous + (1 - momentum) * max``),
+    the format ``frac_bits_for(range, width)`` and the quantization in it, saturated where ``_may_saturate``;
+    ``relu``: then rectified. Returns (ranges, fracs); None, with ``t`` unchanged, when a range is not a
+    finite number >= 0 or a format is beyond the kernel's ``|frac| <= 126`` (for the caller's own operations).
+    ``t`` in the native layout."""
+    count = len(bounds)
+    ranges, fracs = (ctypes.c_double * count)(), (ctypes.c_int * count)()
+    given = None if peaks is None else (ctypes.c_double * count)(*peaks)
+    average = previous is not None
+    if library().observe_quantize(t.data_ptr(), _row(t), shard_edges(tuple(bounds)), count, given, average,
+                                  previous if average else 0.0, momentum, 1.0 - momentum, width,
+                                  ROUNDING_CODES[rounding], relu, ranges, fracs):
+        return None
+    return list(ranges), tuple(fracs)
