@@ -3,7 +3,8 @@
 ``prepare_qat`` folds BatchNorm into the preceding convolution, traces the model and inserts
 fake quantization where ``docs/arithmetic.md`` quantizes: after the network input, around every
 Conv/Linear (kernel, bias, output) and after every Add. MaxPool, AvgPool (whose division is rounded
-like the integer one), ReLU, zero padding, Flatten, Identity and Dropout keep their input's format.
+like the integer one), ReLU, zero padding, Flatten, Identity and Dropout keep their input's format; a
+ReLU that alone reads a layer's output is folded into the layer (``QuantLayer.relu``).
 It works for any model built from these operators, in their module or functional spellings.
 
 Formats follow the paper: ``m = 1 + floor(log2(max|x|))``, ``n = w - m - 1``; activation ranges are
