@@ -389,8 +389,8 @@ def test_qat_in_one_pass_gives_the_bits_of_the_shards_one_by_one(shape: tuple, s
 
 
 @pytest.mark.parametrize("together", [True, False], ids=["one pass", "shard by shard"])
-@pytest.mark.parametrize(("model", "shape", "relus"), [("resnetv1-6", SHAPE, 2), ("resnetv1-6", (3, 16, 16), 2),
-                                                       ("mlp", (4, 10), 2)])
+@pytest.mark.parametrize(("model", "shape", "relus"), [
+    ("resnetv1-6", SHAPE, 2), ("resnetv1-6", (3, 16, 16), 2), ("mlp", (4, 10), 2)])
 def test_a_relu_folded_into_its_layer_gives_the_bits_of_a_relu_after_it(
         model: str, shape: tuple, relus: int, together: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """The layer's quantizer rectifies its output and the native layer takes the ReLU's gradient: the bits of
