@@ -56,7 +56,8 @@ _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear)
 # Operators whose output keeps the input's format (zero padding included: 0 is exact in every format).
 _PASS_MODULES = (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.Flatten,
                  nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.ConstantPad1d, nn.ConstantPad2d)
-_PASS_FUNCTIONS = (F.relu, torch.relu, torch.flatten, F.dropout, F.pad, torch.squeeze, torch.reshape)
+_RELU_FUNCTIONS = (F.relu, torch.relu)
+_PASS_FUNCTIONS = (*_RELU_FUNCTIONS, torch.flatten, F.dropout, F.pad, torch.squeeze, torch.reshape)
 _PASS_METHODS = ("relu", "flatten", "view", "reshape", "squeeze")
 _ADD_FUNCTIONS = (operator.add, torch.add)
 # Average pooling: kept format, rounded division (QuantAverage). Value: the pooling's dimensions, or
@@ -242,8 +243,8 @@ class _Rewriter:
     def _is_relu(self, n: fx.Node) -> bool:
         if n.op == "call_module":
             return type(self.modules[n.target]) is nn.ReLU
-        return (n.op == "call_function" and n.target in (F.relu, torch.relu)) or (n.op == "call_method"
-                                                                                 and n.target == "relu")
+        return (n.op == "call_function" and n.target in _RELU_FUNCTIONS) or (n.op == "call_method"
+                                                                            and n.target == "relu")
 
     def _layer_read_only_by(self, arg: Any, user: fx.Node) -> QuantLayer | None:
         """The QuantLayer that computes ``arg`` when ``user`` is all that reads it."""

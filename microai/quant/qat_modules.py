@@ -236,16 +236,15 @@ class FakeQuantizer(nn.Module):
     def observe_max(self, current: float) -> int:
         """Fold ``current`` (a tensor's ``max|x|``) into the range and recompute the format; return its
         fractional bits."""
-        buffers = self._buffers  # the hot path of QAT training: not through Module.__getattr__
-        first = not buffers["observed"].item()
-        value = self._next_range(current, buffers["range"].item(), first)
-        return self._keep_range(value, first)
+        first = not self._buffers["observed"].item()  # the hot path of QAT training: not through __getattr__
+        previous = self._averaged_with(first)
+        return self._keep_range(current if previous is None else _averaged(previous, current, self.momentum),
+                                first)
 
-    def _next_range(self, current: float, previous: float, first: bool) -> float:
-        """The range after a tensor of ``max|x|`` = ``current``, from the range ``previous``."""
-        if self.observe == "exact" or first:
-            return current
-        return _averaged(previous, current, self.momentum)
+    def _averaged_with(self, first: bool) -> float | None:
+        """The range a new ``max|x|`` is averaged with (``first``: the quantizer has observed nothing); None
+        where it takes the new one as it is (exact, or nothing observed yet)."""
+        return None if first or self.observe == "exact" else self._buffers["range"].item()
 
     def _keep_range(self, value: float, first: bool) -> int:
         """Store the range ``value`` (``first``: the quantizer had observed nothing); return its format's
@@ -323,9 +322,9 @@ class FakeQuantizer(nn.Module):
         buffers = self._buffers
         shards = current_pass()
         first = not buffers["observed"].item()
-        previous = None if first or self.observe == "exact" else buffers["range"].item()
         ranges, fracs = _observe_slices_(values, whole(values) if shards is None else shards.bounds, peaks,
-                                         previous, self.momentum, self.width, self.rounding, relu)
+                                         self._averaged_with(first), self.momentum, self.width, self.rounding,
+                                         relu)
         self._keep_range(max(ranges), first)
         if shards is not None:
             shards.formats[id(buffers["frac"])] = fracs
@@ -350,10 +349,8 @@ class QuantLayer(nn.Module):
     lifts_to_2d = True  # microai.train.lift: ``layer`` may be a lifted Conv1d (any conv runs _conv_forward)
 
     def __init__(self, layer: nn.Module, kernel: FakeQuantizer, bias: FakeQuantizer, output: FakeQuantizer,
-                 shift_rounding: str, relu: bool = False) -> None:
+                 shift_rounding: str) -> None:
         super().__init__()
-        if relu and not output.in_place:
-            raise ValueError("a QuantLayer with relu needs an in_place output quantizer")
         if not isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
             raise TypeError(f"QuantLayer wraps Conv1d, Conv2d or Linear, not {type(layer).__name__}")
         self.layer = layer
@@ -361,7 +358,8 @@ class QuantLayer(nn.Module):
         self.bias_q = bias
         self.output_q = output
         self.shift_rounding = shift_rounding
-        self.relu = relu
+        #: set by prepare_qat, which folds in the ReLU that alone reads the quantized output
+        self.relu = False
         # Kernel and bias fake-quantized once per sharded training step (prepare_step), for the shards
         # to read instead of quantizing them again (derived values: not saved).
         self.register_buffer("kernel_values", torch.zeros_like(layer.weight), persistent=False)

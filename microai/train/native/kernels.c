@@ -862,12 +862,17 @@ static void quantize_task(void *context, int s) {
     quantize(SLICE(j, s), j->scale[s], j->inverse[s], j->clamp[s], j->lo, j->hi, j->rounding, j->relu);
 }
 
+static void quantize_all(float *x, int64_t row, const int *edges, int shards, const float *scale,
+                         const float *inverse, const uint8_t *clamp, float lo, float hi, int rounding, int relu) {
+    quantize_job job = {x, row, edges, scale, inverse, clamp, lo, hi, rounding, relu};
+    run_tasks(quantize_task, &job, shards, 4.0 * edges[shards] * row);
+}
+
 /* Slice s of x set to round(x * scale[s]) (saturated to [lo, hi] where clamp[s]) * inverse[s], in place (the
  * slices side by side with kernel threads) */
 void quantize_slices(float *x, int64_t row, const int *edges, int shards, const float *scale, const float *inverse,
                      const uint8_t *clamp, float lo, float hi, int rounding) {
-    quantize_job job = {x, row, edges, scale, inverse, clamp, lo, hi, rounding, 0};
-    run_tasks(quantize_task, &job, shards, 4.0 * edges[shards] * row);
+    quantize_all(x, row, edges, shards, scale, inverse, clamp, lo, hi, rounding, 0);
 }
 
 #define MAX_EXACT_FRAC 126 /* largest |frac| whose 2^frac and 2^-frac are both normal float32 numbers */
@@ -905,7 +910,6 @@ int observe_quantize(float *x, int64_t row, const int *edges, int shards, const 
         inverse[s] = ldexpf(1.0f, -frac);
         clamp[s] = !(ldexp(peaks[s], frac) <= limit);
     }
-    quantize_job job = {x, row, edges, scale, inverse, clamp, (float)-(limit + 1), (float)limit, rounding, relu};
-    run_tasks(quantize_task, &job, shards, 4.0 * edges[shards] * row);
+    quantize_all(x, row, edges, shards, scale, inverse, clamp, (float)-(limit + 1), (float)limit, rounding, relu);
     return 0;
 }
