@@ -20,6 +20,7 @@ from tqdm import tqdm
 from microai.train.config import TrainConfig
 from microai.train.mixup import mix_batch, mixed_correct, mixed_cross_entropy
 from microai.train.parallel import MIN_SHARD, ShardedStep, default_threads, inference, single_threaded_kernels
+from microai.train.twin import native_twin
 
 
 class TrainingError(RuntimeError):
@@ -59,14 +60,18 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 
 
 def _logits(model: nn.Module, x: torch.Tensor, batch_size: int, threads: int | None) -> torch.Tensor:
-    with eval_mode(model):
-        return inference(model, x, batch_size, default_threads() if threads is None else threads)
+    """On the model's native twin, whose logits are the same bits on every CPU (``microai.train.twin``)."""
+    twin = native_twin(model)
+    threads = default_threads() if threads is None else threads
+    with eval_mode(twin.module):
+        return inference(twin.module, twin.input(x), batch_size, threads)
 
 
 def predict(model: nn.Module, x: np.ndarray, batch_size: int = 512, threads: int | None = None) -> np.ndarray:
     """Logits ``(N, num_classes)`` as float32, computed in eval mode.
 
-    The same for any ``threads`` (default: torch's thread count) for a given ``batch_size``.
+    The same for any ``threads`` (default: torch's thread count) for a given ``batch_size``, and on any
+    CPU (see ``microai.train.twin``).
     """
     xt, _ = as_tensors(x, None, "predict")
     return _logits(model, xt, batch_size, threads).numpy().astype(np.float32)

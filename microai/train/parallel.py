@@ -8,21 +8,21 @@ of the model, in this process or, with ``threads`` > 1, by that many worker proc
 (``microai.train.workers``), and the gradients are summed on the model in shard order. ``threads``
 only changes how fast this goes.
 
-Models with 2D convolutions train in the channels-last memory format (about twice as fast on CPU
-for the paper's image models; like the shard count, a fixed choice). Models with 1D convolutions
-train lifted to 2D (``microai.train.lift``) in the same format, when they can be. The replicas'
-convolutions (stride 1), linear layers and max poolings run on MicroAI's own kernels
-(``microai.train.native``): on a shard's few dozen examples, PyTorch's oneDNN calls cost more in
-set-up than in arithmetic. With one thread, a replica whose every layer computes each shard as the
-shard alone would (``microai.train.shard.examples_independent``: the native layers, and the QAT
-quantizers of per-layer formats, which quantize each shard's slice in that shard's format; no batch
+Models with 2D convolutions train in the channels-last memory format (about twice as fast on CPU for the
+paper's image models; like the shard count, a fixed choice). Models with 1D convolutions train lifted to
+2D (``microai.train.lift``) in the same format, when they can be (a replica is the model's native twin,
+``microai.train.twin``). The replicas' convolutions (stride 1), linear layers and max poolings run on
+MicroAI's own kernels (``microai.train.native``): on a shard's few dozen examples, PyTorch's oneDNN
+calls cost more in set-up than in arithmetic. With one thread, a replica whose every layer computes each
+shard as the shard alone would (``microai.train.shard.examples_independent``: the native layers, and the
+QAT quantizers of per-layer formats, which quantize each shard's slice in that shard's format; no batch
 norm or dropout) computes all shards of a batch of up to ``ONE_PASS_MAX_VALUES`` input values in one
 pass, its native layers keeping each shard's kernel gradients apart: the same bits as shard by shard,
 with one pass's per-operation cost instead of one per shard. With more threads, such a replica's steps
 may still be faster in one pass, its native kernels sharing each call's work between ``threads`` threads
-(``microai.train.native.kernel_threads``: the examples of a convolution, the shards of a kernel gradient),
-than spread over the worker processes (a small batch, whose shards cost the workers more in exchanges
-and per-shard overhead than they share in arithmetic): the first steps try both schedules
+(``microai.train.native.kernel_threads``: the examples of a convolution, the shards of a kernel
+gradient), than spread over the worker processes (a small batch, whose shards cost the workers more in
+exchanges and per-shard overhead than they share in arithmetic): the first steps try both schedules
 (``ScheduleTrial``) and the faster one is kept. The bits are the same either way.
 
 State that a forward pass changes is merged the same way after every step: each shard starts from the
@@ -50,7 +50,6 @@ gradients, they hold the interpreter lock less.
 
 from __future__ import annotations
 
-import copy
 import statistics
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -60,9 +59,9 @@ from time import perf_counter
 import torch
 from torch import nn
 
-from microai.train.lift import lift_to_2d, to_model_shape
+from microai.train.lift import to_model_shape
 from microai.train.memory import keep_freed_memory
-from microai.train.native import kernel_threads, use_native_kernels
+from microai.train.native import kernel_threads
 from microai.train.shard import (
     InPlaceRunner,
     Replica,
@@ -74,6 +73,7 @@ from microai.train.shard import (
     examples_independent,
     share_buffers,
 )
+from microai.train.twin import native_twin
 from microai.train.workers import WorkerPool, workers_available
 
 __all__ = ["MIN_SHARD", "ScheduleTrial", "ShardedStep", "ShardingError", "default_threads", "inference",
@@ -188,9 +188,6 @@ class ShardedStep:
         self.params = list(model.parameters())
         self.buffers = list(model.buffers())
         self.buffer_names = [name for name, _ in model.named_buffers()]
-        lifted = lift_to_2d(model)
-        self.lifted = lifted is not None
-        self.channels_last = self.lifted or any(p.dim() == 4 for p in self.params)
         #: qualified names of the modules that prepare every step
         self.preparing = [name for name, m in model.named_modules() if getattr(m, "prepares_steps", False)]
         index = {id(b): i for i, b in enumerate(self.buffers)}
@@ -202,7 +199,9 @@ class ShardedStep:
         #: positions in self.buffers of each module's own buffers: a shard changes them together
         groups = [group for m in model.modules()
                   if (group := [index[id(b)] for b in m.buffers(recurse=False)])]
-        replica = self._replica(copy.deepcopy(model) if lifted is None else lifted)
+        twin = native_twin(model)
+        self.input = twin.input
+        replica = self._replica(twin.module)
         self.runner = ShardRunner(replica, self.params, self.buffers, groups, self.buffer_names,
                                   self._prepared_parameters())
         self.threads = 1 if _has_dropout(model) or not workers_available() else max(1, min(threads, shards))
@@ -227,14 +226,11 @@ class ShardedStep:
                 for p, b in getattr(self.model.get_submodule(name), "prepared_parameters", list)()}
 
     def _replica(self, module: nn.Module, sharing: bool = False) -> Replica:
-        """``module`` (a copy of the model) made a replica; ``sharing``: with the model's buffers (then none
-        is listed in the replica's: there is nothing to give it at a step)."""
+        """``module`` (a native twin of the model) made a replica; ``sharing``: with the model's buffers (then
+        none is listed in the replica's: there is nothing to give it at a step)."""
         module.train()
         for name in self.preparing:
             module.get_submodule(name).prepared_step = True
-        if self.channels_last:
-            module.to(memory_format=torch.channels_last)
-        use_native_kernels(module)
         if sharing:
             share_buffers(module, self.model)
         params, buffers = dict(module.named_parameters()), dict(module.named_buffers())
@@ -262,10 +258,7 @@ class ShardedStep:
         with torch.no_grad():
             for name in self.preparing:
                 self.model.get_submodule(name).prepare_step()
-        if self.lifted:
-            x = x.unsqueeze(2)
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.input(x)
         shards = [Shard(i, start, stop, [t[start:stop] for t in targets], (stop - start) / len(x))
                   for i, (start, stop) in enumerate(bounds)]
         together = self.together and len(shards) > 1 and x.numel() <= ONE_PASS_MAX_VALUES
@@ -329,8 +322,7 @@ class ShardedStep:
     def _in_place_runner(self) -> InPlaceRunner:
         """The runner of one-pass steps on a replica with the model's buffers (made at the first call)."""
         if self.in_place is None:
-            lifted = lift_to_2d(self.model)
-            replica = self._replica(copy.deepcopy(self.model) if lifted is None else lifted, sharing=True)
+            replica = self._replica(native_twin(self.model).module, sharing=True)
             self.in_place = InPlaceRunner(replica, self.params, self.buffers, [], self.buffer_names,
                                           self._prepared_parameters())
         return self.in_place
