@@ -11,12 +11,12 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from test_train import blobs
 
 from microai.models import build_model
 from microai.train import predict
 from microai.train.native import NativeConv2d, NativeLinear
 from microai.train.twin import native_twin
-from tests.test_train import blobs
 
 
 @pytest.mark.parametrize("name,shape,lifted,channels_last", [
@@ -47,7 +47,7 @@ _TRAIN_AND_VALIDATE = textwrap.dedent("""
     import torch
     from microai.models import build_model
     from microai.train import TrainConfig, predict, train
-    from tests.test_train import blobs
+    from test_train import blobs
     x, y = blobs(256, 0, (9, 128), 6)
     xv, yv = blobs(512, 1, (9, 128), 6)
     torch.manual_seed(0)
@@ -68,7 +68,7 @@ def test_a_training_log_is_the_same_bytes_whatever_the_cpus_instruction_set() ->
     PyTorch's SGD step itself gives other bits: x86-64 CPUs of the last decade all have AVX2.)"""
     runs = []
     for isa in ({}, {"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "avx2"}):
-        env = {**os.environ, "OMP_NUM_THREADS": "1", **isa}
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path), **isa}
         done = subprocess.run([sys.executable, "-c", _TRAIN_AND_VALIDATE], env=env, capture_output=True,
                               text=True, timeout=300, check=False)
         assert done.returncode == 0, done.stderr[-3000:]
